@@ -1,0 +1,3 @@
+from unetseg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Data augmentation of the paper (§3.1): elastic deformation, shifts, rotations, flips, grey values.
+
+A sample is drawn as one coordinate map into the whole slice; image (linear), labels (nearest) and
+weights (linear) are all resampled through it, so they deform identically, and scipy's 'mirror'
+mode supplies the mirrored context that valid convolutions need at the slice borders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    elastic: bool = True
+    elastic_grid: int = 3  # paper: 3x3 coarse grid
+    elastic_sigma_px: float = 10.0  # paper: 10 px standard deviation
+    rotate: bool = True
+    flip: bool = True
+    grey_value: bool = True
+    contrast_range: float = 0.2  # contrast factor drawn from 1 +- this
+    brightness_range: float = 0.1  # offset drawn from +- this (grey values in [0, 1])
+
+
+def cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+    """Keys cubic-convolution weights of the 4 neighbours at fractional offset t (torch's bicubic)."""
+    distances = np.stack([1 + t, t, 1 - t, 2 - t], axis=-1)
+    near = (a + 2) * distances**3 - (a + 3) * distances**2 + 1
+    far = a * distances**3 - 5 * a * distances**2 + 8 * a * distances - 4 * a
+    return np.where(distances <= 1, near, far)
+
+
+def bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix that upsamples a grid with bicubic interpolation, corners aligned."""
+    position = np.arange(n_out) * (n_in - 1) / max(n_out - 1, 1)
+    base = np.floor(position).astype(int)
+    weights = cubic_weights(position - base)
+    matrix = np.zeros((n_out, n_in))
+    for k in range(4):
+        np.add.at(matrix, (np.arange(n_out), np.clip(base - 1 + k, 0, n_in - 1)), weights[:, k])
+    return matrix
+
+
+def elastic_displacement(
+    rng: np.random.Generator, size: int, grid: int, sigma_px: float
+) -> np.ndarray:
+    """(2, size, size) per-pixel displacements: Gaussian vectors on a coarse grid, bicubic upsampled."""
+    coarse = rng.normal(0.0, sigma_px, (2, grid, grid))
+    upsample = bicubic_matrix(grid, size)
+    return np.einsum("ij,cjk,lk->cil", upsample, coarse, upsample)
+
+
+def sample_coordinates(
+    rng: np.random.Generator, size: int, center: tuple[float, float], config: AugmentConfig
+) -> np.ndarray:
+    """(2, size, size) source coordinates of a randomly transformed tile centred at `center`."""
+    offsets = np.mgrid[:size, :size].astype(np.float64) - (size - 1) / 2
+    if config.flip and rng.random() < 0.5:
+        offsets[1] = -offsets[1]
+    if config.rotate:
+        angle = rng.uniform(0, 2 * np.pi)
+        cos, sin = np.cos(angle), np.sin(angle)
+        offsets = np.stack(
+            [cos * offsets[0] - sin * offsets[1], sin * offsets[0] + cos * offsets[1]]
+        )
+    if config.elastic:
+        offsets += elastic_displacement(rng, size, config.elastic_grid, config.elastic_sigma_px)
+    return offsets + np.asarray(center, float)[:, None, None]
+
+
+def crop_center(array: np.ndarray, size: int) -> np.ndarray:
+    start = (array.shape[-1] - size) // 2
+    return array[..., start : start + size, start : start + size]
+
+
+def grey_value(rng: np.random.Generator, image: np.ndarray, config: AugmentConfig) -> np.ndarray:
+    contrast = rng.uniform(1 - config.contrast_range, 1 + config.contrast_range)
+    brightness = rng.uniform(-config.brightness_range, config.brightness_range)
+    mean = image.mean()
+    return ((image - mean) * contrast + mean + brightness).astype(np.float32)
+
+
+def augmented_sample(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    interior: np.ndarray,
+    weights: np.ndarray,
+    tile_in: int,
+    tile_out: int,
+    config: AugmentConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One training sample from one slice: (image tile_in², labels tile_out², weights tile_out²)."""
+    center = (rng.uniform(0, image.shape[0] - 1), rng.uniform(0, image.shape[1] - 1))
+    coordinates = sample_coordinates(rng, tile_in, center, config)
+    tile = ndimage.map_coordinates(image, coordinates, order=1, mode="mirror").astype(np.float32)
+    inner = crop_center(coordinates, tile_out)
+    target = ndimage.map_coordinates(interior, inner, order=0, mode="mirror")
+    weight = ndimage.map_coordinates(weights, inner, order=1, mode="mirror").astype(np.float32)
+    if config.grey_value:
+        tile = grey_value(rng, tile, config)
+    return tile, target.astype(np.int64), weight

@@ -1,0 +1,148 @@
+"""Array I/O shared by the stages: OME-Zarr stores, TIFF reading, and atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from unetseg.errors import UnetsegError
+
+OME_VERSION = "0.5"
+ARRAY_NAME = "0"  # the full-resolution level of an OME-Zarr multiscale group
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds.
+
+    A killed or failing writer leaves at most a `.tmp-*` sibling, never a `path` that a rerun
+    would trust.
+    """
+    final = Path(path)
+    if not final.parent.exists():
+        raise UnetsegError(f"{final.parent}: output folder does not exist")
+    if not os.access(final.parent, os.W_OK):
+        raise UnetsegError(f"{final.parent}: output folder is not writable")
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        remove_path(final)
+        os.replace(tmp, final)
+    finally:
+        remove_path(tmp)
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_json(path: str | os.PathLike, data: object) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def blosc(cname: str = "zstd", clevel: int = 5) -> BloscCodec:
+    return BloscCodec(cname=cname, clevel=clevel, shuffle="bitshuffle")
+
+
+def create_ome_zarr(
+    path: str | os.PathLike,
+    shape: tuple[int, ...],
+    dtype: np.dtype | str,
+    chunks: tuple[int, ...],
+    voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    attrs: dict | None = None,
+    compression: dict | None = None,
+    fill_value: float | int = 0,
+) -> zarr.Array:
+    """Create a Zarr v3 group with OME-NGFF 0.5 metadata (axes z, y, x) and return its array."""
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    multiscale = {
+        "name": Path(path).stem,
+        "axes": [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"],
+        "datasets": [
+            {
+                "path": ARRAY_NAME,
+                "coordinateTransformations": [{"type": "scale", "scale": list(voxel_size)}],
+            }
+        ],
+    }
+    group.attrs.update({"ome": {"version": OME_VERSION, "multiscales": [multiscale]}})
+    if attrs:
+        group.attrs.update({"unetseg": attrs})
+    chunks = tuple(min(c, s) for c, s in zip(chunks, shape, strict=True))
+    return group.create_array(
+        ARRAY_NAME,
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        compressors=blosc(**(compression or {})),
+        fill_value=fill_value,
+    )
+
+
+def open_zarr(path: str | os.PathLike, mode: str = "r") -> zarr.Array:
+    """Open the full-resolution array of an OME-Zarr group, or a bare Zarr array."""
+    path = Path(path)
+    if not path.exists():
+        raise UnetsegError(f"{path}: no such Zarr store")
+    try:
+        node = zarr.open(str(path), mode=mode)
+    except Exception as error:  # zarr raises several types for a broken store
+        raise UnetsegError(f"{path}: not a readable Zarr store ({error})") from error
+    if isinstance(node, zarr.Group):
+        if ARRAY_NAME not in node:
+            raise UnetsegError(f"{path}: Zarr group has no array '{ARRAY_NAME}'")
+        node = node[ARRAY_NAME]
+    return node
+
+
+def zarr_attrs(path: str | os.PathLike) -> dict:
+    """The unetseg attributes recorded in an OME-Zarr group (empty for a bare array)."""
+    node = zarr.open(str(path), mode="r")
+    return dict(node.attrs.get("unetseg", {})) if isinstance(node, zarr.Group) else {}
+
+
+def voxel_size(path: str | os.PathLike) -> tuple[float, float, float]:
+    node = zarr.open(str(path), mode="r")
+    try:
+        transforms = node.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+        return tuple(transforms[0]["scale"])
+    except (KeyError, IndexError, TypeError):
+        return (1.0, 1.0, 1.0)
+
+
+def read_volume(path: str | os.PathLike) -> np.ndarray:
+    """Read a whole TIFF or Zarr volume as a (z, y, x) array; for small volumes and tests."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        if not path.exists():
+            raise UnetsegError(f"{path}: no such file")
+        try:
+            array = tifffile.imread(path)
+        except Exception as error:
+            raise UnetsegError(f"{path}: not a readable TIFF ({error})") from error
+    else:
+        array = open_zarr(path)[...]
+    return array[np.newaxis] if array.ndim == 2 else array
+
+
+def to_unit_range(array: np.ndarray) -> np.ndarray:
+    """Grey values as float32 in [0, 1] for integer types (the release's im2double); floats as-is."""
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / np.float32(np.iinfo(array.dtype).max)
+    return array.astype(np.float32, copy=False)

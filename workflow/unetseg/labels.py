@@ -1,0 +1,56 @@
+"""Label conventions shared by the stages: binary interior masks and instance ids."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from unetseg.errors import UnetsegError
+
+# 4-connectivity in 2D, as the paper's cells and the ISBI 2012 metrics use it.
+FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+
+BINARY = "binary"
+INSTANCE = "instance"
+
+
+def label_kind(values: np.ndarray, name: str = "labels") -> str:
+    """'binary' for {0,1} or {0,255} masks, 'instance' for integer ids; raise otherwise."""
+    if not np.issubdtype(values.dtype, np.integer):
+        raise UnetsegError(f"{name}: labels must be integers, got {values.dtype}")
+    unique = np.unique(values)
+    if set(unique.tolist()) <= {0, 1} or set(unique.tolist()) <= {0, 255}:
+        return BINARY
+    if unique[0] < 0:
+        raise UnetsegError(f"{name}: labels are neither binary (0/255, 0/1) nor ids >= 0")
+    if values.dtype.itemsize < 2:
+        raise UnetsegError(
+            f"{name}: uint8 labels with values {unique[:6].tolist()}... are neither binary "
+            "(0/255 or 0/1) nor instance ids (uint16/uint32)"
+        )
+    return INSTANCE
+
+
+def cells(labels_2d: np.ndarray, kind: str) -> np.ndarray:
+    """Cell ids of one slice: 4-connected components of the interior, or the instance ids."""
+    if kind == INSTANCE:
+        return labels_2d.astype(np.int64)
+    ids, _ = ndimage.label(labels_2d > 0, structure=FOUR_CONNECTED)
+    return ids
+
+
+def interior(labels: np.ndarray, kind: str) -> np.ndarray:
+    """Cell-interior mask; for instance ids, touching cells are separated by a 1-px border.
+
+    The separation border follows the paper's Fig. 3: a pixel next to a different id is background.
+    """
+    if kind == BINARY:
+        return labels > 0
+    foreground = labels > 0
+    border = np.zeros_like(foreground)
+    for axis in (-2, -1):
+        ahead = np.moveaxis(labels, axis, 0)
+        differs = (ahead[1:] != ahead[:-1]) & (ahead[1:] > 0) & (ahead[:-1] > 0)
+        moved = np.moveaxis(border, axis, 0)
+        moved[1:] |= differs
+    return foreground & ~border

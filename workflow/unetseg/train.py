@@ -1,0 +1,338 @@
+"""Training loop: weighted softmax cross-entropy (paper §3, Eq. 1), SGD with momentum 0.99.
+
+Samples are drawn by index with their own seeded generator, so a run is reproducible whatever
+the number of DataLoader workers, and a resumed run continues the exact same sample stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from unetseg import evaluate, io, labels, tiling
+from unetseg.augment import AugmentConfig, augmented_sample
+from unetseg.errors import UnetsegError
+from unetseg.model import UNet, autocast, pick_device, prepare, to_device
+from unetseg.predict import predict_block
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["step", "loss", "pixel_error", "rand_error", "learning_rate", "seconds"]
+
+
+@dataclass
+class TrainConfig:
+    depth: int = 4  # paper: 4 poolings
+    base_channels: int = 64  # paper: 64
+    dropout: float = 0.5  # release: 0.5
+    tile_out: int = 388  # paper: 572 -> 388
+    batch_size: int = 1  # paper: 1 large tile
+    steps: int = 1000
+    max_minutes: float = 0.0  # 0: no time budget
+    learning_rate: float = 0.01
+    momentum: float = 0.99  # paper
+    weight_decay: float = 0.0
+    lr_decay: str = "poly"  # 'constant' or 'poly' ((1 - step/steps)^0.9, as nnU-Net)
+    precision: str = "fp32"
+    channels_last: bool = False
+    device: str = "auto"
+    workers: int = 0
+    seed: int = 0
+    deterministic: bool = True
+    validate_every: int = 100
+    checkpoint_every: int = 50
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def model_config(self) -> dict:
+        return {"depth": self.depth, "base_channels": self.base_channels, "dropout": self.dropout}
+
+    def digest(self) -> str:
+        """Hash of everything that shapes the run, except the budgets that only stop it."""
+        shaping = {k: v for k, v in asdict(self).items() if k not in ("max_minutes", "workers")}
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Volume:
+    """A training or validation volume in memory: grey values in [0, 1], interior mask, weights."""
+
+    image: np.ndarray
+    interior: np.ndarray
+    weights: np.ndarray | None = None
+
+
+def load_volume(raw_path, labels_path, weights_path=None) -> Volume:
+    raw = io.open_zarr(raw_path)
+    label_array = io.open_zarr(labels_path)
+    kind = io.zarr_attrs(labels_path).get("label_kind", labels.BINARY)
+    image = io.to_unit_range(raw[...])
+    return Volume(
+        image,
+        labels.interior(label_array[...], kind).astype(np.uint8),
+        io.open_zarr(weights_path)[...] if weights_path else None,
+    )
+
+
+class Samples(torch.utils.data.Dataset):
+    """Augmented (image, labels, weights) tiles; sample `i` depends only on (seed, i)."""
+
+    def __init__(self, volumes: list[Volume], tile_in: int, tile_out: int, config: TrainConfig):
+        self.slices = [(v, z) for v in volumes for z in range(v.image.shape[0])]
+        self.tile_in, self.tile_out, self.config = tile_in, tile_out, config
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.config.seed, index])
+        volume, z = self.slices[rng.integers(len(self.slices))]
+        image, target, weight = augmented_sample(
+            rng,
+            volume.image[z],
+            volume.interior[z],
+            volume.weights[z],
+            self.tile_in,
+            self.tile_out,
+            self.config.augment,
+        )
+        return torch.from_numpy(image[None]), torch.from_numpy(target), torch.from_numpy(weight)
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Sample indices from `start` on, so that a resumed run continues the same stream."""
+
+    def __init__(self, start: int):
+        self.start = start
+
+    def __iter__(self):
+        index = self.start
+        while True:
+            yield index
+            index += 1
+
+
+def weighted_cross_entropy(logits, target, weights) -> torch.Tensor:
+    """Mean over pixels of w(x) * -log p_l(x)(x) (Eq. 1, mean instead of sum: lr independent of tile)."""
+    return (F.cross_entropy(logits.float(), target, reduction="none") * weights).mean()
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    if config.lr_decay == "poly":
+        return config.learning_rate * (1 - step / config.steps) ** 0.9
+    return config.learning_rate
+
+
+def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) -> dict:
+    """Pixel and Rand error (ISBI definitions) on held-out slices, predicted by overlap-tile."""
+    model.eval()
+    counts = []
+    for volume in volumes:
+        for z in range(volume.image.shape[0]):
+            shape = volume.image.shape
+            prob = predict_block(
+                model,
+                volume.image,
+                z,
+                (0, shape[1]),
+                (0, shape[2]),
+                config.tile_out,
+                config.batch_size,
+                device,
+                config.precision,
+                config.channels_last,
+            )
+            truth = volume.interior[z]
+            counts.append(
+                (
+                    evaluate.pixel_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS),
+                    evaluate.rand_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS, n2=True),
+                )
+            )
+    model.train()
+    return {
+        "pixel_error": 1 - evaluate.best_f(sum(c[0] for c in counts))[0],
+        "rand_error": 1 - evaluate.best_f(sum(c[1] for c in counts))[0],
+    }
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    with io.atomic_output(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def model_file(model: UNet, config: TrainConfig, step: int, metrics: dict) -> dict:
+    return {
+        "model_config": model.config,
+        "model_state": {k: v.detach().float().cpu() for k, v in model.state_dict().items()},
+        "train_config": json.loads(json.dumps(asdict(config))),
+        "step": step,
+        "metrics": metrics,
+        "unetseg_version": __import__("unetseg").__version__,
+        "torch_version": torch.__version__,
+    }
+
+
+class Preemption:
+    """Turn SIGTERM / SIGUSR1 (SLURM preemption) into a flag checked between steps."""
+
+    def __init__(self):
+        self.requested = False
+        for signum in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(signum, self.request)
+
+    def request(self, signum, frame) -> None:
+        log.warning("signal %d: checkpointing and stopping", signum)
+        self.requested = True
+
+
+def train(
+    train_volumes: list[Volume],
+    val_volumes: list[Volume],
+    config: TrainConfig,
+    model_path: str | os.PathLike,
+    log_path: str | os.PathLike,
+    checkpoint_path: str | os.PathLike,
+) -> dict:
+    """Train, validate and checkpoint; write the best model (by validation Rand error) and the log."""
+    tile_in = tiling.input_size(
+        tiling.check_output_size(config.tile_out, config.depth, "train.tile_out"), config.depth
+    )
+    device = pick_device(config.device)
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    torch.manual_seed(config.seed)
+    model = prepare(
+        UNet(in_channels=1, n_classes=2, **config.model_config()), device, config.channels_last
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.learning_rate,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    state = resume(Path(checkpoint_path), config, model, optimizer)
+    log_rows, best = state["log_rows"], state["best"]
+    loader = torch.utils.data.DataLoader(
+        Samples(train_volumes, tile_in, config.tile_out, config),
+        batch_size=config.batch_size,
+        sampler=StepSampler(state["step"] * config.batch_size),
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.workers > 0,
+    )
+    preemption = Preemption()
+    started, step = time.perf_counter(), state["step"]
+    log.info(
+        "training %d -> %d steps, tile %d -> %d, on %s",
+        step,
+        config.steps,
+        tile_in,
+        config.tile_out,
+        device,
+    )
+    model.train()
+    losses = []
+    for images, targets, weights in loader:
+        if step >= config.steps:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        with autocast(device, config.precision):
+            logits = model(to_device(images, device, config.channels_last))
+        loss = weighted_cross_entropy(logits, targets.to(device), weights.to(device))
+        if not math.isfinite(loss.item()):
+            raise UnetsegError(
+                f"train: loss became {loss.item()} at step {step}; lower train.learning_rate"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())
+        step += 1
+        elapsed = time.perf_counter() - started
+        out_of_time = config.max_minutes > 0 and elapsed > 60 * config.max_minutes
+        last = step == config.steps or out_of_time
+        if step % config.validate_every == 0 or last:
+            metrics = validate(model, val_volumes, config, device) if val_volumes else {}
+            row = {
+                "step": step,
+                "loss": float(np.mean(losses)),
+                **{k: metrics.get(k, "") for k in ("pixel_error", "rand_error")},
+                "learning_rate": learning_rate(config, step - 1),
+                "seconds": round(elapsed, 2),
+            }
+            log_rows.append(row)
+            losses = []
+            rate = (step - state["step"]) / elapsed
+            log.info(
+                "step %d/%d loss %.4f val %s %.2f steps/s eta %.0f s",
+                step,
+                config.steps,
+                row["loss"],
+                metrics,
+                rate,
+                (config.steps - step) / rate,
+            )
+            if best is None or metrics.get("rand_error", 0) <= best["metrics"].get("rand_error", 0):
+                best = model_file(model, config, step, metrics)
+        if step % config.checkpoint_every == 0 or last or preemption.requested:
+            save_checkpoint(Path(checkpoint_path), config, model, optimizer, step, log_rows, best)
+        if preemption.requested:
+            raise UnetsegError(f"train: stopped by a signal at step {step}; rerun to resume")
+        if out_of_time:
+            log.info("train.max_minutes reached at step %d", step)
+            break
+    write_log(Path(log_path), log_rows)
+    save_atomic(best, Path(model_path))
+    return best
+
+
+def save_checkpoint(path: Path, config, model, optimizer, step, log_rows, best) -> None:
+    save_atomic(
+        {
+            "digest": config.digest(),
+            "step": step,
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "log_rows": log_rows,
+            "best": best,
+        },
+        path,
+    )
+
+
+def resume(path: Path, config: TrainConfig, model, optimizer) -> dict:
+    """Restore the last checkpoint of this same configuration, if there is one."""
+    fresh = {"step": 0, "log_rows": [], "best": None}
+    if not path.exists():
+        return fresh
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if checkpoint.get("digest") != config.digest():
+        log.info("ignoring checkpoint %s: it belongs to another configuration", path)
+        return fresh
+    model.load_state_dict(checkpoint["model_state"])
+    optimizer.load_state_dict(checkpoint["optimizer_state"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    log.info("resuming from %s at step %d", path, checkpoint["step"])
+    return checkpoint
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    with io.atomic_output(path) as tmp:
+        lines = ["\t".join(LOG_COLUMNS)] + [
+            "\t".join(str(row[c]) for c in LOG_COLUMNS) for row in rows
+        ]
+        tmp.write_text("\n".join(lines) + "\n")
