@@ -70,7 +70,7 @@ def create_ome_zarr(
     """Create a Zarr v3 group with OME-NGFF 0.5 metadata (axes z, y, x) and return its array."""
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     multiscale = {
-        "name": Path(path).stem,
+        "name": store_name(path),
         "axes": [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"],
         "datasets": [
             {
@@ -91,6 +91,11 @@ def create_ome_zarr(
         compressors=blosc(**(compression or {})),
         fill_value=fill_value,
     )
+
+
+def store_name(path: str | os.PathLike) -> str:
+    """'raw' for 'raw.zarr' and for its temporary sibling '.raw.zarr.tmp-1a2b3c4d'."""
+    return Path(path).name.split(".tmp-")[0].lstrip(".").removesuffix(".zarr")
 
 
 def open_zarr(path: str | os.PathLike, mode: str = "r") -> zarr.Array:

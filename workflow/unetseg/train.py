@@ -161,8 +161,8 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
             )
     model.train()
     return {
-        "pixel_error": 1 - evaluate.best_f(sum(c[0] for c in counts))[0],
-        "rand_error": 1 - evaluate.best_f(sum(c[1] for c in counts))[0],
+        "pixel_error": float(1 - evaluate.best_f(sum(c[0] for c in counts))[0]),
+        "rand_error": float(1 - evaluate.best_f(sum(c[1] for c in counts))[0]),
     }
 
 
@@ -179,7 +179,7 @@ def model_file(model: UNet, config: TrainConfig, step: int, metrics: dict) -> di
         "step": step,
         "metrics": metrics,
         "unetseg_version": __import__("unetseg").__version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
 
 

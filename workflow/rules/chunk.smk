@@ -1,0 +1,53 @@
+rule chunk_raw:
+    input:
+        raw_tiff,
+    output:
+        directory(volume_path("{volume}", "raw.zarr")),
+    params:
+        slices=slice_option,
+        voxel_size=voxel_size_option,
+        chunks=",".join(str(n) for n in config["chunk"]["chunk_shape"]),
+        cname=config["chunk"]["compressor"],
+        clevel=config["chunk"]["clevel"],
+    log:
+        log_path("chunk_raw", "{volume}"),
+    benchmark:
+        benchmark_path("chunk_raw", "{volume}")
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg chunk {input} {output} --chunks {params.chunks} {params.slices}"
+        " {params.voxel_size} --cname {params.cname} --clevel {params.clevel}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule chunk_labels:
+    input:
+        labels=labels_tiff,
+        raw=raw_tiff,
+    output:
+        directory(volume_path("{volume}", "labels.zarr")),
+    params:
+        slices=slice_option,
+        voxel_size=voxel_size_option,
+        chunks=",".join(str(n) for n in config["chunk"]["chunk_shape"]),
+        cname=config["chunk"]["compressor"],
+        clevel=config["chunk"]["clevel"],
+    log:
+        log_path("chunk_labels", "{volume}"),
+    benchmark:
+        benchmark_path("chunk_labels", "{volume}")
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg chunk {input.labels} {output} --labels --match {input.raw}"
+        " --chunks {params.chunks} {params.slices} {params.voxel_size}"
+        " --cname {params.cname} --clevel {params.clevel} --threads {threads} > {log} 2>&1"

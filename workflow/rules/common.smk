@@ -1,0 +1,131 @@
+# Config validation, the volume table and path helpers; rules call only these.
+import json
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from unetseg import tiling  # noqa: E402  (pure Python, no torch: keeps the DAG fast)
+
+
+validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+
+RESULTS = config["results"]
+VOLUMES = {volume["name"]: volume for volume in config["volumes"]}
+
+
+def fail(message):
+    raise ValueError(f"config: {message}")
+
+
+def check_config():
+    if len(VOLUMES) != len(config["volumes"]):
+        fail("volumes: every volume needs a unique name")
+    for name, volume in VOLUMES.items():
+        if volume["role"] in ("train", "validate") and "labels" not in volume:
+            fail(f"volumes: '{name}' has role {volume['role']} but no labels")
+        start_stop = volume.get("slices")
+        if start_stop and start_stop[0] >= start_stop[1]:
+            fail(f"volumes: '{name}' slices must be [start, stop) with start < stop")
+    if not config["model"]["pretrained"] and not volumes_with_role("train"):
+        fail("volumes: no volume has role train, and model.pretrained is not set")
+    depth = config["model"]["depth"]
+    for stage in ("train", "predict"):
+        try:
+            tiling.check_output_size(config[stage]["tile_out"], depth, f"{stage}.tile_out")
+        except Exception as error:
+            fail(str(error))
+
+
+def volumes_with_role(*roles):
+    return [name for name, volume in VOLUMES.items() if volume["role"] in roles]
+
+
+check_config()
+
+
+wildcard_constraints:
+    volume="|".join(VOLUMES) or "NO_VOLUMES",
+
+
+# --- paths ---------------------------------------------------------------------------------
+
+
+def volume_path(volume, name):
+    return f"{RESULTS}/{volume}/{name}"
+
+
+def log_path(rule_name, volume="all"):
+    return f"{RESULTS}/logs/{rule_name}/{volume}.log"
+
+
+def benchmark_path(rule_name, volume="all"):
+    return f"{RESULTS}/benchmarks/{rule_name}/{volume}.tsv"
+
+
+def model_path():
+    return config["model"]["pretrained"] or f"{RESULTS}/model/model.pt"
+
+
+def source_tiff(wildcards, kind):
+    return VOLUMES[wildcards.volume][kind]
+
+
+def raw_tiff(wildcards):
+    return source_tiff(wildcards, "raw")
+
+
+def labels_tiff(wildcards):
+    return source_tiff(wildcards, "labels")
+
+
+def slice_option(wildcards):
+    start_stop = VOLUMES[wildcards.volume].get("slices")
+    return f"--slices {start_stop[0]} {start_stop[1]}" if start_stop else ""
+
+
+def voxel_size_option(wildcards):
+    size = VOLUMES[wildcards.volume].get("voxel_size")
+    return f"--voxel-size {','.join(str(v) for v in size)}" if size else ""
+
+
+def stores(role_names, store):
+    return [volume_path(name, store) for name in role_names]
+
+
+def train_settings():
+    """Training settings as JSON: exactly the config the train step depends on."""
+    model = {key: value for key, value in config["model"].items() if key != "pretrained"}
+    train = {key: value for key, value in config["train"].items() if key != "gpus"}
+    return json.dumps({**model, **train}, sort_keys=True)
+
+
+def final_outputs():
+    evaluated = volumes_with_role("validate")
+    outputs = stores(volumes_with_role("validate", "predict"), "segmentation.tif")
+    outputs += stores(evaluated, "metrics.json")
+    outputs += [f"{RESULTS}/report/{name}/prediction.png" for name in evaluated]
+    outputs += [f"{RESULTS}/report/{name}/metrics.png" for name in evaluated]
+    if not config["model"]["pretrained"]:
+        outputs += [f"{RESULTS}/report/training.png"]
+        outputs += [f"{RESULTS}/report/{name}/data.png" for name in volumes_with_role("train")]
+    return outputs
+
+
+def print_metrics_summary():
+    """Printed when the run succeeds: the headline metrics of every evaluated volume."""
+    for name in volumes_with_role("validate"):
+        path = Path(volume_path(name, "metrics.json"))
+        if path.exists():
+            metrics = json.loads(path.read_text())
+            print(
+                f"{name}: pixel error {metrics['pixel_error']:.4f}, "
+                f"Rand error {metrics['rand_error']:.4f}, "
+                f"warping error {metrics['warping_error']:.6f}",
+                file=sys.stderr,
+            )
+
+
+onsuccess:
+    print_metrics_summary()

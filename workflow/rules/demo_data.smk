@@ -1,0 +1,21 @@
+rule demo_data:
+    output:
+        raw=f"{RESULTS}/demo/raw.tif",
+        labels=f"{RESULTS}/demo/labels.tif",
+    params:
+        shape=" ".join(str(n) for n in config["demo"]["shape"]),
+        seed=config["demo"]["seed"],
+        noise=config["demo"]["noise"],
+    log:
+        log_path("demo_data"),
+    benchmark:
+        benchmark_path("demo_data")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg demo-data --raw {output.raw} --labels {output.labels} --shape {params.shape}"
+        " --seed {params.seed} --noise {params.noise} > {log} 2>&1"

@@ -1,0 +1,103 @@
+rule report_data:
+    input:
+        raw=volume_path("{volume}", "raw.zarr"),
+        labels=volume_path("{volume}", "labels.zarr"),
+        weights=volume_path("{volume}", "weights.zarr"),
+    output:
+        report(
+            f"{RESULTS}/report/{{volume}}/data.png",
+            caption="../report/data.rst",
+            category="Data",
+            subcategory="{volume}",
+        ),
+    log:
+        log_path("report_data", "{volume}"),
+    benchmark:
+        benchmark_path("report_data", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg report data --raw {input.raw} --labels {input.labels}"
+        " --weights {input.weights} --out {output} > {log} 2>&1"
+
+
+rule report_training:
+    input:
+        f"{RESULTS}/model/train_log.tsv",
+    output:
+        report(
+            f"{RESULTS}/report/training.png",
+            caption="../report/training.rst",
+            category="Training",
+        ),
+    log:
+        log_path("report_training"),
+    benchmark:
+        benchmark_path("report_training")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg report training --log {input} --out {output} > {log} 2>&1"
+
+
+rule report_prediction:
+    input:
+        raw=volume_path("{volume}", "raw.zarr"),
+        labels=volume_path("{volume}", "labels.zarr"),
+        probability=volume_path("{volume}", "probability.zarr"),
+        segmentation=volume_path("{volume}", "segmentation.zarr"),
+        metrics=volume_path("{volume}", "metrics.json"),
+    output:
+        report(
+            f"{RESULTS}/report/{{volume}}/prediction.png",
+            caption="../report/prediction.rst",
+            category="Prediction",
+            subcategory="{volume}",
+        ),
+    log:
+        log_path("report_prediction", "{volume}"),
+    benchmark:
+        benchmark_path("report_prediction", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg report prediction --raw {input.raw} --labels {input.labels}"
+        " --probability {input.probability} --segmentation {input.segmentation}"
+        " --metrics {input.metrics} --out {output} > {log} 2>&1"
+
+
+rule report_metrics:
+    input:
+        volume_path("{volume}", "metrics.json"),
+    output:
+        report(
+            f"{RESULTS}/report/{{volume}}/metrics.png",
+            caption="../report/metrics.rst",
+            category="Metrics",
+            subcategory="{volume}",
+        ),
+    log:
+        log_path("report_metrics", "{volume}"),
+    benchmark:
+        benchmark_path("report_metrics", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg report metrics --metrics {input} --volume {wildcards.volume}"
+        " --out {output} > {log} 2>&1"

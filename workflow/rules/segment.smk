@@ -1,0 +1,38 @@
+rule segment:
+    input:
+        volume_path("{volume}", "probability.zarr"),
+    output:
+        directory(volume_path("{volume}", "segmentation.zarr")),
+    params:
+        threshold=config["segment"]["threshold"],
+    log:
+        log_path("segment", "{volume}"),
+    benchmark:
+        benchmark_path("segment", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg segment {input} {output} --threshold {params.threshold} > {log} 2>&1"
+
+
+rule export_segmentation:
+    input:
+        volume_path("{volume}", "segmentation.zarr"),
+    output:
+        volume_path("{volume}", "segmentation.tif"),
+    log:
+        log_path("export_segmentation", "{volume}"),
+    benchmark:
+        benchmark_path("export_segmentation", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg export {input} {output} > {log} 2>&1"

@@ -1,0 +1,21 @@
+rule weights:
+    input:
+        volume_path("{volume}", "labels.zarr"),
+    output:
+        directory(volume_path("{volume}", "weights.zarr")),
+    params:
+        w0=config["weights"]["w0"],
+        sigma_px=config["weights"]["sigma_px"],
+    log:
+        log_path("weights", "{volume}"),
+    benchmark:
+        benchmark_path("weights", "{volume}")
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg weights {input} {output} --w0 {params.w0} --sigma-px {params.sigma_px}"
+        " --threads {threads} > {log} 2>&1"

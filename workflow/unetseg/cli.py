@@ -1,0 +1,254 @@
+"""One command-line entry point, `unetseg <stage> ...`; heavy imports happen inside each stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from unetseg.errors import UnetsegError
+
+log = logging.getLogger("unetseg")
+
+
+def triple(text: str, cast=int) -> tuple:
+    values = tuple(cast(v) for v in text.split(","))
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated values, got '{text}'")
+    return values
+
+
+def settings(text: str) -> dict:
+    """JSON text, or a path to a JSON/YAML file."""
+    if text.lstrip().startswith("{"):
+        return json.loads(text)
+    import yaml
+
+    return yaml.safe_load(Path(text).read_text())
+
+
+def cmd_demo_data(args) -> None:
+    import tifffile
+
+    from unetseg import io
+    from unetseg.data import demo_volume
+
+    raw, labels = demo_volume(tuple(args.shape), args.seed, noise_std=args.noise)
+    for array, path in ((raw, args.raw), (labels, args.labels)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with io.atomic_output(path) as tmp:
+            tifffile.imwrite(tmp, array, imagej=True, metadata={"axes": "ZYX"})
+    log.info("demo volume %s written to %s and %s", raw.shape, args.raw, args.labels)
+
+
+def cmd_chunk(args) -> None:
+    from unetseg.chunk import chunk_volume
+
+    chunk_volume(
+        args.tiff,
+        args.out,
+        chunks=args.chunks,
+        slices=tuple(args.slices) if args.slices else None,
+        voxel_size=args.voxel_size,
+        is_labels=args.labels,
+        match_shape_of=args.match,
+        compression={"cname": args.cname, "clevel": args.clevel},
+        workers=args.threads,
+    )
+
+
+def cmd_export(args) -> None:
+    from unetseg.export import export_tiff
+
+    export_tiff(args.zarr, args.tiff)
+
+
+def cmd_weights(args) -> None:
+    from unetseg.weights import compute_weights
+
+    compute_weights(args.labels, args.out, args.w0, args.sigma_px, args.threads)
+
+
+def cmd_train(args) -> None:
+    import torch
+
+    from unetseg import train
+
+    torch.set_num_threads(args.threads)
+    options = settings(args.settings)
+    augment = train.AugmentConfig(**options.pop("augment", {}))
+    try:
+        config = train.TrainConfig(**options, augment=augment)
+    except TypeError as error:
+        raise UnetsegError(f"train settings: {error}") from error
+    if len(args.raw) != len(args.labels) or len(args.raw) != len(args.weights):
+        raise UnetsegError("train: give one --labels and one --weights per --raw")
+    if len(args.val_raw) != len(args.val_labels):
+        raise UnetsegError("train: give one --val-labels per --val-raw")
+    volumes = [train.load_volume(*paths) for paths in zip(args.raw, args.labels, args.weights)]
+    val_volumes = [train.load_volume(*paths) for paths in zip(args.val_raw, args.val_labels)]
+    Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    train.train(volumes, val_volumes, config, args.model, args.log, args.checkpoint)
+
+
+def cmd_predict(args) -> None:
+    from unetseg.predict import predict_volume
+
+    predict_volume(
+        args.model,
+        args.raw,
+        args.out,
+        tile_out=args.tile_out,
+        batch_size=args.batch_size,
+        block_px=args.block_px,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        threads=args.threads,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        device=args.device,
+        out_dtype=args.dtype,
+    )
+
+
+def cmd_segment(args) -> None:
+    from unetseg.segment import segment_volume
+
+    segment_volume(args.probability, args.out, args.threshold)
+
+
+def cmd_evaluate(args) -> None:
+    from unetseg import evaluate, io
+
+    truth, prediction = io.read_volume(args.truth), io.read_volume(args.prediction)
+    metrics = evaluate.evaluate_arrays(truth, prediction, workers=args.threads)
+    summary = evaluate.headline(metrics)
+    print(json.dumps(summary))
+    if args.out:
+        io.write_json(args.out, metrics)
+    if args.per_slice:
+        keys = evaluate.HEADLINE_KEYS
+        lines = ["\t".join(("slice", *keys))]
+        lines += ["\t".join(str(row[k]) for k in ("slice", *keys)) for row in metrics["per_slice"]]
+        with io.atomic_output(args.per_slice) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
+
+
+def cmd_report(args) -> None:
+    from unetseg import report
+
+    if args.figure == "data":
+        report.data_figure(args.raw, args.labels, args.weights, args.out)
+    elif args.figure == "training":
+        report.training_figure(args.log, args.out)
+    elif args.figure == "prediction":
+        report.prediction_figure(
+            args.raw, args.labels, args.probability, args.segmentation, args.metrics, args.out
+        )
+    else:
+        report.metrics_figure(args.metrics, args.out, args.volume)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unetseg", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, function, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(function=function)
+        return sub
+
+    sub = command("demo-data", cmd_demo_data, "Make the synthetic EM-like demo volume and labels.")
+    sub.add_argument("--raw", required=True, help="output TIFF of grey values (uint8)")
+    sub.add_argument("--labels", required=True, help="output TIFF of labels (255 = cell interior)")
+    sub.add_argument("--shape", type=int, nargs=3, default=(8, 256, 256), metavar=("Z", "Y", "X"))
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--noise", type=float, default=0.08, help="Gaussian noise std (grey 0..1)")
+
+    sub = command("chunk", cmd_chunk, "Stream a TIFF volume into a chunked OME-Zarr store.")
+    sub.add_argument("tiff", help="multi-page TIFF or BigTIFF")
+    sub.add_argument("out", help="output .zarr store")
+    sub.add_argument("--labels", action="store_true", help="the TIFF holds labels, not grey values")
+    sub.add_argument("--match", help="raw TIFF whose shape the labels must have")
+    sub.add_argument("--chunks", type=triple, default=(1, 512, 512), help="z,y,x chunk shape")
+    sub.add_argument("--slices", type=int, nargs=2, metavar=("START", "STOP"))
+    sub.add_argument("--voxel-size", type=lambda t: triple(t, float), help="z,y,x in micrometres")
+    sub.add_argument("--cname", default="zstd", help="Blosc compressor")
+    sub.add_argument("--clevel", type=int, default=5, help="Blosc compression level")
+    sub.add_argument("--threads", type=int, default=2)
+
+    sub = command("export", cmd_export, "Stream a Zarr volume into a TIFF (ImageJ metadata).")
+    sub.add_argument("zarr")
+    sub.add_argument("tiff")
+
+    sub = command("weights", cmd_weights, "Weight maps of the paper (Eq. 2) from a label store.")
+    sub.add_argument("labels", help="label .zarr store")
+    sub.add_argument("out", help="output .zarr store")
+    sub.add_argument("--w0", type=float, default=10.0, help="border weight (paper: 10)")
+    sub.add_argument("--sigma-px", type=float, default=5.0, help="border width (paper: ~5 px)")
+    sub.add_argument("--threads", type=int, default=1)
+
+    sub = command("train", cmd_train, "Train the U-Net; resumes from --checkpoint if present.")
+    sub.add_argument("--raw", nargs="+", required=True, help="training raw .zarr stores")
+    sub.add_argument("--labels", nargs="+", required=True, help="their label stores")
+    sub.add_argument("--weights", nargs="+", required=True, help="their weight-map stores")
+    sub.add_argument("--val-raw", nargs="*", default=[], help="validation raw stores")
+    sub.add_argument("--val-labels", nargs="*", default=[], help="validation label stores")
+    sub.add_argument("--settings", default="{}", help="training settings: JSON text or file")
+    sub.add_argument("--model", required=True, help="output model file (best validation)")
+    sub.add_argument("--log", required=True, help="output training log (TSV)")
+    sub.add_argument("--checkpoint", required=True, help="checkpoint file to resume from")
+    sub.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+    sub = command("predict", cmd_predict, "Overlap-tile prediction of a raw store, with Dask.")
+    sub.add_argument("model")
+    sub.add_argument("raw", help="raw .zarr store")
+    sub.add_argument("out", help="output probability .zarr store")
+    sub.add_argument("--tile-out", type=int, default=388, help="output tile size (paper: 388)")
+    sub.add_argument("--batch-size", type=int, default=1)
+    sub.add_argument("--block-px", type=int, default=512, help="y/x size of an output chunk")
+    sub.add_argument("--scheduler", default="threads", choices=("threads", "processes", "sync"))
+    sub.add_argument("--workers", type=int, default=1, help="Dask workers")
+    sub.add_argument("--threads", type=int, default=1, help="CPU threads in all")
+    sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    sub.add_argument("--channels-last", action="store_true")
+    sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sub.add_argument("--dtype", default="float16", choices=("float16", "float32"))
+
+    sub = command("segment", cmd_segment, "Threshold + 4-connected components per slice.")
+    sub.add_argument("probability", help="probability .zarr store")
+    sub.add_argument("out", help="output segmentation .zarr store (uint32 ids)")
+    sub.add_argument("--threshold", type=float, default=0.5)
+
+    sub = command("evaluate", cmd_evaluate, "ISBI 2012 pixel, Rand and warping errors.")
+    sub.add_argument("--truth", required=True, help="labels (TIFF or Zarr), non-zero = cell")
+    sub.add_argument("--prediction", required=True, help="P(cell interior) in [0, 1] (TIFF/Zarr)")
+    sub.add_argument("--out", help="metrics JSON")
+    sub.add_argument("--per-slice", help="per-slice metrics TSV")
+    sub.add_argument("--threads", type=int, default=1)
+
+    sub = command("report", cmd_report, "QC figures for the report.")
+    sub.add_argument("figure", choices=("data", "training", "prediction", "metrics"))
+    sub.add_argument("--out", required=True, help="output PNG")
+    for name in ("raw", "labels", "weights", "log", "probability", "segmentation", "metrics"):
+        sub.add_argument(f"--{name}")
+    sub.add_argument("--volume", default="", help="volume name for titles")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args.function(args)
+    except UnetsegError as error:
+        print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0

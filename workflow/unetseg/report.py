@@ -1,0 +1,155 @@
+"""QC figures for the Snakemake report: data, training curves, predictions and metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from unetseg import io  # noqa: E402
+
+# Paper Table 1 (ISBI 2012 leaderboard, 6 March 2015): warping, Rand, pixel error.
+PAPER_TABLE_1 = {
+    "human": (0.000005, 0.0021, 0.0010),
+    "u-net (paper)": (0.000353, 0.0382, 0.0611),
+    "DIVE-SCI": (0.000355, 0.0305, 0.0584),
+    "IDSIA": (0.000420, 0.0504, 0.0613),
+}
+FALSE_POSITIVE = (0.8, 0.0, 0.8)  # magenta and green: distinguishable by colour-blind readers
+FALSE_NEGATIVE = (0.0, 0.7, 0.3)
+MAX_SLICES = 4
+
+
+def pick_slices(n_slices: int) -> list[int]:
+    return sorted(set(np.linspace(0, n_slices - 1, min(n_slices, MAX_SLICES)).astype(int)))
+
+
+def boundaries(ids: np.ndarray) -> np.ndarray:
+    return ids != ndimage.grey_erosion(ids, size=3)
+
+
+def overlay(axis, image: np.ndarray, mask: np.ndarray, colour, title: str) -> None:
+    axis.imshow(image, cmap="gray")
+    rgba = np.zeros((*mask.shape, 4))
+    rgba[mask] = (*colour, 1.0)
+    axis.imshow(rgba)
+    axis.set_title(title, fontsize=9)
+    axis.axis("off")
+
+
+def save(figure, path: str | os.PathLike) -> None:
+    figure.tight_layout()
+    with io.atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
+    plt.close(figure)
+
+
+def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
+    """Raw slices with the label boundaries overlaid, and the weight map of the first slice."""
+    raw, labels, weights = (io.open_zarr(p) for p in (raw_path, labels_path, weights_path))
+    slices = pick_slices(raw.shape[0])
+    figure, axes = plt.subplots(1, len(slices) + 2, figsize=(3 * (len(slices) + 2), 3.3))
+    for axis, z in zip(axes, slices, strict=False):
+        overlay(axis, raw[z], boundaries(labels[z] > 0), (1.0, 0.6, 0.0), f"raw z={z} + label borders")
+    axes[-2].imshow(labels[slices[0]] > 0, cmap="gray")
+    axes[-2].set_title(f"labels z={slices[0]} (white = cell)", fontsize=9)
+    axes[-2].axis("off")
+    shown = axes[-1].imshow(weights[slices[0]], cmap="viridis")
+    axes[-1].set_title(f"weight map w(x) z={slices[0]}", fontsize=9)
+    axes[-1].axis("off")
+    figure.colorbar(shown, ax=axes[-1], fraction=0.046)
+    save(figure, out_path)
+
+
+def read_tsv(path) -> dict[str, np.ndarray]:
+    lines = [line.split("\t") for line in open(path).read().splitlines() if line]
+    header, rows = lines[0], lines[1:]
+    columns = {}
+    for index, name in enumerate(header):
+        values = [row[index] for row in rows]
+        columns[name] = np.array([float(v) if v not in ("", "nan") else np.nan for v in values])
+    return columns
+
+
+def training_figure(log_path, out_path) -> None:
+    """Loss, validation errors and learning rate against steps, best step marked."""
+    log = read_tsv(log_path)
+    figure, (loss_axis, error_axis, lr_axis) = plt.subplots(1, 3, figsize=(13, 3.5))
+    loss_axis.plot(log["step"], log["loss"], marker="o", color="#0072B2")
+    loss_axis.set(xlabel="step", ylabel="weighted cross-entropy", title="training loss")
+    for name, colour in (("pixel_error", "#E69F00"), ("rand_error", "#009E73")):
+        error_axis.plot(log["step"], log[name], marker="o", color=colour, label=name)
+    if np.isfinite(log["rand_error"]).any():
+        best = int(np.nanargmin(log["rand_error"][::-1]))
+        best_step = log["step"][::-1][best]
+        error_axis.axvline(best_step, color="grey", linestyle="--", label=f"best (step {best_step:.0f})")
+    error_axis.set(xlabel="step", ylabel="error", title="validation (ISBI 2012 definitions)")
+    error_axis.legend(fontsize=8)
+    lr_axis.plot(log["step"], log["learning_rate"], color="#CC79A7")
+    lr_axis.set(xlabel="step", ylabel="learning rate", title="learning rate")
+    save(figure, out_path)
+
+
+def prediction_figure(raw_path, labels_path, probability_path, segmentation_path, metrics_path, out_path):
+    """Per held-out slice: raw, probability, segmentation contours on raw, error map."""
+    raw, labels, probability, segmentation = (
+        io.open_zarr(p) for p in (raw_path, labels_path, probability_path, segmentation_path)
+    )
+    threshold = json.loads(open(metrics_path).read())["pixel"]["best_threshold"]
+    slices = pick_slices(raw.shape[0])
+    figure, axes = plt.subplots(len(slices), 4, figsize=(13, 3.3 * len(slices)), squeeze=False)
+    for row, z in zip(axes, slices, strict=True):
+        row[0].imshow(raw[z], cmap="gray")
+        row[0].set_title(f"raw z={z}", fontsize=9)
+        row[0].axis("off")
+        shown = row[1].imshow(np.asarray(probability[z], np.float32), cmap="cividis", vmin=0, vmax=1)
+        row[1].set_title("P(cell interior)", fontsize=9)
+        row[1].axis("off")
+        figure.colorbar(shown, ax=row[1], fraction=0.046)
+        overlay(row[2], raw[z], boundaries(segmentation[z]), (1.0, 0.6, 0.0), "segmentation contours")
+        predicted = np.asarray(probability[z], np.float32) > threshold
+        truth = labels[z] > 0
+        row[3].imshow(raw[z], cmap="gray", alpha=0.5)
+        errors = np.zeros((*truth.shape, 4))
+        errors[predicted & ~truth] = (*FALSE_POSITIVE, 1)
+        errors[~predicted & truth] = (*FALSE_NEGATIVE, 1)
+        row[3].imshow(errors)
+        row[3].set_title(f"errors at t={threshold:.1f}: FP magenta, FN green", fontsize=9)
+        row[3].axis("off")
+    save(figure, out_path)
+
+
+def metrics_figure(metrics_path, out_path, volume: str) -> None:
+    """Metrics beside the paper's Table 1, and F-score against threshold curves."""
+    metrics = json.loads(open(metrics_path).read())
+    figure, (table_axis, curve_axis) = plt.subplots(
+        1, 2, figsize=(12, 3.5), gridspec_kw={"width_ratios": [1.2, 1]}
+    )
+    rows = [[name, f"{w:.6f}", f"{r:.4f}", f"{p:.4f}"] for name, (w, r, p) in PAPER_TABLE_1.items()]
+    rows.append(
+        [
+            f"this run: {volume}",
+            f"{metrics['warping_error']:.6f}",
+            f"{metrics['rand_error']:.4f}",
+            f"{metrics['pixel_error']:.4f}",
+        ]
+    )
+    table = table_axis.table(
+        cellText=rows, colLabels=["", "warping error", "Rand error", "pixel error"], loc="center"
+    )
+    table.scale(1, 1.6)
+    table_axis.axis("off")
+    table_axis.set_title("ISBI 2012 metrics beside the paper's Table 1 (test set)", fontsize=9)
+    thresholds = np.arange(len(metrics["pixel"]["f_scores"])) / 10
+    for key, colour in (("pixel", "#E69F00"), ("rand", "#009E73"), ("rand_pairs", "#56B4E9")):
+        curve_axis.plot(thresholds, metrics[key]["f_scores"], marker="o", color=colour, label=key)
+    curve_axis.set(xlabel="threshold on P(cell interior)", ylabel="F-score", ylim=(0, 1.02))
+    curve_axis.legend(fontsize=8)
+    curve_axis.set_title("F-score against threshold", fontsize=9)
+    save(figure, out_path)
