@@ -107,9 +107,12 @@ def chunk_volume(
             compression=compression,
         )
         stored = da.store(volume, target, lock=False, compute=False)
-        _, results = dask.compute(stored, checks, scheduler="threads", num_workers=workers)
+        try:
+            _, results = dask.compute(stored, checks, scheduler="threads", num_workers=workers)
+        except (tifffile.TiffFileError, ValueError, OSError) as error:
+            raise UnetsegError(f"{path}: corrupt or truncated TIFF ({error})") from error
         attrs = {"source": str(path), "slices": list(slices) if slices else None}
-        if results.get("finite") is False:
+        if not results.get("finite", True):
             raise UnetsegError(f"{path}: raw contains NaN or Inf values")
         if is_labels:
             attrs["label_kind"] = labels_kind_from_values(results["unique"], volume.dtype, path)

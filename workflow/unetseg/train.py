@@ -174,7 +174,7 @@ def save_atomic(obj: dict, path: Path) -> None:
 def model_file(model: UNet, config: TrainConfig, step: int, metrics: dict) -> dict:
     return {
         "model_config": model.config,
-        "model_state": {k: v.detach().float().cpu() for k, v in model.state_dict().items()},
+        "model_state": {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},
         "train_config": json.loads(json.dumps(asdict(config))),
         "step": step,
         "metrics": metrics,
@@ -242,7 +242,7 @@ def train(
         device,
     )
     model.train()
-    losses = []
+    losses = state.get("pending_losses", [])  # since the last log row, so a resumed mean is exact
     for images, targets, weights in loader:
         if step >= config.steps:
             break
@@ -288,7 +288,9 @@ def train(
             if best is None or metrics.get("rand_error", 0) <= best["metrics"].get("rand_error", 0):
                 best = model_file(model, config, step, metrics)
         if step % config.checkpoint_every == 0 or last or preemption.requested:
-            save_checkpoint(Path(checkpoint_path), config, model, optimizer, step, log_rows, best)
+            save_checkpoint(
+                Path(checkpoint_path), config, model, optimizer, step, log_rows, losses, best
+            )
         if preemption.requested:
             raise UnetsegError(f"train: stopped by a signal at step {step}; rerun to resume")
         if out_of_time:
@@ -299,7 +301,7 @@ def train(
     return best
 
 
-def save_checkpoint(path: Path, config, model, optimizer, step, log_rows, best) -> None:
+def save_checkpoint(path: Path, config, model, optimizer, step, log_rows, losses, best) -> None:
     save_atomic(
         {
             "digest": config.digest(),
@@ -308,6 +310,7 @@ def save_checkpoint(path: Path, config, model, optimizer, step, log_rows, best) 
             "optimizer_state": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "log_rows": log_rows,
+            "pending_losses": losses,
             "best": best,
         },
         path,

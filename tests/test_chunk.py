@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from conftest import write_tiff
+
+from unetseg import UnetsegError, io
+from unetseg.chunk import chunk_volume
+from unetseg.export import export_tiff
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_round_trip_is_byte_exact(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    volume = (rng.random((5, 70, 90)) * 1000).astype(dtype)
+    source = write_tiff(tmp_path / "in.tif", volume)
+    chunk_volume(source, tmp_path / "v.zarr", chunks=(2, 32, 32))
+    stored = io.open_zarr(tmp_path / "v.zarr")
+    assert stored.chunks == (2, 32, 32) and stored.dtype == dtype
+    export_tiff(tmp_path / "v.zarr", tmp_path / "out.tif")
+    back = tifffile.imread(tmp_path / "out.tif")
+    assert back.dtype == dtype and back.tobytes() == volume.tobytes()
+
+
+def test_2d_image_becomes_one_slice(tmp_path):
+    image = np.arange(30 * 40, dtype=np.uint16).reshape(30, 40)
+    chunk_volume(write_tiff(tmp_path / "in.tif", image), tmp_path / "v.zarr")
+    assert np.array_equal(io.open_zarr(tmp_path / "v.zarr")[...], image[np.newaxis])
+
+
+def test_ome_metadata_slices_and_voxel_size(tmp_path):
+    volume = np.arange(6 * 8 * 8, dtype=np.uint8).reshape(6, 8, 8)
+    source = write_tiff(
+        tmp_path / "in.tif",
+        volume,
+        imagej=True,
+        resolution=(1 / 0.004, 1 / 0.004),
+        metadata={"spacing": 0.05, "axes": "ZYX"},
+    )
+    chunk_volume(source, tmp_path / "v.zarr", slices=(2, 5))
+    group = zarr.open_group(str(tmp_path / "v.zarr"), mode="r")
+    multiscale = group.attrs["ome"]["multiscales"][0]
+    assert group.attrs["ome"]["version"] == "0.5"
+    assert [axis["name"] for axis in multiscale["axes"]] == ["z", "y", "x"]
+    assert multiscale["name"] == "v"
+    assert io.voxel_size(tmp_path / "v.zarr") == pytest.approx((0.05, 0.004, 0.004))
+    assert np.array_equal(group["0"][...], volume[2:5])
+
+
+def test_labels_kind_is_recorded(tmp_path):
+    binary = np.zeros((2, 10, 10), np.uint8)
+    binary[:, 2:8, 2:8] = 255
+    chunk_volume(write_tiff(tmp_path / "b.tif", binary), tmp_path / "b.zarr", is_labels=True)
+    assert io.zarr_attrs(tmp_path / "b.zarr")["label_kind"] == "binary"
+    ids = np.zeros((2, 10, 10), np.uint16)
+    ids[:, :5], ids[:, 5:] = 7, 300
+    chunk_volume(write_tiff(tmp_path / "i.tif", ids), tmp_path / "i.zarr", is_labels=True)
+    assert io.zarr_attrs(tmp_path / "i.zarr")["label_kind"] == "instance"
+
+
+def bad_input_cases(tmp_path):
+    good = write_tiff(tmp_path / "good.tif", np.zeros((3, 16, 16), np.uint8))
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes((tmp_path / "good.tif").read_bytes()[:300])
+    not_tiff = tmp_path / "notes.tif"
+    not_tiff.write_text("hello")
+    nan = np.zeros((2, 8, 8), np.float32)
+    nan[1, 3, 3] = np.nan
+    grey_labels = np.zeros((2, 8, 8), np.uint8)
+    grey_labels[0, :4] = 128
+    grey_labels[1, :4] = 255
+    return {
+        "missing": (dict(tiff_path=tmp_path / "missing.tif"), "no such file"),
+        "truncated": (dict(tiff_path=truncated), "truncated.tif"),
+        "not a tiff": (dict(tiff_path=not_tiff), "not a readable TIFF"),
+        "rgb": (
+            dict(tiff_path=write_tiff(tmp_path / "rgb.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")),
+            "RGB",
+        ),
+        "nan": (dict(tiff_path=write_tiff(tmp_path / "nan.tif", nan)), "NaN or Inf"),
+        "empty": (dict(tiff_path=write_tiff(tmp_path / "empty.tif", np.zeros((0, 8, 8), np.uint8))), "empty"),
+        "shape mismatch": (
+            dict(tiff_path=write_tiff(tmp_path / "l.tif", np.zeros((3, 16, 15), np.uint8)), is_labels=True, match_shape_of=good),
+            "does not match",
+        ),
+        "grey labels": (
+            dict(tiff_path=write_tiff(tmp_path / "g.tif", grey_labels), is_labels=True),
+            "neither binary",
+        ),
+        "no cell": (
+            dict(tiff_path=write_tiff(tmp_path / "z.tif", np.zeros((2, 8, 8), np.uint8)), is_labels=True),
+            "no cell",
+        ),
+        "slices": (dict(tiff_path=good, slices=(2, 9)), "outside its 3 slices"),
+        "int8 raw": (dict(tiff_path=write_tiff(tmp_path / "i8.tif", np.zeros((2, 8, 8), np.int8))), "not supported"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "truncated", "not a tiff", "rgb", "nan", "empty", "shape mismatch",
+     "grey labels", "no cell", "slices", "int8 raw"],
+)  # fmt: skip
+def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case):
+    arguments, message = bad_input_cases(tmp_path)[case]
+    out = tmp_path / "out.zarr"
+    with pytest.raises(UnetsegError, match=message) as error:
+        chunk_volume(out_path=out, **arguments)
+    assert "\n" not in str(error.value)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.zarr.tmp-*"))

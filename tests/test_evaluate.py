@@ -1,0 +1,230 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import write_tiff
+from scipy import ndimage
+from skimage.metrics import adapted_rand_error
+
+from unetseg import UnetsegError
+from unetseg.evaluate import (
+    PIXEL_RAND_THRESHOLDS,
+    SIMPLE_LOOKUP,
+    WARPING_THRESHOLDS,
+    evaluate_arrays,
+    f_score,
+)
+
+
+def grid(rows):
+    return np.array([[255 if c == "#" else 0 for c in row] for row in rows], np.uint8)
+
+
+def bars(width=7, height=8):
+    return grid(["###.###"[:width]] * height)
+
+
+def e1():
+    p = np.full((6, 6), 0.9)
+    p[:, 2] = 0.3
+    p[0, 0] = p[1, 0] = 0.7
+    p[5, 4] = 0.05
+    return grid(["##.###"] * 6), p
+
+
+def e3():
+    p = np.ones((6, 6))
+    p[2] = 0
+    return grid(["######"] * 6), p
+
+
+def e4():
+    p = (bars() > 0).astype(float)
+    p[3:5, 3] = 1
+    return bars(), p
+
+
+def e5():
+    gt = np.zeros((10, 10), np.uint8)
+    gt[1:9, 1:9] = 255
+    p = (gt > 0).astype(float)
+    p[1:9, 5] = 0
+    return gt, p
+
+
+def e6():
+    p = np.ones((8, 7))
+    p[:, 4] = 0
+    return bars(), p
+
+
+def e7():
+    p = (bars() > 0).astype(float)
+    p[2:5, 3] = 0.55
+    return bars(), p
+
+
+E9_TRUTH = ["........", ".###.##.", ".###.##.", ".......#", ".##.###.", ".##.###.", ".##.###.", "........"]
+E9_PRED = [
+    [.1, .2, .1, .2, .1, 0, .1, .2], [.2, .9, .8, .7, .4, .8, .9, .1],
+    [.1, .8, .9, .6, .3, .9, .7, .3], [0, .4, .5, .6, .2, .5, .6, .8],
+    [.1, .9, .7, .2, .6, .9, .8, .2], [.3, .8, .9, .4, .8, .7, .9, .1],
+    [.2, .7, .6, .3, .9, .8, .9, 0], [0, .1, .2, .1, 0, .3, .2, .1],
+]  # fmt: skip
+
+# METRICS.md §8: pixel / Rand N² / Rand pairs / warping.
+WORKED_EXAMPLES = {
+    "E1": (e1, (0.0169492, 0.0376940, 0.0403800, 0)),
+    "E2": (lambda: (grid(["##.##"] * 6), np.ones((6, 5))), (0.111111, 0.333333, 0.352941, 0.2)),
+    "E3": (e3, (0.0909091, 0.464407, 0.484099, 0.0277778)),
+    "E4": (e4, (0.0204082, 0.333333, 0.342857, 0.0357143)),
+    "E5": (e5, (0.0666667, 0.436185, 0.446198, 0.01)),
+    "E6": (e6, (0.166667, 0.156627, 0.164557, 0)),
+    "E7": (e7, (0, 0, 0, 0)),
+    "E8": (lambda: (bars(), np.zeros((8, 7))), (1, 0.92, 1, 0)),
+    "E9": (lambda: (grid(E9_TRUTH), np.array(E9_PRED)), (0.0370370, 0.223744, 0.253886, 0)),
+}
+
+
+def headline(metrics):
+    return [metrics[k] for k in ("pixel_error", "rand_error", "rand_error_pairs", "warping_error")]
+
+
+@pytest.mark.parametrize("name", WORKED_EXAMPLES)
+def test_worked_examples(name):
+    make, expected = WORKED_EXAMPLES[name]
+    truth, prediction = make()
+    metrics = evaluate_arrays(truth, prediction.astype(np.float32))
+    assert headline(metrics) == pytest.approx(expected, abs=5e-7)
+
+
+def test_worked_example_details():
+    truth, prediction = e1()
+    metrics = evaluate_arrays(truth, prediction.astype(np.float32))
+    expected_f = [0.909091, *[0.892308] * 3, *[0.983051] * 3, 0.947368, 0.947368, 0, 0]
+    assert metrics["pixel"]["f_scores"] == pytest.approx(expected_f, abs=5e-7)
+    assert metrics["warping"]["mergers"] == [6, 6, 6, 6, 0, 0, 0, 0, 0, 0]
+    e9 = evaluate_arrays(grid(E9_TRUTH), np.array(E9_PRED, np.float32))
+    assert e9["warping"]["mergers"] == [12, 12, 12, 9, 6, 1, 1, 0, 0, 0]
+    assert evaluate_arrays(*[a.astype(np.float32) for a in e5()])["warping"]["splits"][0] == 1
+
+
+def test_thresholds_are_javas():
+    assert PIXEL_RAND_THRESHOLDS[3] == 0.30000000000000004
+    assert PIXEL_RAND_THRESHOLDS[-1] == 0.9999999999999999
+    assert len(PIXEL_RAND_THRESHOLDS) == 11
+    assert WARPING_THRESHOLDS == PIXEL_RAND_THRESHOLDS[:10]
+
+
+def test_float32_comparison_at_threshold():
+    truth = np.full((1, 4), 255, np.uint8)
+    # float32(0.3) > 0.30000000000000004 (interior); float32(0.7) < 0.7 (membrane).
+    p = np.array([[0.3, 0.3, 0.7, 0.7]], np.float32)
+    metrics = evaluate_arrays(truth, p)
+    assert metrics["pixel"]["f_scores"][3] == pytest.approx(1.0)
+    assert metrics["pixel"]["f_scores"][6] == pytest.approx(f_score(2, 0, 2))
+    assert metrics["pixel"]["f_scores"][7] == 0.0  # float32(0.7) is membrane at t = 0.7
+
+
+def test_116_simple_neighbourhoods():
+    assert SIMPLE_LOOKUP.sum() == 116
+
+
+def test_f_score_conventions():
+    assert f_score(0, 0, 0) == 1.0
+    assert f_score(0, 3, 0) == 0.0
+    assert f_score(0, 0, 3) == 0.0
+
+
+def test_empty_and_all_cell_predictions():
+    truth = bars()
+    empty = evaluate_arrays(truth, np.zeros(truth.shape, np.float32))
+    assert empty["pixel_error"] == 1.0 and empty["rand_error_pairs"] == 1.0
+    full = evaluate_arrays(truth, np.ones(truth.shape, np.float32))
+    assert full["pixel_error"] == pytest.approx(1 - f_score(48, 8, 0))
+    assert full["warping_error"] == pytest.approx(8 / 56)  # the membrane column merges
+
+
+def test_slice_without_interior_poisons_n2_like_fiji():
+    truth = np.stack([bars(), np.zeros((8, 7), np.uint8)])
+    prediction = (truth > 0).astype(np.float32)
+    metrics = evaluate_arrays(truth, prediction)
+    assert metrics["rand_error"] == 1.0  # Fiji's N² counts are NaN for that slice
+    assert metrics["rand_error_pairs"] == 0.0
+
+
+def test_non_square_multi_slice_micro_average():
+    truth = np.stack([bars(), bars()[:, ::-1]])
+    _, p4 = e4()
+    _, p6 = e6()
+    stack = evaluate_arrays(truth, np.stack([p4, p6[:, ::-1]]).astype(np.float32))
+    assert stack["warping_error"] == pytest.approx(2 / 112)
+    assert len(stack["per_slice"]) == 2
+    assert stack["per_slice"][0]["warping_error"] == pytest.approx(2 / 56)
+
+
+def test_pairs_rand_matches_skimage_with_singletons():
+    rng = np.random.default_rng(0)
+    truth = (ndimage.gaussian_filter(rng.random((40, 50)), 2) > 0.48).astype(np.uint8) * 255
+    prob = ndimage.gaussian_filter(rng.random((40, 50)), 2).astype(np.float32)
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    threshold = 0.5
+    truth_ids, _ = ndimage.label(truth > 0, structure=ndimage.generate_binary_structure(2, 1))
+    pred_ids, n = ndimage.label(prob > threshold, structure=ndimage.generate_binary_structure(2, 1))
+    singletons = pred_ids == 0
+    pred_ids[singletons] = n + 1 + np.arange(singletons.sum())
+    skimage_error = adapted_rand_error(truth_ids, pred_ids)[0]
+    from unetseg.evaluate import best_f, rand_counts
+
+    counts = rand_counts(truth, prob, [threshold], n2=False)
+    assert 1 - best_f(counts)[0] == pytest.approx(skimage_error, abs=1e-12)
+
+
+def test_isbi_real_slices(isbi_labels):
+    """METRICS.md §9: the first 3 ISBI training slices under three transforms."""
+    binary = isbi_labels[:3] > 0
+    cross = ndimage.generate_binary_structure(2, 1)
+    cases = {
+        "eroded": (
+            np.stack([ndimage.binary_erosion(b, cross, 1, border_value=1) for b in binary]),
+            (0.0431265, 0.0514633, 0.0514728, 0.000186920),
+        ),
+        "gaussian": (
+            np.stack([ndimage.gaussian_filter(b.astype(float), 2, mode="reflect", truncate=4) for b in binary]),
+            (0.00905109, 0.0238666, 0.0238707, 0.000253042),
+        ),
+    }  # fmt: skip
+    for prediction, expected in cases.values():
+        metrics = evaluate_arrays(isbi_labels[:3], prediction.astype(np.float32), workers=2)
+        assert headline(metrics)[:3] == pytest.approx(expected[:3], abs=5e-7)
+        assert metrics["warping_error"] == pytest.approx(expected[3], abs=5e-10)
+    per_threshold = np.array(metrics["warping"]["splits"]) + metrics["warping"]["mergers"]
+    assert per_threshold.tolist() == [26892, 19496, 9452, 1951, 522, 220, 199, 283, 394, 545]
+
+
+def test_shape_and_range_errors():
+    with pytest.raises(UnetsegError, match="does not match"):
+        evaluate_arrays(bars(), np.zeros((8, 6), np.float32))
+    with pytest.raises(UnetsegError, match=r"within \[0, 1\]"):
+        evaluate_arrays(bars(), np.full((8, 7), 2.0, np.float32))
+
+
+def test_cli_writes_json_and_fails_in_one_line(tmp_path):
+    truth, prediction = e4()
+    write_tiff(tmp_path / "truth.tif", truth)
+    write_tiff(tmp_path / "prob.tif", prediction.astype(np.float32))
+    command = [sys.executable, "-m", "unetseg", "evaluate", "--truth", str(tmp_path / "truth.tif")]
+    done = subprocess.run(
+        [*command, "--prediction", str(tmp_path / "prob.tif"), "--out", str(tmp_path / "m.json")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert written["warping_error"] == pytest.approx(0.0357143, abs=5e-7)
+    assert json.loads(done.stdout)["rand_error"] == pytest.approx(0.333333, abs=5e-7)
+    write_tiff(tmp_path / "wrong.tif", np.zeros((5, 5), np.float32))
+    failed = subprocess.run([*command, "--prediction", str(tmp_path / "wrong.tif")], capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert failed.stderr.count("\n") == 1 and "does not match" in failed.stderr

@@ -1,0 +1,114 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_tiff
+
+from unetseg import UnetsegError
+from unetseg.chunk import chunk_volume
+from unetseg.train import TrainConfig, load_volume, train
+from unetseg.weights import compute_weights
+
+TINY = dict(depth=2, base_channels=4, tile_out=20, validate_every=5, checkpoint_every=1000)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory, demo_arrays):
+    folder = tmp_path_factory.mktemp("stores")
+    raw, labels = demo_arrays
+    write_tiff(folder / "raw.tif", raw)
+    write_tiff(folder / "labels.tif", labels)
+    paths = {}
+    for role, slices in (("train", (0, 3)), ("val", (3, 4))):
+        chunk_volume(folder / "raw.tif", folder / f"{role}_raw.zarr", slices=slices)
+        chunk_volume(folder / "labels.tif", folder / f"{role}_labels.zarr", slices=slices, is_labels=True)
+        paths[role] = [folder / f"{role}_raw.zarr", folder / f"{role}_labels.zarr"]
+    compute_weights(folder / "train_labels.zarr", folder / "train_weights.zarr")
+    paths["train"].append(folder / "train_weights.zarr")
+    return paths
+
+
+def run(stores, tmp_path, name, **overrides):
+    config = TrainConfig(**{**TINY, **overrides})
+    best = train(
+        [load_volume(*stores["train"])],
+        [load_volume(*stores["val"])],
+        config,
+        tmp_path / f"{name}.pt",
+        tmp_path / f"{name}.tsv",
+        tmp_path / f"{name}_checkpoint.pt",
+    )
+    return best, (tmp_path / f"{name}.tsv").read_text()
+
+
+def states_equal(a, b) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_learns_and_keeps_the_best_model(stores, tmp_path):
+    best, log = run(stores, tmp_path, "a", steps=60, learning_rate=0.02, validate_every=20)
+    rows = [line.split("\t") for line in log.splitlines()]
+    assert rows[0] == ["step", "loss", "pixel_error", "rand_error", "learning_rate", "seconds"]
+    assert [int(r[0]) for r in rows[1:]] == [20, 40, 60]
+    assert float(rows[-1][1]) < float(rows[1][1])  # the loss goes down
+    rand_errors = [float(r[3]) for r in rows[1:]]
+    assert best["metrics"]["rand_error"] == min(rand_errors)
+    saved = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert saved["step"] == best["step"] and saved["model_config"]["depth"] == 2
+
+
+def test_runs_are_reproducible_and_independent_of_loader_workers(stores, tmp_path):
+    first, log_a = run(stores, tmp_path, "a", steps=6, workers=0)
+    second, log_b = run(stores, tmp_path, "b", steps=6, workers=1)
+    assert states_equal(first["model_state"], second["model_state"])
+    assert [r.split("\t")[1] for r in log_a.splitlines()] == [r.split("\t")[1] for r in log_b.splitlines()]
+
+
+def test_invalid_tile_size_is_rejected(stores, tmp_path):
+    with pytest.raises(UnetsegError, match="train.tile_out: 21 .* nearest valid: 20 or 24"):
+        run(stores, tmp_path, "a", steps=2, tile_out=21)
+
+
+def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(stores, tmp_path):
+    settings = json.dumps({**TINY, "steps": 300, "validate_every": 100, "learning_rate": 0.01})
+
+    def command(name):
+        return [
+            sys.executable, "-m", "unetseg", "train",
+            "--raw", str(stores["train"][0]), "--labels", str(stores["train"][1]),
+            "--weights", str(stores["train"][2]),
+            "--val-raw", str(stores["val"][0]), "--val-labels", str(stores["val"][1]),
+            "--settings", settings, "--model", str(tmp_path / f"{name}.pt"),
+            "--log", str(tmp_path / f"{name}.tsv"), "--checkpoint", str(tmp_path / f"{name}.ckpt"),
+        ]  # fmt: skip
+
+    uninterrupted = subprocess.run(command("whole"), capture_output=True, text=True)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+
+    process = subprocess.Popen(command("split"), stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "training 0 -> 300" in line:
+            break
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    stopped_output = process.stderr.read()
+    assert process.wait() == 1, stopped_output
+    assert "stopped by a signal" in stopped_output
+    checkpoint = torch.load(tmp_path / "split.ckpt", weights_only=False)
+    assert 0 < checkpoint["step"] < 300
+    assert not (tmp_path / "split.pt").exists()  # no final model from a stopped run
+
+    resumed = subprocess.run(command("split"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {tmp_path / 'split.ckpt'} at step {checkpoint['step']}" in resumed.stderr
+    whole = torch.load(tmp_path / "whole.pt", weights_only=True)
+    split = torch.load(tmp_path / "split.pt", weights_only=True)
+    assert states_equal(whole["model_state"], split["model_state"])
+    whole_log = np.loadtxt(tmp_path / "whole.tsv", skiprows=1, usecols=(0, 1, 2, 3))
+    split_log = np.loadtxt(tmp_path / "split.tsv", skiprows=1, usecols=(0, 1, 2, 3))
+    assert np.abs(whole_log - split_log).max() <= 1e-6

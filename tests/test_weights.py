@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+from conftest import write_tiff
+
+from unetseg import io, labels
+from unetseg.chunk import chunk_volume
+from unetseg.weights import class_balance, compute_weights, weight_map
+
+
+def direct_weight_map(cell_ids, interior, w0=10.0, sigma=5.0):
+    """Reference: one full-image distance transform per cell, all distances sorted per pixel."""
+    n_cells = cell_ids.max()
+    distances = np.stack([ndimage.distance_transform_edt(cell_ids != c) for c in range(1, n_cells + 1)])
+    distances.sort(axis=0)
+    border = np.zeros(cell_ids.shape)
+    if n_cells >= 2:
+        border = w0 * np.exp(-((distances[0] + distances[1]) ** 2) / (2 * sigma**2))
+    return class_balance(interior) + np.where(interior, 0, border)
+
+
+def test_matches_direct_reference_on_demo(demo_arrays):
+    _, label_volume = demo_arrays
+    for slice_labels in label_volume:
+        ids = labels.cells(slice_labels, labels.BINARY)
+        fast = weight_map(ids, slice_labels > 0, 10.0, 5.0)
+        assert np.abs(fast - direct_weight_map(ids, slice_labels > 0)).max() <= 1e-4
+
+
+def test_matches_direct_reference_on_isbi(isbi_labels):
+    slice_labels = isbi_labels[0]
+    ids = labels.cells(slice_labels, labels.BINARY)
+    fast = weight_map(ids, slice_labels > 0, 10.0, 5.0)
+    # Running two-smallest update instead of a 100+ cell sort keeps the reference in memory.
+    d1 = np.full(ids.shape, np.inf)
+    d2 = np.full(ids.shape, np.inf)
+    for cell in range(1, ids.max() + 1):
+        d = ndimage.distance_transform_edt(ids != cell)
+        d2, d1 = np.minimum(d2, np.maximum(d1, d)), np.minimum(d1, d)
+    reference = class_balance(slice_labels > 0) + np.where(
+        slice_labels > 0, 0, 10 * np.exp(-((d1 + d2) ** 2) / 50)
+    )
+    assert np.abs(fast - reference).max() <= 1e-4
+
+
+def test_hand_checked_two_cells():
+    # Two cells separated by a 2-px gap: a gap pixel is 1 px from one cell and 2 px from the other.
+    interior = np.zeros((5, 8), bool)
+    interior[:, :3] = interior[:, 5:] = True
+    ids, _ = ndimage.label(interior)
+    weights = weight_map(ids, interior, w0=10.0, sigma_px=5.0)
+    w_c_membrane = 30 / 10  # 30 interior, 10 membrane pixels
+    assert weights[2, 3] == pytest.approx(w_c_membrane + 10 * np.exp(-(3**2) / 50), abs=1e-6)
+    assert weights[2, 0] == pytest.approx(1.0)
+
+
+def test_single_cell_has_no_border_term():
+    interior = np.zeros((6, 6), bool)
+    interior[1:5, 1:5] = True
+    ids, _ = ndimage.label(interior)
+    assert np.allclose(weight_map(ids, interior, 10.0, 5.0), class_balance(interior))
+
+
+def test_instance_labels_get_separation_border():
+    ids = np.zeros((1, 6, 8), np.uint16)
+    ids[0, :, :4], ids[0, :, 4:] = 3, 9
+    interior = labels.interior(ids, labels.INSTANCE)
+    assert not interior[0, :, 4].any()  # a 1-px border where the ids meet
+    assert interior[0, :, :4].all() and interior[0, :, 5:].all()
+
+
+def test_compute_weights_store(tmp_path, demo_arrays):
+    _, label_volume = demo_arrays
+    tiff = write_tiff(tmp_path / "labels.tif", label_volume)
+    chunk_volume(tiff, tmp_path / "labels.zarr", chunks=(1, 64, 64), is_labels=True)
+    compute_weights(tmp_path / "labels.zarr", tmp_path / "weights.zarr", 10.0, 5.0, workers=2)
+    stored = io.open_zarr(tmp_path / "weights.zarr")
+    assert stored.shape == label_volume.shape and stored.dtype == np.float32
+    ids = labels.cells(label_volume[2], labels.BINARY)
+    assert np.array_equal(stored[2], weight_map(ids, label_volume[2] > 0, 10.0, 5.0))
