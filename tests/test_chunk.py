@@ -3,7 +3,6 @@ import pytest
 import tifffile
 import zarr
 from conftest import write_tiff
-
 from unetseg import UnetsegError, io
 from unetseg.chunk import chunk_volume
 from unetseg.export import export_tiff

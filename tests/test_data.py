@@ -1,5 +1,4 @@
 import numpy as np
-
 from unetseg.data import demo_volume
 
 

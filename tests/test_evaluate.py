@@ -7,7 +7,6 @@ import pytest
 from conftest import write_tiff
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
-
 from unetseg import UnetsegError
 from unetseg.evaluate import (
     PIXEL_RAND_THRESHOLDS,
@@ -66,7 +65,16 @@ def e7():
     return bars(), p
 
 
-E9_TRUTH = ["........", ".###.##.", ".###.##.", ".......#", ".##.###.", ".##.###.", ".##.###.", "........"]
+E9_TRUTH = [
+    "........",
+    ".###.##.",
+    ".###.##.",
+    ".......#",
+    ".##.###.",
+    ".##.###.",
+    ".##.###.",
+    "........",
+]
 E9_PRED = [
     [.1, .2, .1, .2, .1, 0, .1, .2], [.2, .9, .8, .7, .4, .8, .9, .1],
     [.1, .8, .9, .6, .3, .9, .7, .3], [0, .4, .5, .6, .2, .5, .6, .8],
@@ -115,7 +123,7 @@ def test_thresholds_are_javas():
     assert PIXEL_RAND_THRESHOLDS[3] == 0.30000000000000004
     assert PIXEL_RAND_THRESHOLDS[-1] == 0.9999999999999999
     assert len(PIXEL_RAND_THRESHOLDS) == 11
-    assert WARPING_THRESHOLDS == PIXEL_RAND_THRESHOLDS[:10]
+    assert PIXEL_RAND_THRESHOLDS[:10] == WARPING_THRESHOLDS
 
 
 def test_float32_comparison_at_threshold():
@@ -225,6 +233,8 @@ def test_cli_writes_json_and_fails_in_one_line(tmp_path):
     assert written["warping_error"] == pytest.approx(0.0357143, abs=5e-7)
     assert json.loads(done.stdout)["rand_error"] == pytest.approx(0.333333, abs=5e-7)
     write_tiff(tmp_path / "wrong.tif", np.zeros((5, 5), np.float32))
-    failed = subprocess.run([*command, "--prediction", str(tmp_path / "wrong.tif")], capture_output=True, text=True)
+    failed = subprocess.run(
+        [*command, "--prediction", str(tmp_path / "wrong.tif")], capture_output=True, text=True
+    )
     assert failed.returncode == 1
     assert failed.stderr.count("\n") == 1 and "does not match" in failed.stderr

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from unetseg.model import UNet, autocast, count_conv_layers, count_parameters
 
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from unetseg import UnetsegError, tiling
 
 
@@ -35,7 +34,9 @@ def test_tile_smaller_than_grid_is_rejected():
 @pytest.mark.parametrize("length, pad", [(5, 3), (5, 13), (1, 4), (2, 9), (7, 0)])
 def test_reflect_indices_equal_numpy_reflect(length, pad):
     array = np.arange(length)
-    expected = np.pad(array, (pad, pad + 2), mode="reflect") if length > 1 else np.zeros(2 * pad + 3)
+    expected = (
+        np.pad(array, (pad, pad + 2), mode="reflect") if length > 1 else np.zeros(2 * pad + 3)
+    )
     assert np.array_equal(array[tiling.reflect_indices(-pad, length + pad + 2, length)], expected)
 
 

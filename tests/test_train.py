@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_tiff
-
 from unetseg import UnetsegError
 from unetseg.chunk import chunk_volume
 from unetseg.train import TrainConfig, load_volume, train
@@ -26,7 +25,9 @@ def stores(tmp_path_factory, demo_arrays):
     paths = {}
     for role, slices in (("train", (0, 3)), ("val", (3, 4))):
         chunk_volume(folder / "raw.tif", folder / f"{role}_raw.zarr", slices=slices)
-        chunk_volume(folder / "labels.tif", folder / f"{role}_labels.zarr", slices=slices, is_labels=True)
+        chunk_volume(
+            folder / "labels.tif", folder / f"{role}_labels.zarr", slices=slices, is_labels=True
+        )
         paths[role] = [folder / f"{role}_raw.zarr", folder / f"{role}_labels.zarr"]
     compute_weights(folder / "train_labels.zarr", folder / "train_weights.zarr")
     paths["train"].append(folder / "train_weights.zarr")
@@ -66,7 +67,9 @@ def test_runs_are_reproducible_and_independent_of_loader_workers(stores, tmp_pat
     first, log_a = run(stores, tmp_path, "a", steps=6, workers=0)
     second, log_b = run(stores, tmp_path, "b", steps=6, workers=1)
     assert states_equal(first["model_state"], second["model_state"])
-    assert [r.split("\t")[1] for r in log_a.splitlines()] == [r.split("\t")[1] for r in log_b.splitlines()]
+    assert [r.split("\t")[1] for r in log_a.splitlines()] == [
+        r.split("\t")[1] for r in log_b.splitlines()
+    ]
 
 
 def test_invalid_tile_size_is_rejected(stores, tmp_path):

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-from scipy import ndimage
 from conftest import write_tiff
-
+from scipy import ndimage
 from unetseg import io, labels
 from unetseg.chunk import chunk_volume
 from unetseg.weights import class_balance, compute_weights, weight_map
@@ -11,7 +10,9 @@ from unetseg.weights import class_balance, compute_weights, weight_map
 def direct_weight_map(cell_ids, interior, w0=10.0, sigma=5.0):
     """Reference: one full-image distance transform per cell, all distances sorted per pixel."""
     n_cells = cell_ids.max()
-    distances = np.stack([ndimage.distance_transform_edt(cell_ids != c) for c in range(1, n_cells + 1)])
+    distances = np.stack(
+        [ndimage.distance_transform_edt(cell_ids != c) for c in range(1, n_cells + 1)]
+    )
     distances.sort(axis=0)
     border = np.zeros(cell_ids.shape)
     if n_cells >= 2:

@@ -3,20 +3,39 @@ import json
 import sys
 from pathlib import Path
 
+import jsonschema
+import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from unetseg import tiling  # noqa: E402  (pure Python, no torch: keeps the DAG fast)
 
-
-validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
-
-RESULTS = config["results"]
-VOLUMES = {volume["name"]: volume for volume in config["volumes"]}
+CONFIG_SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 
 
 def fail(message):
     raise ValueError(f"config: {message}")
+
+
+def validate_config():
+    """One line naming the offending key, then Snakemake's validation fills the defaults."""
+    schema = yaml.safe_load(CONFIG_SCHEMA.read_text())
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
+    error = jsonschema.exceptions.best_match(errors)
+    if error is None:
+        return validate(config, CONFIG_SCHEMA)
+    path = [str(part) for part in error.absolute_path]
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema["properties"]))
+        allowed = ", ".join(error.schema["properties"])
+        fail(f"{'.'.join([*path, unknown[0]])}: unknown key (allowed here: {allowed})")
+    fail(f"{'.'.join(path) or '(top level)'}: {error.message}")
+
+
+validate_config()
+
+RESULTS = config["results"]
+VOLUMES = {volume["name"]: volume for volume in config["volumes"]}
 
 
 def check_config():

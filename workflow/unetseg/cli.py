@@ -87,8 +87,12 @@ def cmd_train(args) -> None:
         raise UnetsegError("train: give one --labels and one --weights per --raw")
     if len(args.val_raw) != len(args.val_labels):
         raise UnetsegError("train: give one --val-labels per --val-raw")
-    volumes = [train.load_volume(*paths) for paths in zip(args.raw, args.labels, args.weights)]
-    val_volumes = [train.load_volume(*paths) for paths in zip(args.val_raw, args.val_labels)]
+    volumes = [
+        train.load_volume(*paths) for paths in zip(args.raw, args.labels, args.weights, strict=True)
+    ]
+    val_volumes = [
+        train.load_volume(*paths) for paths in zip(args.val_raw, args.val_labels, strict=True)
+    ]
     Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
     train.train(volumes, val_volumes, config, args.model, args.log, args.checkpoint)
 

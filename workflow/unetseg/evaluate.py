@@ -9,13 +9,11 @@ as float32 widened to double: interior iff p > t.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from unetseg import io
 from unetseg.errors import UnetsegError
 from unetseg.labels import FOUR_CONNECTED
 

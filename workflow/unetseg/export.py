@@ -27,13 +27,15 @@ def export_tiff(zarr_path: str | os.PathLike, tiff_path: str | os.PathLike) -> N
             yield np.asarray(array[z], dtype=dtype)
 
     nbytes = int(np.prod(array.shape)) * np.dtype(dtype).itemsize
-    with io.atomic_output(tiff_path) as tmp:
-        with tifffile.TiffWriter(tmp, bigtiff=nbytes > BIGTIFF_BYTES, imagej=imagej) as tif:
-            tif.write(
-                slices(),
-                shape=array.shape,
-                dtype=dtype,
-                resolution=(1 / x_um, 1 / y_um),
-                metadata={"axes": "ZYX", "spacing": z_um, "unit": "um"} if imagej else None,
-            )
+    with (
+        io.atomic_output(tiff_path) as tmp,
+        tifffile.TiffWriter(tmp, bigtiff=nbytes > BIGTIFF_BYTES, imagej=imagej) as tif,
+    ):
+        tif.write(
+            slices(),
+            shape=array.shape,
+            dtype=dtype,
+            resolution=(1 / x_um, 1 / y_um),
+            metadata={"axes": "ZYX", "spacing": z_um, "unit": "um"} if imagej else None,
+        )
     log.info("exported %s %s to %s", array.shape, np.dtype(dtype), tiff_path)

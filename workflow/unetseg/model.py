@@ -54,7 +54,8 @@ class UNet(nn.Module):
         }
         widths = [base_channels * 2**level for level in range(depth + 1)]
         self.encoders = nn.ModuleList(
-            DoubleConv(c_in, c_out) for c_in, c_out in zip([in_channels, *widths], widths[:-1])
+            DoubleConv(c_in, c_out)
+            for c_in, c_out in zip([in_channels, *widths[:-2]], widths[:-1], strict=True)
         )
         self.bottom = DoubleConv(widths[-2], widths[-1])
         self.upconvs = nn.ModuleList(

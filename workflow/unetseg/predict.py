@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def load_model(path: str, device: str = "cpu", channels_last: bool = False) -> t
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         model = UNet(**checkpoint["model_config"])
         model.load_state_dict(checkpoint["model_state"])
-    except (OSError, KeyError, RuntimeError) as error:
+    except (OSError, KeyError, RuntimeError, pickle.UnpicklingError) as error:
         raise UnetsegError(f"{path}: not a usable unetseg model ({error})") from error
     model.eval()
     return prepare(model, torch.device(device), channels_last), checkpoint

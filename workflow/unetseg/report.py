@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import matplotlib
 
@@ -56,7 +57,9 @@ def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
     slices = pick_slices(raw.shape[0])
     figure, axes = plt.subplots(1, len(slices) + 2, figsize=(3 * (len(slices) + 2), 3.3))
     for axis, z in zip(axes, slices, strict=False):
-        overlay(axis, raw[z], boundaries(labels[z] > 0), (1.0, 0.6, 0.0), f"raw z={z} + label borders")
+        overlay(
+            axis, raw[z], boundaries(labels[z] > 0), (1.0, 0.6, 0.0), f"raw z={z} + label borders"
+        )
     axes[-2].imshow(labels[slices[0]] > 0, cmap="gray")
     axes[-2].set_title(f"labels z={slices[0]} (white = cell)", fontsize=9)
     axes[-2].axis("off")
@@ -68,7 +71,7 @@ def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
 
 
 def read_tsv(path) -> dict[str, np.ndarray]:
-    lines = [line.split("\t") for line in open(path).read().splitlines() if line]
+    lines = [line.split("\t") for line in Path(path).read_text().splitlines() if line]
     header, rows = lines[0], lines[1:]
     columns = {}
     for index, name in enumerate(header):
@@ -88,7 +91,9 @@ def training_figure(log_path, out_path) -> None:
     if np.isfinite(log["rand_error"]).any():
         best = int(np.nanargmin(log["rand_error"][::-1]))
         best_step = log["step"][::-1][best]
-        error_axis.axvline(best_step, color="grey", linestyle="--", label=f"best (step {best_step:.0f})")
+        error_axis.axvline(
+            best_step, color="grey", linestyle="--", label=f"best (step {best_step:.0f})"
+        )
     error_axis.set(xlabel="step", ylabel="error", title="validation (ISBI 2012 definitions)")
     error_axis.legend(fontsize=8)
     lr_axis.plot(log["step"], log["learning_rate"], color="#CC79A7")
@@ -96,23 +101,29 @@ def training_figure(log_path, out_path) -> None:
     save(figure, out_path)
 
 
-def prediction_figure(raw_path, labels_path, probability_path, segmentation_path, metrics_path, out_path):
+def prediction_figure(
+    raw_path, labels_path, probability_path, segmentation_path, metrics_path, out_path
+):
     """Per held-out slice: raw, probability, segmentation contours on raw, error map."""
     raw, labels, probability, segmentation = (
         io.open_zarr(p) for p in (raw_path, labels_path, probability_path, segmentation_path)
     )
-    threshold = json.loads(open(metrics_path).read())["pixel"]["best_threshold"]
+    threshold = json.loads(Path(metrics_path).read_text())["pixel"]["best_threshold"]
     slices = pick_slices(raw.shape[0])
     figure, axes = plt.subplots(len(slices), 4, figsize=(13, 3.3 * len(slices)), squeeze=False)
     for row, z in zip(axes, slices, strict=True):
         row[0].imshow(raw[z], cmap="gray")
         row[0].set_title(f"raw z={z}", fontsize=9)
         row[0].axis("off")
-        shown = row[1].imshow(np.asarray(probability[z], np.float32), cmap="cividis", vmin=0, vmax=1)
+        shown = row[1].imshow(
+            np.asarray(probability[z], np.float32), cmap="cividis", vmin=0, vmax=1
+        )
         row[1].set_title("P(cell interior)", fontsize=9)
         row[1].axis("off")
         figure.colorbar(shown, ax=row[1], fraction=0.046)
-        overlay(row[2], raw[z], boundaries(segmentation[z]), (1.0, 0.6, 0.0), "segmentation contours")
+        overlay(
+            row[2], raw[z], boundaries(segmentation[z]), (1.0, 0.6, 0.0), "segmentation contours"
+        )
         predicted = np.asarray(probability[z], np.float32) > threshold
         truth = labels[z] > 0
         row[3].imshow(raw[z], cmap="gray", alpha=0.5)
@@ -127,7 +138,7 @@ def prediction_figure(raw_path, labels_path, probability_path, segmentation_path
 
 def metrics_figure(metrics_path, out_path, volume: str) -> None:
     """Metrics beside the paper's Table 1, and F-score against threshold curves."""
-    metrics = json.loads(open(metrics_path).read())
+    metrics = json.loads(Path(metrics_path).read_text())
     figure, (table_axis, curve_axis) = plt.subplots(
         1, 2, figsize=(12, 3.5), gridspec_kw={"width_ratios": [1.2, 1]}
     )

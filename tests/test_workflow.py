@@ -1,0 +1,136 @@
+"""End-to-end: the real snakemake on a tiny demo in a temporary directory."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import yaml
+from unetseg import io
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = {
+    "results": "results",
+    "demo": {"shape": [4, 64, 64], "seed": 3},
+    "volumes": [
+        {"name": "tiny_train", "raw": "results/demo/raw.tif", "labels": "results/demo/labels.tif",
+         "role": "train", "slices": [0, 3]},
+        {"name": "tiny_val", "raw": "results/demo/raw.tif", "labels": "results/demo/labels.tif",
+         "role": "validate", "slices": [3, 4]},
+    ],
+    "chunk": {"chunk_shape": [1, 32, 32]},
+    "model": {"depth": 2, "base_channels": 4},
+    "train": {"tile_out": 20, "steps": 10, "validate_every": 5, "checkpoint_every": 5, "workers": 0},
+    "predict": {"tile_out": 28, "block_px": 32},
+}  # fmt: skip
+
+
+def snakemake(workdir: Path, *arguments: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2",
+        *arguments,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def jobs_in_dry_run(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    done = snakemake(workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir, done
+
+
+def test_every_output_is_there_and_sound(finished_run):
+    workdir, done = finished_run
+    results = workdir / "results"
+    raw = tifffile.imread(results / "demo/raw.tif")
+    assert raw.shape == (4, 64, 64)
+    assert np.array_equal(io.open_zarr(results / "tiny_val/raw.zarr")[...], raw[3:4])
+    assert io.open_zarr(results / "tiny_train/weights.zarr").shape == (3, 64, 64)
+    assert (results / "model/model.pt").stat().st_size > 0
+    log_lines = (results / "model/train_log.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in log_lines] == ["step", "5", "10"]
+    probability = io.open_zarr(results / "tiny_val/probability.zarr")[...].astype(np.float32)
+    assert probability.shape == (1, 64, 64) and 0 <= probability.min() <= probability.max() <= 1
+    segmentation = tifffile.imread(results / "tiny_val/segmentation.tif")
+    assert segmentation.shape == (64, 64) and segmentation.dtype == np.uint32
+    metrics = yaml.safe_load((results / "tiny_val/metrics.json").read_text())
+    assert all(0 <= metrics[k] <= 1 for k in ("pixel_error", "rand_error", "warping_error"))
+    for figure in (
+        "training.png",
+        "tiny_train/data.png",
+        "tiny_val/prediction.png",
+        "tiny_val/metrics.png",
+    ):
+        assert (results / "report" / figure).read_bytes()[:4] == b"\x89PNG"
+    for rule in ("chunk_raw", "weights", "train", "predict", "segment", "evaluate"):
+        assert list((results / "benchmarks" / rule).glob("*.tsv")), rule
+    assert "tiny_val: pixel error" in done.stderr  # metrics printed at the end of the run
+
+
+def test_second_run_does_nothing(finished_run):
+    workdir, _ = finished_run
+    done = snakemake(workdir)
+    assert done.returncode == 0
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_changed_predict_parameter_reruns_predict_and_downstream_only(finished_run):
+    workdir, _ = finished_run
+    changed = {**TINY_CONFIG, "predict": {**TINY_CONFIG["predict"], "batch_size": 2}}
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(changed))
+    done = snakemake(workdir, "-n", "--configfile", str(workdir / "changed.yaml"))
+    assert done.returncode == 0, done.stderr
+    jobs = jobs_in_dry_run(done.stdout)
+    assert jobs == {
+        "predict": 1, "segment": 1, "export_segmentation": 1, "evaluate": 1,
+        "report_prediction": 1, "report_metrics": 1, "all": 1,
+    }  # fmt: skip
+
+
+def test_report_builds(finished_run):
+    workdir, _ = finished_run
+    done = snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    html = (workdir / "report.html").read_text()
+    assert "Training" in html and "Prediction" in html and len(html) > 100_000
+
+
+def test_unknown_config_key_names_the_key(tmp_path):
+    bad = {**TINY_CONFIG, "predict": {**TINY_CONFIG["predict"], "tile_outt": 28}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    done = snakemake(tmp_path, "-n")
+    assert done.returncode != 0
+    assert "config: predict.tile_outt: unknown key" in done.stdout + done.stderr
+
+
+def test_invalid_tile_size_names_nearest_valid(tmp_path):
+    bad = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "tile_out": 21}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    done = snakemake(tmp_path, "-n")
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "train.tile_out: 21 px is not a valid U-Net output size" in output
+    assert "nearest valid: 20 or 24" in output
+
+
+def test_lint_is_clean():
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Lints for" not in done.stdout + done.stderr
