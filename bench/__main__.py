@@ -1,0 +1,18 @@
+"""`python -m bench NAME...`: run the named benchmark families (all if none is named)."""
+
+import sys
+
+from bench import workflow
+
+FAMILIES = {**workflow.BENCHMARKS}
+
+
+def main(names: list[str]) -> None:
+    unknown = [name for name in names if name not in FAMILIES]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {sorted(FAMILIES)}")
+    for name in names or FAMILIES:
+        FAMILIES[name]()
+
+
+main(sys.argv[1:])

@@ -1,0 +1,52 @@
+"""One JSON line per figure in bench/results.jsonl, with what made it and where."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results.jsonl"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+    )
+    return done.stdout.strip() or "unknown"
+
+
+def record(name: str, value: float, unit: str, goal: str, **extra) -> dict:
+    """Print one figure and append it to bench/results.jsonl."""
+    entry = {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "goal": goal,
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "commit": commit(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **extra,
+    }
+    print(json.dumps(entry), flush=True)
+    with RESULTS.open("a") as results:
+        results.write(json.dumps(entry) + "\n")
+    return entry
