@@ -2,9 +2,9 @@
 
 import sys
 
-from bench import workflow
+from bench import metrics, workflow
 
-FAMILIES = {**workflow.BENCHMARKS}
+FAMILIES = {**workflow.BENCHMARKS, **metrics.BENCHMARKS}
 
 
 def main(names: list[str]) -> None:

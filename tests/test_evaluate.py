@@ -186,8 +186,18 @@ def test_pairs_rand_matches_skimage_with_singletons():
     skimage_error = adapted_rand_error(truth_ids, pred_ids)[0]
     from unetseg.evaluate import best_f, rand_counts
 
-    counts = rand_counts(truth, prob, [threshold], n2=False)
+    counts = rand_counts(truth, prob, [threshold])[1]
     assert 1 - best_f(counts)[0] == pytest.approx(skimage_error, abs=1e-12)
+
+
+def test_overlap_counting_by_sorting_equals_the_table(monkeypatch):
+    from unetseg import evaluate
+
+    truth, prediction = e1()
+    table = evaluate_arrays(truth, prediction.astype(np.float32))
+    monkeypatch.setattr(evaluate, "MAX_PAIR_TABLE", 0)
+    sorting = evaluate_arrays(truth, prediction.astype(np.float32))
+    assert headline(sorting) == headline(table)
 
 
 def test_isbi_real_slices(isbi_labels):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy import ndimage
 
@@ -63,49 +64,87 @@ def binarize(probability: np.ndarray, threshold: float) -> np.ndarray:
 def pixel_counts(truth: np.ndarray, probability: np.ndarray, thresholds) -> np.ndarray:
     """(thresholds, 3) TP, FP, FN of the interior class for one slice."""
     interior = truth > 0
-    rows = []
-    for threshold in thresholds:
-        predicted = binarize(probability, threshold)
-        tp = np.count_nonzero(predicted & interior)
-        rows.append((tp, np.count_nonzero(predicted) - tp, np.count_nonzero(interior) - tp))
-    return np.array(rows, dtype=np.int64)
+    values = probability.astype(np.float32).astype(np.float64)
+    # Counts of values > t for all t at once, from the sorted values of each class.
+    inside = np.sort(values[interior])
+    outside = np.sort(values[~interior])
+    t = np.asarray(thresholds)
+    tp = inside.size - np.searchsorted(inside, t, side="right")
+    fp = outside.size - np.searchsorted(outside, t, side="right")
+    return np.stack([tp, fp, inside.size - tp], axis=1).astype(np.int64)
 
 
 # --- Rand error ------------------------------------------------------------------------------
 
 
-def rand_counts(truth: np.ndarray, probability: np.ndarray, thresholds, n2: bool) -> np.ndarray:
-    """(thresholds, 3) TP, FP, FN of pixel pairs, foreground-restricted, for one slice.
+# Above this many (truth, prediction) label pairs, overlaps are counted by sorting instead.
+MAX_PAIR_TABLE = 1 << 22
 
-    Float because Fiji's N² counts of a slice without any GT interior are NaN.
-    """
-    truth_ids, _ = ndimage.label(truth > 0, structure=FOUR_CONNECTED)
+
+@numba.njit(cache=True)
+def _pair_sums(truth_ids, predicted_ids, n_truth, n_predicted):
+    """(Σ n_ij², Σ C(n_ij, 2), Σ b_j², Σ C(b_j, 2), singletons) over GT-interior pixels."""
+    table = np.zeros((n_truth + 1) * (n_predicted + 1), np.int64)
+    b = np.zeros(n_predicted + 1, np.int64)
+    singletons = 0
+    for index in range(truth_ids.size):
+        i, j = truth_ids.flat[index], predicted_ids.flat[index]
+        if i == 0:
+            continue
+        if j == 0:
+            singletons += 1
+        else:
+            table[i * (n_predicted + 1) + j] += 1
+            b[j] += 1
+    square_n = pairs_n = square_b = pairs_b = 0
+    for count in table:
+        square_n += count * count
+        pairs_n += count * (count - 1) // 2
+    for count in b:
+        square_b += count * count
+        pairs_b += count * (count - 1) // 2
+    return square_n, pairs_n, square_b, pairs_b, singletons
+
+
+def pair_sums(truth_ids, predicted_ids, n_truth: int, n_predicted: int):
+    if (n_truth + 1) * (n_predicted + 1) <= MAX_PAIR_TABLE:
+        return _pair_sums(truth_ids, predicted_ids, n_truth, n_predicted)
     foreground = truth_ids > 0
-    n = int(np.count_nonzero(foreground))
-    if n2 and n == 0:
-        return np.full((len(thresholds), 3), np.nan)
-    a = np.bincount(truth_ids[foreground]).astype(np.int64)[1:]
-    rows = []
+    in_segment = foreground & (predicted_ids > 0)
+    pair_index = truth_ids[in_segment].astype(np.int64) * (n_predicted + 1) + predicted_ids[in_segment]
+    n_ij = np.unique(pair_index, return_counts=True)[1].astype(np.int64)
+    b = np.bincount(predicted_ids[in_segment], minlength=n_predicted + 1).astype(np.int64)
+    singletons = int(np.count_nonzero(foreground)) - int(np.count_nonzero(in_segment))
+    return (
+        int((n_ij**2).sum()), int((n_ij * (n_ij - 1) // 2).sum()),
+        int((b**2).sum()), int((b * (b - 1) // 2).sum()), singletons,
+    )  # fmt: skip
+
+
+def rand_counts(truth: np.ndarray, probability: np.ndarray, thresholds):
+    """(N², pairs) arrays of (thresholds, 3) TP, FP, FN of pixel pairs, for one slice.
+
+    Foreground-restricted. Float because Fiji's N² counts of a slice without GT interior are NaN.
+    """
+    truth_ids, n_truth = ndimage.label(truth > 0, structure=FOUR_CONNECTED, output=np.int32)
+    a = np.bincount(truth_ids.ravel(), minlength=n_truth + 1)[1:].astype(np.int64)
+    a_square, a_pairs = int((a**2).sum()), int((a * (a - 1) // 2).sum())
+    values = probability.astype(np.float32).astype(np.float64)
+    n2_rows, pairs_rows = [], []
     for threshold in thresholds:
         predicted_ids, n_predicted = ndimage.label(
-            binarize(probability, threshold), structure=FOUR_CONNECTED
+            values > threshold, structure=FOUR_CONNECTED, output=np.int32
         )
-        ids_here = predicted_ids[foreground]
-        in_segment = ids_here > 0
-        singletons = n - int(np.count_nonzero(in_segment))
-        pair_index = truth_ids[foreground][in_segment] * (n_predicted + 1) + ids_here[in_segment]
-        n_ij = np.unique(pair_index, return_counts=True)[1].astype(np.int64)
-        b = np.bincount(ids_here[in_segment], minlength=n_predicted + 1).astype(np.int64)
-        if n2:
-            tp = int((n_ij**2).sum()) + singletons
-            fp = int((b**2).sum()) + singletons - tp
-            fn = int((a**2).sum()) - tp
-        else:
-            tp = int((n_ij * (n_ij - 1) // 2).sum())
-            fp = int((b * (b - 1) // 2).sum()) - tp
-            fn = int((a * (a - 1) // 2).sum()) - tp
-        rows.append((tp, fp, fn))
-    return np.array(rows, dtype=np.float64)
+        square_n, pairs_n, square_b, pairs_b, singletons = pair_sums(
+            truth_ids, predicted_ids, n_truth, n_predicted
+        )
+        tp = square_n + singletons
+        n2_rows.append((tp, square_b + singletons - tp, a_square - tp))
+        pairs_rows.append((pairs_n, pairs_b - pairs_n, a_pairs - pairs_n))
+    n2_counts = np.array(n2_rows, dtype=np.float64)
+    if a.sum() == 0:
+        n2_counts[:] = np.nan
+    return n2_counts, np.array(pairs_rows, dtype=np.float64)
 
 
 # --- warping error ---------------------------------------------------------------------------
@@ -126,76 +165,136 @@ def _neighbourhood_is_simple(code: int) -> bool:
 
 
 SIMPLE_LOOKUP = np.array([_neighbourhood_is_simple(code) for code in range(256)])
-# Bit weights of the 8 neighbours, in the order used by _neighbourhood_is_simple.
-NEIGHBOUR_OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
 
 
-def warp(truth: np.ndarray, target: np.ndarray, probability: np.ndarray, threshold: float):
-    """Flip simple mismatching pixels of `truth` towards `target` (METRICS.md §6.2)."""
-    height, width = truth.shape
-    # One-pixel membrane frame: pixels outside the image count as membrane.
-    source = np.zeros((height + 2, width + 2), bool)
-    source[1:-1, 1:-1] = truth
-    key = np.abs(probability.astype(np.float32).astype(np.float64) - threshold).astype(np.float32)
+@numba.njit(cache=True)
+def _warp(source: np.ndarray, target: np.ndarray, keys: np.ndarray, simple: np.ndarray) -> None:
+    """Flip simple mismatching pixels of `source` towards `target`, in place (METRICS.md §6.2).
+
+    `source` carries a one-pixel membrane frame (pixels outside the image count as membrane).
+    """
+    height, width = target.shape
+    rows = np.empty(height * width, np.int64)
+    cols = np.empty(height * width, np.int64)
     while True:
-        rows, cols = np.nonzero(source[1:-1, 1:-1] != target)
-        if rows.size == 0:
-            break
-        # Larger key first; ties by column, then row (a stable sort of a column-major scan).
-        order = np.lexsort((rows, cols, -key[rows, cols]))
+        n = 0
+        for x in range(width):  # column-major scan: ties go by column, then row
+            for y in range(height):
+                if source[y + 1, x + 1] != target[y, x]:
+                    rows[n], cols[n] = y, x
+                    n += 1
+        if n == 0:
+            return
+        order_keys = np.empty(n, np.float32)
+        for i in range(n):
+            order_keys[i] = -keys[rows[i], cols[i]]  # larger key first
+        order = np.argsort(order_keys, kind="mergesort")
         flipped = 0
-        for y, x in zip(rows[order] + 1, cols[order] + 1, strict=True):
-            code = 0
-            for bit, (dy, dx) in enumerate(NEIGHBOUR_OFFSETS):
-                code |= int(source[y + dy, x + dx]) << bit
-            if SIMPLE_LOOKUP[code]:
-                source[y, x] = not source[y, x]
+        for i in order:
+            y, x = rows[i] + 1, cols[i] + 1
+            code = (
+                source[y - 1, x - 1]
+                | source[y - 1, x] << 1
+                | source[y - 1, x + 1] << 2
+                | source[y, x + 1] << 3
+                | source[y + 1, x + 1] << 4
+                | source[y + 1, x] << 5
+                | source[y + 1, x - 1] << 6
+                | source[y, x - 1] << 7
+            )
+            if simple[code]:
+                source[y, x] = 1 - source[y, x]
                 flipped += 1
         if flipped == 0:
-            break
-    return source[1:-1, 1:-1]
+            return
 
 
-def is_split_cut(warped: np.ndarray, y: int, x: int, radius: int) -> bool:
-    """Would turning interior pixel (y, x) into membrane split its object? (METRICS.md §6.3)."""
+@numba.njit(cache=True)
+def _object_split_by_cut(warped: np.ndarray, y: int, x: int, radius: int) -> bool:
+    """Would making interior pixel (y, x) membrane split its object? (METRICS.md §6.3).
+
+    Flood-fills (4-connected) from one interior 8-neighbour inside the (2r+1)² window (or the
+    whole image for small images) and checks that it reaches every other interior 8-neighbour.
+    """
     height, width = warped.shape
     if radius < 1 or radius > width or radius > height:
-        window, cy, cx = warped.copy(), y, x
+        y0, y1, x0, x1 = 0, height, 0, width
     else:
-        window = np.zeros((2 * radius + 1, 2 * radius + 1), bool)
-        y0, x0 = y - radius, x - radius
-        sy, sx = max(y0, 0), max(x0, 0)
-        ey, ex = min(y + radius + 1, height), min(x + radius + 1, width)
-        window[sy - y0 : ey - y0, sx - x0 : ex - x0] = warped[sy:ey, sx:ex]
-        cy = cx = radius
-    window[cy, cx] = False
-    ids, _ = ndimage.label(window, structure=FOUR_CONNECTED)
-    around = ids[max(cy - 1, 0) : cy + 2, max(cx - 1, 0) : cx + 2]
-    return len(np.unique(around)) > 2
+        y0, y1, x0, x1 = y - radius, y + radius + 1, x - radius, x + radius + 1
+    seen = np.zeros((y1 - y0, x1 - x0), np.bool_)
+    seen[y - y0, x - x0] = True  # the cut pixel is membrane now
+    start_y, start_x, n_neighbours = -1, -1, 0
+    for dy in range(-1, 2):
+        for dx in range(-1, 2):
+            ny, nx = y + dy, x + dx
+            if (dy or dx) and 0 <= ny < height and 0 <= nx < width and warped[ny, nx]:
+                n_neighbours += 1
+                start_y, start_x = ny, nx
+    if n_neighbours == 0:
+        return False
+    stack = [(start_y, start_x)]
+    seen[start_y - y0, start_x - x0] = True
+    while stack:
+        cy, cx = stack.pop()
+        for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+            inside = y0 <= ny < y1 and x0 <= nx < x1
+            if inside and 0 <= ny < height and 0 <= nx < width:
+                if warped[ny, nx] and not seen[ny - y0, nx - x0]:
+                    seen[ny - y0, nx - x0] = True
+                    stack.append((ny, nx))
+    for dy in range(-1, 2):
+        for dx in range(-1, 2):
+            ny, nx = y + dy, x + dx
+            if (dy or dx) and 0 <= ny < height and 0 <= nx < width and warped[ny, nx]:
+                if not seen[ny - y0, nx - x0]:
+                    return True
+    return False
+
+
+@numba.njit(cache=True)
+def _classify(warped: np.ndarray, target: np.ndarray, ids: np.ndarray, radius: int):
+    """(split pixels, merger pixels) among the mismatches left after warping (METRICS.md §6.3)."""
+    height, width = warped.shape
+    splits = mergers = 0
+    for y in range(height):
+        for x in range(width):
+            if warped[y, x] == target[y, x]:
+                continue
+            first_object, objects, membrane_seen = 0, 0, False
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    ny, nx = y + dy, x + dx
+                    if not (dy or dx) or not (0 <= ny < height and 0 <= nx < width):
+                        continue
+                    label = ids[ny, nx]
+                    if label == 0:
+                        membrane_seen = True
+                    elif objects == 0:
+                        first_object, objects = label, 1
+                    elif label != first_object:
+                        objects = 2
+            interior = warped[y, x] == 1
+            if objects >= 2:
+                if interior:
+                    splits += 1
+                else:
+                    mergers += 1
+            elif objects == 1 and membrane_seen and interior:
+                if _object_split_by_cut(warped, y, x, radius):
+                    splits += 1
+    return splits, mergers
 
 
 def topology_errors(truth: np.ndarray, probability: np.ndarray, threshold: float):
     """(split pixels, merger pixels) of one slice at one threshold."""
-    target = binarize(probability, threshold)
-    warped = warp(truth > 0, target, probability, threshold)
-    mismatches = np.argwhere(warped != target)
-    if len(mismatches) == 0:
-        return 0, 0
+    target = binarize(probability, threshold).astype(np.uint8)
+    source = np.zeros((truth.shape[0] + 2, truth.shape[1] + 2), np.uint8)
+    source[1:-1, 1:-1] = truth > 0
+    keys = np.abs(probability.astype(np.float32).astype(np.float64) - threshold).astype(np.float32)
+    _warp(source, target, keys, SIMPLE_LOOKUP)
+    warped = np.ascontiguousarray(source[1:-1, 1:-1])
     ids, _ = ndimage.label(warped, structure=FOUR_CONNECTED)
-    padded = np.pad(ids, 1, constant_values=-1)  # -1 marks out-of-image neighbours
-    splits = mergers = 0
-    for y, x in mismatches:
-        around = padded[y : y + 3, x : x + 3].copy()
-        around[1, 1] = -1
-        neighbour_ids = set(np.unique(around).tolist()) - {-1}
-        objects = neighbour_ids - {0}
-        interior = warped[y, x]
-        if len(objects) >= 2:
-            splits += interior
-            mergers += not interior
-        elif len(objects) == 1 and 0 in neighbour_ids and interior:
-            splits += is_split_cut(warped, y, x, WARPING_RADIUS_PX)
-    return int(splits), int(mergers)
+    return _classify(warped, target, ids.astype(np.int32), WARPING_RADIUS_PX)
 
 
 def warping_counts(truth: np.ndarray, probability: np.ndarray, thresholds) -> np.ndarray:
@@ -217,8 +316,7 @@ class SliceCounts:
 def slice_counts(truth: np.ndarray, probability: np.ndarray) -> SliceCounts:
     return SliceCounts(
         pixel_counts(truth, probability, PIXEL_RAND_THRESHOLDS),
-        rand_counts(truth, probability, PIXEL_RAND_THRESHOLDS, n2=True),
-        rand_counts(truth, probability, PIXEL_RAND_THRESHOLDS, n2=False),
+        *rand_counts(truth, probability, PIXEL_RAND_THRESHOLDS),
         warping_counts(truth, probability, WARPING_THRESHOLDS),
     )
 

@@ -156,7 +156,7 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
             counts.append(
                 (
                     evaluate.pixel_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS),
-                    evaluate.rand_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS, n2=True),
+                    evaluate.rand_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS)[0],
                 )
             )
     model.train()
