@@ -1,5 +1,6 @@
 import numpy as np
 import torch
+
 from unetseg.augment import AugmentConfig, augmented_sample, bicubic_matrix, sample_coordinates
 
 OFF = AugmentConfig(elastic=False, rotate=False, flip=False, grey_value=False)

@@ -3,6 +3,7 @@ import pytest
 import tifffile
 import zarr
 from conftest import write_tiff
+
 from unetseg import UnetsegError, io
 from unetseg.chunk import chunk_volume
 from unetseg.export import export_tiff

@@ -1,4 +1,5 @@
 import numpy as np
+
 from unetseg.data import demo_volume
 
 

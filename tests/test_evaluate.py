@@ -7,6 +7,7 @@ import pytest
 from conftest import write_tiff
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
+
 from unetseg import UnetsegError
 from unetseg.evaluate import (
     PIXEL_RAND_THRESHOLDS,
@@ -248,3 +249,21 @@ def test_cli_writes_json_and_fails_in_one_line(tmp_path):
     )
     assert failed.returncode == 1
     assert failed.stderr.count("\n") == 1 and "does not match" in failed.stderr
+
+
+def test_instance_average_precision_hand_checked():
+    from unetseg.evaluate import instance_metrics
+
+    truth = np.zeros((10, 10), np.uint16)
+    truth[:5, :5], truth[:5, 5:], truth[6:, :] = 1, 2, 3
+    predicted = np.zeros((10, 10), np.uint32)
+    predicted[:5, :5] = 7  # exact: IoU 1
+    predicted[:5, 5:8] = 8  # 15 of 25 px: IoU 0.6
+    predicted[9, :] = 9  # 10 of 40 px: IoU 0.25, unmatched at 0.5
+    metrics = instance_metrics(truth, predicted)
+    # IoU >= 0.5, 0.55, 0.6: TP 2, FP 1, FN 1 -> 0.5; from 0.65 on: TP 1, FP 2, FN 2 -> 0.2.
+    expected = [0.5, 0.5, 0.5] + [0.2] * 7
+    assert metrics["average_precision"] == pytest.approx(expected)
+    assert metrics["ap50"] == 0.5 and metrics["mean_ap"] == pytest.approx(np.mean(expected))
+    assert instance_metrics(truth, truth)["mean_ap"] == 1.0
+    assert instance_metrics(truth, np.zeros_like(truth))["mean_ap"] == 0.0

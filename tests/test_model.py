@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from unetseg.model import UNet, autocast, count_conv_layers, count_parameters
 
 

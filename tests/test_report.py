@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 from conftest import write_tiff
+
 from unetseg import report
 from unetseg.chunk import chunk_volume
 from unetseg.evaluate import evaluate_arrays

@@ -1,5 +1,6 @@
 import numpy as np
 from conftest import write_tiff
+
 from unetseg import io
 from unetseg.chunk import chunk_volume
 from unetseg.segment import segment_slice, segment_volume
@@ -24,3 +25,26 @@ def test_ids_are_unique_across_slices(tmp_path):
     ids = io.open_zarr(tmp_path / "s.zarr")[...]
     assert sorted(np.unique(ids)) == [0, 1, 2, 3, 4]
     assert set(np.unique(ids[1])) == {0, 3, 4}
+
+
+def test_watershed_splits_cells_joined_by_a_faint_membrane():
+    probability = np.full((9, 20), 0.9, np.float32)
+    probability[:, 9:11] = 0.6  # a faint membrane, above the 0.5 threshold
+    _, plain = segment_slice(probability, 0.5)
+    ids, split = segment_slice(probability, 0.5, seed_threshold=0.8)
+    assert plain == 1 and split == 2
+    assert len(np.unique(ids[:, :9])) == 1 and ids[0, 0] != ids[0, 19]
+
+
+def test_auto_threshold_pools_validation_counts(tmp_path):
+    import json
+
+    from unetseg.evaluate import evaluate_arrays
+    from unetseg.segment import best_threshold
+
+    truth = np.zeros((8, 7), np.uint8)
+    truth[:, :3] = truth[:, 4:] = 255
+    probability = (truth > 0).astype(np.float32)
+    probability[2:5, 3] = 0.55  # merges the cells below t = 0.6 (METRICS.md E7)
+    (tmp_path / "m.json").write_text(json.dumps(evaluate_arrays(truth, probability)))
+    assert best_threshold([tmp_path / "m.json"]) == 0.6

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_tiff
+
 from unetseg import UnetsegError
 from unetseg.chunk import chunk_volume
 from unetseg.train import TrainConfig, load_volume, train

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from conftest import write_tiff
 from scipy import ndimage
+
 from unetseg import io, labels
 from unetseg.chunk import chunk_volume
 from unetseg.weights import class_balance, compute_weights, weight_map

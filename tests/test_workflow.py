@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
+
 from unetseg import io
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +27,7 @@ TINY_CONFIG = {
     "model": {"depth": 2, "base_channels": 4},
     "train": {"tile_out": 20, "steps": 10, "validate_every": 5, "checkpoint_every": 5, "workers": 0},
     "predict": {"tile_out": 28, "block_px": 32},
+    "segment": {"threshold": "auto"},
 }  # fmt: skip
 
 
@@ -79,6 +81,9 @@ def test_every_output_is_there_and_sound(finished_run):
     for rule in ("chunk_raw", "weights", "train", "predict", "segment", "evaluate"):
         assert list((results / "benchmarks" / rule).glob("*.tsv")), rule
     assert "tiny_val: pixel error" in done.stderr  # metrics printed at the end of the run
+    summary = (results / "metrics_summary.tsv").read_text().splitlines()
+    assert summary[0].split("\t")[:4] == ["volume", "warping_error", "rand_error", "pixel_error"]
+    assert summary[1].startswith("tiny_val\t") and "paper Table 1: u-net (paper)" in summary[3]
 
 
 def test_second_run_does_nothing(finished_run):
@@ -97,7 +102,8 @@ def test_changed_predict_parameter_reruns_predict_and_downstream_only(finished_r
     jobs = jobs_in_dry_run(done.stdout)
     assert jobs == {
         "predict": 1, "segment": 1, "export_segmentation": 1, "evaluate": 1,
-        "report_prediction": 1, "report_metrics": 1, "all": 1,
+        "evaluate_instances": 1, "summarize": 1, "report_prediction": 1, "report_metrics": 1,
+        "all": 1,
     }  # fmt: skip
 
 

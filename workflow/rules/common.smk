@@ -49,6 +49,8 @@ def check_config():
             fail(f"volumes: '{name}' slices must be [start, stop) with start < stop")
     if not config["model"]["pretrained"] and not volumes_with_role("train"):
         fail("volumes: no volume has role train, and model.pretrained is not set")
+    if config["segment"]["threshold"] == "auto" and not volumes_with_role("validate"):
+        fail("segment.threshold: 'auto' needs a volume with role validate; set a number")
     depth = config["model"]["depth"]
     for stage in ("train", "predict"):
         try:
@@ -120,10 +122,23 @@ def train_settings():
     return json.dumps({**model, **train}, sort_keys=True)
 
 
+def threshold_inputs(wildcards):
+    """The validation metrics that an 'auto' segmentation threshold is chosen from."""
+    if config["segment"]["threshold"] == "auto":
+        return stores(volumes_with_role("validate"), "metrics.json")
+    return []
+
+
+def watershed_option():
+    seed = config["segment"]["watershed_seed_threshold"]
+    return "" if seed is None else f"--watershed-seed {seed}"
+
+
 def final_outputs():
     evaluated = volumes_with_role("validate")
     outputs = stores(volumes_with_role("validate", "predict"), "segmentation.tif")
     outputs += stores(evaluated, "metrics.json")
+    outputs += [f"{RESULTS}/metrics_summary.tsv"] if evaluated else []
     outputs += [f"{RESULTS}/report/{name}/prediction.png" for name in evaluated]
     outputs += [f"{RESULTS}/report/{name}/metrics.png" for name in evaluated]
     if not config["model"]["pretrained"]:

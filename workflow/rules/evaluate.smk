@@ -19,3 +19,51 @@ rule evaluate:
         "unetseg evaluate --truth {input.truth} --prediction {input.probability}"
         " --out {output.metrics} --per-slice {output.per_slice} --threads {threads}"
         " > {log} 2>&1"
+
+
+rule evaluate_instances:
+    input:
+        truth=volume_path("{volume}", "labels.zarr"),
+        segmentation=volume_path("{volume}", "segmentation.zarr"),
+    output:
+        volume_path("{volume}", "instance_metrics.json"),
+    log:
+        log_path("evaluate_instances", "{volume}"),
+    benchmark:
+        benchmark_path("evaluate_instances", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg evaluate-instances --truth {input.truth} --segmentation {input.segmentation}"
+        " --out {output} > {log} 2>&1"
+
+
+rule summarize:
+    input:
+        metrics=stores(volumes_with_role("validate"), "metrics.json"),
+        instances=stores(volumes_with_role("validate"), "instance_metrics.json"),
+    output:
+        report(
+            f"{RESULTS}/metrics_summary.tsv",
+            caption="../report/summary.rst",
+            category="Metrics",
+        ),
+    params:
+        names=volumes_with_role("validate"),
+    log:
+        log_path("summarize"),
+    benchmark:
+        benchmark_path("summarize")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg summarize --names {params.names} --metrics {input.metrics}"
+        " --instances {input.instances} --out {output} > {log} 2>&1"

@@ -1,10 +1,12 @@
 rule segment:
     input:
-        volume_path("{volume}", "probability.zarr"),
+        probability=volume_path("{volume}", "probability.zarr"),
+        validation_metrics=threshold_inputs,
     output:
         directory(volume_path("{volume}", "segmentation.zarr")),
     params:
         threshold=config["segment"]["threshold"],
+        watershed=watershed_option(),
     log:
         log_path("segment", "{volume}"),
     benchmark:
@@ -16,7 +18,8 @@ rule segment:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg segment {input} {output} --threshold {params.threshold} > {log} 2>&1"
+        "unetseg segment {input.probability} {output} --threshold {params.threshold}"
+        " --metrics {input.validation_metrics} {params.watershed} > {log} 2>&1"
 
 
 rule export_segmentation:

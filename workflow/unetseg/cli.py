@@ -118,9 +118,45 @@ def cmd_predict(args) -> None:
 
 
 def cmd_segment(args) -> None:
-    from unetseg.segment import segment_volume
+    from unetseg.segment import best_threshold, segment_volume
 
-    segment_volume(args.probability, args.out, args.threshold)
+    if args.threshold == "auto":
+        threshold = best_threshold(args.metrics)
+    else:
+        try:
+            threshold = float(args.threshold)
+        except ValueError:
+            raise UnetsegError(
+                f"segment.threshold: '{args.threshold}' is not a number or 'auto'"
+            ) from None
+    segment_volume(args.probability, args.out, threshold, args.watershed_seed)
+
+
+def cmd_evaluate_instances(args) -> None:
+    from unetseg import evaluate, io, labels
+
+    truth, segmentation = io.read_volume(args.truth), io.read_volume(args.segmentation)
+    if truth.shape != segmentation.shape:
+        raise UnetsegError(
+            f"{args.segmentation}: shape {segmentation.shape} does not match truth {args.truth} "
+            f"shape {truth.shape}"
+        )
+    kind = (
+        io.zarr_attrs(args.truth).get("label_kind") if Path(args.truth).suffix == ".zarr" else None
+    )
+    kind = kind or labels.label_kind(truth, args.truth)
+    truth_ids = truth if kind == labels.INSTANCE else evaluate.stack_components(truth > 0)
+    metrics = evaluate.instance_metrics(truth_ids, segmentation)
+    print(json.dumps({key: metrics[key] for key in ("ap50", "mean_ap")}))
+    io.write_json(args.out, metrics)
+
+
+def cmd_summarize(args) -> None:
+    from unetseg import report
+
+    if len(args.names) != len(args.metrics) or len(args.names) != len(args.instances):
+        raise UnetsegError("summarize: give one --metrics and one --instances per --names entry")
+    report.write_summary(args.names, args.metrics, args.instances, args.out)
 
 
 def cmd_evaluate(args) -> None:
@@ -225,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("segment", cmd_segment, "Threshold + 4-connected components per slice.")
     sub.add_argument("probability", help="probability .zarr store")
     sub.add_argument("out", help="output segmentation .zarr store (uint32 ids)")
-    sub.add_argument("--threshold", type=float, default=0.5)
+    sub.add_argument("--threshold", default="0.5", help="a number in [0, 1], or 'auto'")
+    sub.add_argument("--metrics", nargs="*", default=[], help="validation metrics (for 'auto')")
+    sub.add_argument("--watershed-seed", type=float, help="seeded watershed: seed threshold")
 
     sub = command("evaluate", cmd_evaluate, "ISBI 2012 pixel, Rand and warping errors.")
     sub.add_argument("--truth", required=True, help="labels (TIFF or Zarr), non-zero = cell")
@@ -233,6 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", help="metrics JSON")
     sub.add_argument("--per-slice", help="per-slice metrics TSV")
     sub.add_argument("--threads", type=int, default=1)
+
+    sub = command("evaluate-instances", cmd_evaluate_instances, "Instance AP over IoU 0.5:0.95.")
+    sub.add_argument("--truth", required=True, help="labels: binary (cells = components) or ids")
+    sub.add_argument("--segmentation", required=True, help="predicted instance ids")
+    sub.add_argument("--out", required=True, help="instance metrics JSON")
+
+    sub = command("summarize", cmd_summarize, "Per-volume metrics table beside the paper.")
+    sub.add_argument("--names", nargs="+", required=True, help="volume names")
+    sub.add_argument("--metrics", nargs="+", required=True, help="their metrics JSON files")
+    sub.add_argument("--instances", nargs="+", required=True, help="their instance metrics")
+    sub.add_argument("--out", required=True, help="summary TSV")
 
     sub = command("report", cmd_report, "QC figures for the report.")
     sub.add_argument("figure", choices=("data", "training", "prediction", "metrics"))

@@ -81,7 +81,7 @@ def pixel_counts(truth: np.ndarray, probability: np.ndarray, thresholds) -> np.n
 MAX_PAIR_TABLE = 1 << 22
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _pair_sums(truth_ids, predicted_ids, n_truth, n_predicted):
     """(Σ n_ij², Σ C(n_ij, 2), Σ b_j², Σ C(b_j, 2), singletons) over GT-interior pixels."""
     table = np.zeros((n_truth + 1) * (n_predicted + 1), np.int64)
@@ -111,7 +111,9 @@ def pair_sums(truth_ids, predicted_ids, n_truth: int, n_predicted: int):
         return _pair_sums(truth_ids, predicted_ids, n_truth, n_predicted)
     foreground = truth_ids > 0
     in_segment = foreground & (predicted_ids > 0)
-    pair_index = truth_ids[in_segment].astype(np.int64) * (n_predicted + 1) + predicted_ids[in_segment]
+    pair_index = (
+        truth_ids[in_segment].astype(np.int64) * (n_predicted + 1) + predicted_ids[in_segment]
+    )
     n_ij = np.unique(pair_index, return_counts=True)[1].astype(np.int64)
     b = np.bincount(predicted_ids[in_segment], minlength=n_predicted + 1).astype(np.int64)
     singletons = int(np.count_nonzero(foreground)) - int(np.count_nonzero(in_segment))
@@ -167,7 +169,7 @@ def _neighbourhood_is_simple(code: int) -> bool:
 SIMPLE_LOOKUP = np.array([_neighbourhood_is_simple(code) for code in range(256)])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _warp(source: np.ndarray, target: np.ndarray, keys: np.ndarray, simple: np.ndarray) -> None:
     """Flip simple mismatching pixels of `source` towards `target`, in place (METRICS.md §6.2).
 
@@ -209,7 +211,7 @@ def _warp(source: np.ndarray, target: np.ndarray, keys: np.ndarray, simple: np.n
             return
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _object_split_by_cut(warped: np.ndarray, y: int, x: int, radius: int) -> bool:
     """Would making interior pixel (y, x) membrane split its object? (METRICS.md §6.3).
 
@@ -237,21 +239,20 @@ def _object_split_by_cut(warped: np.ndarray, y: int, x: int, radius: int) -> boo
     while stack:
         cy, cx = stack.pop()
         for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
-            inside = y0 <= ny < y1 and x0 <= nx < x1
-            if inside and 0 <= ny < height and 0 <= nx < width:
-                if warped[ny, nx] and not seen[ny - y0, nx - x0]:
-                    seen[ny - y0, nx - x0] = True
-                    stack.append((ny, nx))
+            inside = y0 <= ny < y1 and x0 <= nx < x1 and 0 <= ny < height and 0 <= nx < width
+            if inside and warped[ny, nx] and not seen[ny - y0, nx - x0]:
+                seen[ny - y0, nx - x0] = True
+                stack.append((ny, nx))
     for dy in range(-1, 2):
         for dx in range(-1, 2):
             ny, nx = y + dy, x + dx
-            if (dy or dx) and 0 <= ny < height and 0 <= nx < width and warped[ny, nx]:
-                if not seen[ny - y0, nx - x0]:
-                    return True
+            inside = 0 <= ny < height and 0 <= nx < width
+            if (dy or dx) and inside and warped[ny, nx] and not seen[ny - y0, nx - x0]:
+                return True
     return False
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _classify(warped: np.ndarray, target: np.ndarray, ids: np.ndarray, radius: int):
     """(split pixels, merger pixels) among the mismatches left after warping (METRICS.md §6.3)."""
     height, width = warped.shape
@@ -279,9 +280,13 @@ def _classify(warped: np.ndarray, target: np.ndarray, ids: np.ndarray, radius: i
                     splits += 1
                 else:
                     mergers += 1
-            elif objects == 1 and membrane_seen and interior:
-                if _object_split_by_cut(warped, y, x, radius):
-                    splits += 1
+            elif (
+                objects == 1
+                and membrane_seen
+                and interior
+                and _object_split_by_cut(warped, y, x, radius)
+            ):
+                splits += 1
     return splits, mergers
 
 
@@ -327,6 +332,7 @@ def summarize_f(counts: np.ndarray) -> dict:
         "error": 1.0 - best,
         "best_threshold": PIXEL_RAND_THRESHOLDS[index],
         "f_scores": scores,
+        "counts": counts.tolist(),  # TP, FP, FN per threshold: lets volumes be pooled later
     }
 
 
@@ -387,6 +393,7 @@ def evaluate_arrays(truth: np.ndarray, prediction: np.ndarray, workers: int = 1)
     tasks = [dask.delayed(slice_counts)(t, p) for t, p in zip(truth, probability, strict=True)]
     per_slice = dask.compute(*tasks, scheduler="threads", num_workers=workers)
     metrics = summarize(list(per_slice), truth.size)
+    metrics["skimage"] = skimage_comparison(truth, probability, metrics["rand"]["best_threshold"])
     metrics["per_slice"] = [
         {"slice": z, **headline(summarize([counts], truth[z].size))}
         for z, counts in enumerate(per_slice)
@@ -394,8 +401,86 @@ def evaluate_arrays(truth: np.ndarray, prediction: np.ndarray, workers: int = 1)
     return metrics
 
 
+def stack_components(mask: np.ndarray) -> np.ndarray:
+    """4-connected components per slice, with ids unique across the stack."""
+    ids = np.zeros(mask.shape, np.int64)
+    offset = 0
+    for z, slice_mask in enumerate(mask):
+        labels, count = ndimage.label(slice_mask, structure=FOUR_CONNECTED)
+        ids[z] = np.where(labels > 0, labels + offset, 0)
+        offset += count
+    return ids
+
+
+def skimage_comparison(truth: np.ndarray, probability: np.ndarray, threshold: float) -> dict:
+    """scikit-image's adapted Rand error and variation of information, for comparison only.
+
+    At the best Rand threshold; GT membrane (label 0) ignored, as skimage does by default.
+    """
+    from skimage.metrics import adapted_rand_error, variation_of_information
+
+    truth_ids = stack_components(truth > 0)
+    predicted_ids = stack_components(binarize(probability, threshold))
+    split, merge = variation_of_information(truth_ids, predicted_ids, ignore_labels=(0,))
+    return {
+        "threshold": threshold,
+        "adapted_rand_error": float(adapted_rand_error(truth_ids, predicted_ids)[0]),
+        "variation_of_information_split": float(split),
+        "variation_of_information_merge": float(merge),
+    }
+
+
 HEADLINE_KEYS = ("pixel_error", "rand_error", "rand_error_pairs", "warping_error")
 
 
 def headline(metrics: dict) -> dict:
     return {key: metrics[key] for key in HEADLINE_KEYS}
+
+
+# --- instance metrics ------------------------------------------------------------------------
+
+IOU_THRESHOLDS = [round(0.5 + 0.05 * k, 2) for k in range(10)]
+
+
+def matched_ious(truth_ids: np.ndarray, predicted_ids: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """IoUs of a one-to-one matching of objects maximising total IoU; with the object counts."""
+    from scipy.optimize import linear_sum_assignment
+
+    truth_labels, truth_index = np.unique(truth_ids, return_inverse=True)
+    predicted_labels, predicted_index = np.unique(predicted_ids, return_inverse=True)
+    overlap = np.zeros((truth_labels.size, predicted_labels.size), np.int64)
+    np.add.at(overlap, (truth_index.ravel(), predicted_index.ravel()), 1)
+    # Drop background rows and columns (label 0) after the sizes include it.
+    truth_sizes, predicted_sizes = overlap.sum(axis=1), overlap.sum(axis=0)
+    keep_truth, keep_predicted = truth_labels != 0, predicted_labels != 0
+    intersection = overlap[keep_truth][:, keep_predicted]
+    union = truth_sizes[keep_truth, None] + predicted_sizes[None, keep_predicted] - intersection
+    iou = np.divide(intersection, union, out=np.zeros(intersection.shape), where=union > 0)
+    n_truth, n_predicted = iou.shape
+    if n_truth == 0 or n_predicted == 0:
+        return np.zeros(0), n_truth, n_predicted
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    return iou[rows, cols], n_truth, n_predicted
+
+
+def instance_metrics(truth_ids: np.ndarray, predicted_ids: np.ndarray) -> dict:
+    """Average precision TP / (TP + FP + FN) per IoU threshold 0.5:0.05:0.95, over all slices.
+
+    Objects are matched slice by slice; counts are summed over slices before the ratio.
+    """
+    truth_ids = truth_ids[np.newaxis] if truth_ids.ndim == 2 else truth_ids
+    predicted_ids = predicted_ids[np.newaxis] if predicted_ids.ndim == 2 else predicted_ids
+    counts = np.zeros((len(IOU_THRESHOLDS), 3), np.int64)
+    for truth_slice, predicted_slice in zip(truth_ids, predicted_ids, strict=True):
+        ious, n_truth, n_predicted = matched_ious(truth_slice, predicted_slice)
+        for k, threshold in enumerate(IOU_THRESHOLDS):
+            tp = int(np.count_nonzero(ious >= threshold))
+            counts[k] += (tp, n_predicted - tp, n_truth - tp)
+    ap = [tp / (tp + fp + fn) if tp + fp + fn else 1.0 for tp, fp, fn in counts]
+    return {
+        "iou_thresholds": IOU_THRESHOLDS,
+        "average_precision": ap,
+        "ap50": ap[0],
+        "mean_ap": float(np.mean(ap)),
+        "counts": counts.tolist(),
+    }

@@ -136,6 +136,31 @@ def prediction_figure(
     save(figure, out_path)
 
 
+SUMMARY_COLUMNS = [
+    "volume", "warping_error", "rand_error", "pixel_error", "rand_error_pairs",
+    "skimage_adapted_rand_error", "ap50", "mean_ap",
+]  # fmt: skip
+
+
+def write_summary(names, metrics_paths, instance_paths, out_path) -> None:
+    """One row per evaluated volume, then the paper's Table 1 rows (ISBI test set)."""
+    rows = []
+    for name, metrics_path, instance_path in zip(names, metrics_paths, instance_paths, strict=True):
+        metrics = json.loads(Path(metrics_path).read_text())
+        instances = json.loads(Path(instance_path).read_text())
+        values = {
+            **{key: metrics[key] for key in SUMMARY_COLUMNS[1:5]},
+            "skimage_adapted_rand_error": metrics["skimage"]["adapted_rand_error"],
+            "ap50": instances["ap50"],
+            "mean_ap": instances["mean_ap"],
+        }
+        rows.append([name] + [f"{values[key]:.6g}" for key in SUMMARY_COLUMNS[1:]])
+    for name, (warping, rand, pixel) in PAPER_TABLE_1.items():
+        rows.append([f"paper Table 1: {name}", str(warping), str(rand), str(pixel)] + [""] * 4)
+    with io.atomic_output(out_path) as tmp:
+        tmp.write_text("\n".join("\t".join(row) for row in [SUMMARY_COLUMNS, *rows]) + "\n")
+
+
 def metrics_figure(metrics_path, out_path, volume: str) -> None:
     """Metrics beside the paper's Table 1, and F-score against threshold curves."""
     metrics = json.loads(Path(metrics_path).read_text())

@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from unetseg import io
+from unetseg import evaluate, io
+from unetseg.errors import UnetsegError
 from unetseg.labels import FOUR_CONNECTED
 
 log = logging.getLogger(__name__)
 
 
-def segment_slice(probability: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
-    """(uint32 instance ids, count) of one slice: components of probability > threshold."""
-    interior = probability.astype(np.float32).astype(np.float64) > threshold
-    ids, count = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
-    return ids, count
+def best_threshold(metrics_paths: list[str | os.PathLike], metric: str = "rand") -> float:
+    """The threshold with the best F-score of `metric`, pooled over validation volumes."""
+    if not metrics_paths:
+        raise UnetsegError("segment.threshold: 'auto' needs at least one validate volume")
+    pooled = sum(np.array(json.loads(Path(p).read_text())[metric]["counts"]) for p in metrics_paths)
+    return evaluate.PIXEL_RAND_THRESHOLDS[evaluate.best_f(pooled)[1]]
+
+
+def segment_slice(
+    probability: np.ndarray, threshold: float, seed_threshold: float | None = None
+) -> tuple[np.ndarray, int]:
+    """(uint32 instance ids, count) of one slice: components of probability > threshold.
+
+    With `seed_threshold`, components of probability > seed_threshold seed a watershed on
+    1 - probability inside the thresholded mask, which splits cells joined by weak membranes.
+    """
+    values = probability.astype(np.float32).astype(np.float64)
+    interior = values > threshold
+    if seed_threshold is None:
+        return ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
+    from skimage.segmentation import relabel_sequential, watershed
+
+    seeds, _ = ndimage.label(values > seed_threshold, structure=FOUR_CONNECTED)
+    ids = watershed(1.0 - values, markers=seeds, mask=interior, connectivity=1)
+    # Interior pixels no seed reached keep their own connected component.
+    unreached, _ = ndimage.label(interior & (ids == 0), structure=FOUR_CONNECTED)
+    ids = np.where(unreached > 0, unreached + ids.max(), ids)
+    relabelled = relabel_sequential(ids)[0].astype(np.uint32)
+    return relabelled, int(relabelled.max())
 
 
 def segment_volume(
-    probability_path: str | os.PathLike, out_path: str | os.PathLike, threshold: float = 0.5
+    probability_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    threshold: float = 0.5,
+    seed_threshold: float | None = None,
 ) -> int:
     """Segment every slice into an OME-Zarr of uint32 ids, unique across the volume."""
     probability = io.open_zarr(probability_path)
@@ -34,12 +64,20 @@ def segment_volume(
             np.uint32,
             (1, *probability.chunks[1:]),
             io.voxel_size(probability_path),
-            attrs={"threshold": threshold, "label_kind": "instance", "connectivity": 4},
+            attrs={
+                "threshold": threshold,
+                "watershed_seed_threshold": seed_threshold,
+                "label_kind": "instance",
+                "connectivity": 4,
+            },
         )
         for z in range(probability.shape[0]):
-            ids, count = segment_slice(probability[z], threshold)
+            ids, count = segment_slice(probability[z], threshold, seed_threshold)
             ids[ids > 0] += next_id
             target[z] = ids
             next_id += count
-    log.info("segmented %d cells in %d slices into %s", next_id, probability.shape[0], out_path)
+    log.info(
+        "segmented %d cells in %d slices at threshold %s into %s",
+        next_id, probability.shape[0], threshold, out_path,
+    )  # fmt: skip
     return next_id
