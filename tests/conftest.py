@@ -1,8 +1,13 @@
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ISBI = REPO.parent / "shared" / "data" / "isbi2012"
@@ -28,3 +33,45 @@ def write_tiff(path: Path, array: np.ndarray, **kwargs) -> Path:
         kwargs.setdefault("photometric", "minisblack")  # else tifffile takes (3, y, x) for RGB
     tifffile.imwrite(path, array, **kwargs)
     return path
+
+
+# --- the real workflow on a tiny demo, shared by the end-to-end tests ---
+TINY_CONFIG = {
+    "results": "results",
+    "demo": {"shape": [4, 64, 64], "seed": 3},
+    "volumes": [
+        {"name": "tiny_train", "raw": "results/demo/raw.tif", "labels": "results/demo/labels.tif",
+         "role": "train", "slices": [0, 3]},
+        {"name": "tiny_val", "raw": "results/demo/raw.tif", "labels": "results/demo/labels.tif",
+         "role": "validate", "slices": [3, 4]},
+    ],
+    "chunk": {"chunk_shape": [1, 32, 32]},
+    "model": {"depth": 2, "base_channels": 4},
+    "train": {"tile_out": 20, "steps": 10, "validate_every": 5, "checkpoint_every": 5, "workers": 0},
+    "predict": {"tile_out": 28, "block_px": 32},
+    "segment": {"threshold": "auto"},
+}  # fmt: skip
+
+
+def snakemake(workdir: Path, *arguments: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2",
+        *arguments,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def jobs_in_dry_run(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    done = snakemake(workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir, done

@@ -134,6 +134,11 @@ def watershed_option():
     return "" if seed is None else f"--watershed-seed {seed}"
 
 
+def run_report_inputs():
+    """Everything else the run makes, so the run summary sees every job's benchmark file."""
+    return [path for path in final_outputs() if not path.startswith(f"{RESULTS}/report/run.")]
+
+
 def final_outputs():
     evaluated = volumes_with_role("validate")
     outputs = stores(volumes_with_role("validate", "predict"), "segmentation.tif")
@@ -143,8 +148,9 @@ def final_outputs():
     outputs += [f"{RESULTS}/report/{name}/metrics.png" for name in evaluated]
     if not config["model"]["pretrained"]:
         outputs += [f"{RESULTS}/report/training.png"]
-        outputs += [f"{RESULTS}/report/{name}/data.png" for name in volumes_with_role("train")]
-    return outputs
+        for name in volumes_with_role("train"):
+            outputs += [f"{RESULTS}/report/{name}/{figure}.png" for figure in ("data", "augmentation")]
+    return outputs + [f"{RESULTS}/report/run.png", f"{RESULTS}/report/run.html"]
 
 
 def print_metrics_summary():

@@ -9,6 +9,7 @@ rule report_data:
             caption="../report/data.rst",
             category="Data",
             subcategory="{volume}",
+            labels={"volume": "{volume}", "figure": "raw, labels and weight map"},
         ),
     log:
         log_path("report_data", "{volume}"),
@@ -33,6 +34,7 @@ rule report_training:
             f"{RESULTS}/report/training.png",
             caption="../report/training.rst",
             category="Training",
+            labels={"figure": "loss and validation curves"},
         ),
     log:
         log_path("report_training"),
@@ -61,6 +63,7 @@ rule report_prediction:
             caption="../report/prediction.rst",
             category="Prediction",
             subcategory="{volume}",
+            labels={"volume": "{volume}", "figure": "held-out slices and errors"},
         ),
     log:
         log_path("report_prediction", "{volume}"),
@@ -87,6 +90,7 @@ rule report_metrics:
             caption="../report/metrics.rst",
             category="Metrics",
             subcategory="{volume}",
+            labels={"volume": "{volume}", "figure": "metrics beside Table 1"},
         ),
     log:
         log_path("report_metrics", "{volume}"),
@@ -101,3 +105,67 @@ rule report_metrics:
     shell:
         "unetseg report metrics --metrics {input} --volume {wildcards.volume}"
         " --out {output} > {log} 2>&1"
+
+
+rule report_augmentation:
+    input:
+        raw=volume_path("{volume}", "raw.zarr"),
+        labels=volume_path("{volume}", "labels.zarr"),
+        weights=volume_path("{volume}", "weights.zarr"),
+    output:
+        report(
+            f"{RESULTS}/report/{{volume}}/augmentation.png",
+            caption="../report/augmentation.rst",
+            category="Data",
+            subcategory="{volume}",
+            labels={"volume": "{volume}", "figure": "augmented training samples"},
+        ),
+    params:
+        settings=train_settings(),
+    log:
+        log_path("report_augmentation", "{volume}"),
+    benchmark:
+        benchmark_path("report_augmentation", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg report augmentation --raw {input.raw} --labels {input.labels}"
+        " --weights {input.weights} --settings '{params.settings}' --out {output} > {log} 2>&1"
+
+
+rule report_run:
+    input:
+        run_report_inputs(),
+    output:
+        figure=report(
+            f"{RESULTS}/report/run.png",
+            caption="../report/run.rst",
+            category="Run",
+            labels={"figure": "time and memory per job"},
+        ),
+        page=report(
+            f"{RESULTS}/report/run.html",
+            caption="../report/run.rst",
+            category="Run",
+            labels={"figure": "jobs, machine, versions, configuration"},
+        ),
+    params:
+        benchmarks=f"{RESULTS}/benchmarks",
+        config=json.dumps(config),
+    log:
+        log_path("report_run"),
+    benchmark:
+        benchmark_path("report_run")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg report run --benchmarks {params.benchmarks} --settings '{params.config}'"
+        " --html {output.page} --out {output.figure} > {log} 2>&1"

@@ -181,6 +181,10 @@ def cmd_report(args) -> None:
 
     if args.figure == "data":
         report.data_figure(args.raw, args.labels, args.weights, args.out)
+    elif args.figure == "augmentation":
+        report.augmentation_figure(args.raw, args.labels, args.weights, settings(args.settings), args.out)
+    elif args.figure == "run":
+        report.run_summary(args.benchmarks, settings(args.settings), args.html, args.out)
     elif args.figure == "training":
         report.training_figure(args.log, args.out)
     elif args.figure == "prediction":
@@ -284,10 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, help="summary TSV")
 
     sub = command("report", cmd_report, "QC figures for the report.")
-    sub.add_argument("figure", choices=("data", "training", "prediction", "metrics"))
+    sub.add_argument(
+        "figure", choices=("data", "augmentation", "training", "prediction", "metrics", "run")
+    )
     sub.add_argument("--out", required=True, help="output PNG")
     for name in ("raw", "labels", "weights", "log", "probability", "segmentation", "metrics"):
-        sub.add_argument(f"--{name}")
+        sub.add_argument(f"--{name}", help=f"{name} store or file")
+    sub.add_argument("--settings", default="{}", help="JSON: training settings / run config")
+    sub.add_argument("--benchmarks", help="folder of the rules' benchmark files (run)")
+    sub.add_argument("--html", help="output HTML page (run)")
     sub.add_argument("--volume", default="", help="volume name for titles")
     return parser
 

@@ -70,13 +70,50 @@ def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
     save(figure, out_path)
 
 
+def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out_path) -> None:
+    """Elastically deformed training samples as the network sees them, with their labels."""
+    from unetseg import tiling
+    from unetseg.augment import AugmentConfig, augmented_sample
+    from unetseg.labels import BINARY, interior
+
+    raw, labels, weights = (io.open_zarr(p) for p in (raw_path, labels_path, weights_path))
+    kind = io.zarr_attrs(labels_path).get("label_kind", BINARY)
+    tile_out, depth = settings["tile_out"], settings["depth"]
+    tile_in = tiling.input_size(tile_out, depth)
+    config = AugmentConfig(**settings.get("augment", {}))
+    figure, axes = plt.subplots(2, 4, figsize=(13, 6.6))
+    for column in range(4):
+        rng = np.random.default_rng([settings.get("seed", 0), column])
+        z = int(rng.integers(raw.shape[0]))
+        image, target, weight = augmented_sample(
+            rng, io.to_unit_range(raw[z]), interior(labels[z], kind).astype(np.uint8),
+            weights[z], tile_in, tile_out, config,
+        )  # fmt: skip
+        context = (tile_in - tile_out) // 2
+        border = np.zeros(image.shape, bool)
+        border[context : context + tile_out, context : context + tile_out] = boundaries(target)
+        overlay(axes[0, column], image, border, (1.0, 0.6, 0.0), f"sample {column} (z={z}) + labels")
+        shown = axes[1, column].imshow(weight, cmap="viridis")
+        axes[1, column].set_title("its weight map (output tile)", fontsize=9)
+        axes[1, column].axis("off")
+        figure.colorbar(shown, ax=axes[1, column], fraction=0.046)
+    save(figure, out_path)
+
+
+def as_number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan  # empty, 'NA', or a text column such as h:m:s
+
+
 def read_tsv(path) -> dict[str, np.ndarray]:
     lines = [line.split("\t") for line in Path(path).read_text().splitlines() if line]
     header, rows = lines[0], lines[1:]
     columns = {}
     for index, name in enumerate(header):
         values = [row[index] for row in rows]
-        columns[name] = np.array([float(v) if v not in ("", "nan") else np.nan for v in values])
+        columns[name] = np.array([as_number(v) for v in values])
     return columns
 
 
@@ -96,6 +133,15 @@ def training_figure(log_path, out_path) -> None:
         )
     error_axis.set(xlabel="step", ylabel="error", title="validation (ISBI 2012 definitions)")
     error_axis.legend(fontsize=8)
+    if len(log["step"]) > 1:
+        wall = error_axis.secondary_xaxis(
+            "top",
+            functions=(
+                lambda step: np.interp(step, log["step"], log["seconds"]),
+                lambda seconds: np.interp(seconds, log["seconds"], log["step"]),
+            ),
+        )
+        wall.set_xlabel("wall time (s)", fontsize=8)
     lr_axis.plot(log["step"], log["learning_rate"], color="#CC79A7")
     lr_axis.set(xlabel="step", ylabel="learning rate", title="learning rate")
     save(figure, out_path)
@@ -189,3 +235,46 @@ def metrics_figure(metrics_path, out_path, volume: str) -> None:
     curve_axis.legend(fontsize=8)
     curve_axis.set_title("F-score against threshold", fontsize=9)
     save(figure, out_path)
+
+
+def run_summary(benchmark_dir, config: dict, out_html, out_png) -> None:
+    """Time and peak memory per rule (from the `benchmark:` files), configuration, versions."""
+    import platform
+    from importlib.metadata import version
+
+    import torch
+    import yaml
+
+    rows = []
+    for tsv in sorted(Path(benchmark_dir).glob("*/*.tsv")):
+        record = read_tsv(tsv)
+        rows.append((f"{tsv.parent.name} ({tsv.stem})", float(record["s"][0]), float(record["max_rss"][0])))
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(12, 0.3 * len(rows) + 1.5))
+    names = [row[0] for row in rows]
+    time_axis.barh(names, [row[1] for row in rows], color="#0072B2")
+    time_axis.set(xlabel="wall time (s)", title="time per job")
+    time_axis.invert_yaxis()
+    memory_axis.barh(names, [row[2] for row in rows], color="#E69F00")
+    memory_axis.set(xlabel="peak resident memory (MB)", title="memory per job")
+    memory_axis.invert_yaxis()
+    memory_axis.set_yticklabels([])
+    save(figure, out_png)
+
+    packages = ["unetseg", "snakemake", "torch", "zarr", "dask", "numpy", "scikit-image", "tifffile"]
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor()
+    table = "".join(
+        f"<tr><td>{name}</td><td>{seconds:.1f}</td><td>{rss:.0f}</td></tr>" for name, seconds, rss in rows
+    )
+    versions = "".join(f"<tr><td>{name}</td><td>{version(name)}</td></tr>" for name in packages)
+    html = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Run</title>
+<style>body{{font-family:sans-serif;margin:1em}}td,th{{padding:2px 10px;text-align:left}}</style>
+</head><body>
+<h2>Jobs</h2><table><tr><th>rule (job)</th><th>seconds</th><th>peak RSS (MB)</th></tr>{table}</table>
+<h2>Machine</h2><p>{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs;
+device for torch: {device or "CPU"}</p>
+<h2>Package versions</h2><table>{versions}</table>
+<h2>Configuration</h2><pre>{yaml.safe_dump(config, sort_keys=False)}</pre>
+</body></html>
+"""
+    with io.atomic_output(out_html) as tmp:
+        tmp.write_text(html)
