@@ -267,3 +267,12 @@ def test_instance_average_precision_hand_checked():
     assert metrics["ap50"] == 0.5 and metrics["mean_ap"] == pytest.approx(np.mean(expected))
     assert instance_metrics(truth, truth)["mean_ap"] == 1.0
     assert instance_metrics(truth, np.zeros_like(truth))["mean_ap"] == 0.0
+
+
+def test_split_and_merger_locations_are_marked():
+    from unetseg.evaluate import topology_errors
+
+    truth, prediction = e4()  # 2 mergers at rows 3-4 of column 3
+    marks = np.zeros(truth.shape, np.int8)
+    assert topology_errors(truth, prediction.astype(np.float32), 0.5, marks) == (0, 2)
+    assert np.argwhere(marks == 2).tolist() == [[3, 3], [4, 3]] and not (marks == 1).any()

@@ -4,7 +4,13 @@ rule evaluate:
         probability=volume_path("{volume}", "probability.zarr"),
     output:
         metrics=volume_path("{volume}", "metrics.json"),
-        per_slice=volume_path("{volume}", "metrics_per_slice.tsv"),
+        per_slice=report(
+            volume_path("{volume}", "metrics_per_slice.tsv"),
+            caption="../report/per_slice.rst",
+            category="Metrics",
+            subcategory="{volume}",
+            labels={"volume": "{volume}", "figure": "per-slice metrics (table)"},
+        ),
     log:
         log_path("evaluate", "{volume}"),
     benchmark:

@@ -182,7 +182,9 @@ def cmd_report(args) -> None:
     if args.figure == "data":
         report.data_figure(args.raw, args.labels, args.weights, args.out)
     elif args.figure == "augmentation":
-        report.augmentation_figure(args.raw, args.labels, args.weights, settings(args.settings), args.out)
+        report.augmentation_figure(
+            args.raw, args.labels, args.weights, settings(args.settings), args.out
+        )
     elif args.figure == "run":
         report.run_summary(args.benchmarks, settings(args.settings), args.html, args.out)
     elif args.figure == "training":

@@ -253,8 +253,11 @@ def _object_split_by_cut(warped: np.ndarray, y: int, x: int, radius: int) -> boo
 
 
 @numba.njit(cache=True, nogil=True)
-def _classify(warped: np.ndarray, target: np.ndarray, ids: np.ndarray, radius: int):
-    """(split pixels, merger pixels) among the mismatches left after warping (METRICS.md §6.3)."""
+def _classify(warped, target, ids, radius: int, marks):
+    """(split pixels, merger pixels) among the mismatches left after warping (METRICS.md §6.3).
+
+    Marks each split pixel 1 and each merger pixel 2 in `marks`.
+    """
     height, width = warped.shape
     splits = mergers = 0
     for y in range(height):
@@ -278,8 +281,10 @@ def _classify(warped: np.ndarray, target: np.ndarray, ids: np.ndarray, radius: i
             if objects >= 2:
                 if interior:
                     splits += 1
+                    marks[y, x] = 1
                 else:
                     mergers += 1
+                    marks[y, x] = 2
             elif (
                 objects == 1
                 and membrane_seen
@@ -287,11 +292,15 @@ def _classify(warped: np.ndarray, target: np.ndarray, ids: np.ndarray, radius: i
                 and _object_split_by_cut(warped, y, x, radius)
             ):
                 splits += 1
+                marks[y, x] = 1
     return splits, mergers
 
 
-def topology_errors(truth: np.ndarray, probability: np.ndarray, threshold: float):
-    """(split pixels, merger pixels) of one slice at one threshold."""
+def topology_errors(truth: np.ndarray, probability: np.ndarray, threshold: float, marks=None):
+    """(split pixels, merger pixels) of one slice at one threshold.
+
+    If `marks` (int8, shape of the slice) is given, split pixels are set to 1, mergers to 2.
+    """
     target = binarize(probability, threshold).astype(np.uint8)
     source = np.zeros((truth.shape[0] + 2, truth.shape[1] + 2), np.uint8)
     source[1:-1, 1:-1] = truth > 0
@@ -299,7 +308,8 @@ def topology_errors(truth: np.ndarray, probability: np.ndarray, threshold: float
     _warp(source, target, keys, SIMPLE_LOOKUP)
     warped = np.ascontiguousarray(source[1:-1, 1:-1])
     ids, _ = ndimage.label(warped, structure=FOUR_CONNECTED)
-    return _classify(warped, target, ids.astype(np.int32), WARPING_RADIUS_PX)
+    marks = np.zeros(truth.shape, np.int8) if marks is None else marks
+    return _classify(warped, target, ids.astype(np.int32), WARPING_RADIUS_PX, marks)
 
 
 def warping_counts(truth: np.ndarray, probability: np.ndarray, thresholds) -> np.ndarray:

@@ -92,7 +92,9 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
         context = (tile_in - tile_out) // 2
         border = np.zeros(image.shape, bool)
         border[context : context + tile_out, context : context + tile_out] = boundaries(target)
-        overlay(axes[0, column], image, border, (1.0, 0.6, 0.0), f"sample {column} (z={z}) + labels")
+        overlay(
+            axes[0, column], image, border, (1.0, 0.6, 0.0), f"sample {column} (z={z}) + labels"
+        )
         shown = axes[1, column].imshow(weight, cmap="viridis")
         axes[1, column].set_title("its weight map (output tile)", fontsize=9)
         axes[1, column].axis("off")
@@ -154,7 +156,11 @@ def prediction_figure(
     raw, labels, probability, segmentation = (
         io.open_zarr(p) for p in (raw_path, labels_path, probability_path, segmentation_path)
     )
-    threshold = json.loads(Path(metrics_path).read_text())["pixel"]["best_threshold"]
+    from unetseg.evaluate import topology_errors
+
+    metrics = json.loads(Path(metrics_path).read_text())
+    threshold = metrics["pixel"]["best_threshold"]
+    warping_threshold = metrics["warping"]["best_threshold"]
     slices = pick_slices(raw.shape[0])
     figure, axes = plt.subplots(len(slices), 4, figsize=(13, 3.3 * len(slices)), squeeze=False)
     for row, z in zip(axes, slices, strict=True):
@@ -177,7 +183,21 @@ def prediction_figure(
         errors[predicted & ~truth] = (*FALSE_POSITIVE, 1)
         errors[~predicted & truth] = (*FALSE_NEGATIVE, 1)
         row[3].imshow(errors)
-        row[3].set_title(f"errors at t={threshold:.1f}: FP magenta, FN green", fontsize=9)
+        marks = np.zeros(truth.shape, np.int8)
+        topology_errors(labels[z], np.asarray(probability[z], np.float32), warping_threshold, marks)
+        for value, marker, colour, name in (
+            (1, "x", "#F0E442", "split"),
+            (2, "o", "#0072B2", "merge"),
+        ):
+            ys, xs = np.nonzero(marks == value)
+            row[3].scatter(
+                xs, ys, marker=marker, s=14, color=colour, label=f"{name} ({len(xs)} px)"
+            )
+        row[3].legend(fontsize=7, loc="lower right")
+        row[3].set_title(
+            f"FP magenta, FN green (t={threshold:.1f});\nsplits/merges (warping t={warping_threshold:.1f})",
+            fontsize=9,
+        )
         row[3].axis("off")
     save(figure, out_path)
 
@@ -248,7 +268,9 @@ def run_summary(benchmark_dir, config: dict, out_html, out_png) -> None:
     rows = []
     for tsv in sorted(Path(benchmark_dir).glob("*/*.tsv")):
         record = read_tsv(tsv)
-        rows.append((f"{tsv.parent.name} ({tsv.stem})", float(record["s"][0]), float(record["max_rss"][0])))
+        rows.append(
+            (f"{tsv.parent.name} ({tsv.stem})", float(record["s"][0]), float(record["max_rss"][0]))
+        )
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(12, 0.3 * len(rows) + 1.5))
     names = [row[0] for row in rows]
     time_axis.barh(names, [row[1] for row in rows], color="#0072B2")
@@ -260,10 +282,20 @@ def run_summary(benchmark_dir, config: dict, out_html, out_png) -> None:
     memory_axis.set_yticklabels([])
     save(figure, out_png)
 
-    packages = ["unetseg", "snakemake", "torch", "zarr", "dask", "numpy", "scikit-image", "tifffile"]
+    packages = [
+        "unetseg",
+        "snakemake",
+        "torch",
+        "zarr",
+        "dask",
+        "numpy",
+        "scikit-image",
+        "tifffile",
+    ]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor()
     table = "".join(
-        f"<tr><td>{name}</td><td>{seconds:.1f}</td><td>{rss:.0f}</td></tr>" for name, seconds, rss in rows
+        f"<tr><td>{name}</td><td>{seconds:.1f}</td><td>{rss:.0f}</td></tr>"
+        for name, seconds, rss in rows
     )
     versions = "".join(f"<tr><td>{name}</td><td>{version(name)}</td></tr>" for name in packages)
     html = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Run</title>
