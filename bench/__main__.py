@@ -2,9 +2,9 @@
 
 import sys
 
-from bench import metrics, workflow
+from bench import faults, metrics, workflow
 
-FAMILIES = {**workflow.BENCHMARKS, **metrics.BENCHMARKS}
+FAMILIES = {**workflow.BENCHMARKS, **metrics.BENCHMARKS, **faults.BENCHMARKS}
 
 
 def main(names: list[str]) -> None:
