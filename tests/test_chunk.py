@@ -6,6 +6,7 @@ from conftest import write_tiff
 
 from unetseg import UnetsegError, io
 from unetseg.chunk import chunk_volume
+from unetseg.cli import main
 from unetseg.export import export_tiff
 
 
@@ -101,7 +102,7 @@ def bad_input_cases(tmp_path):
     ["missing", "truncated", "not a tiff", "rgb", "nan", "empty", "shape mismatch",
      "grey labels", "no cell", "slices", "int8 raw"],
 )  # fmt: skip
-def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case):
+def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case, capsys):
     arguments, message = bad_input_cases(tmp_path)[case]
     out = tmp_path / "out.zarr"
     with pytest.raises(UnetsegError, match=message) as error:
@@ -109,3 +110,14 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case):
     assert "\n" not in str(error.value)
     assert not out.exists()
     assert not list(tmp_path.glob(".out.zarr.tmp-*"))
+    # The same through the command line: exit status 1 and one line naming the file.
+    command = ["chunk", str(arguments["tiff_path"]), str(out)]
+    command += ["--labels"] * arguments.get("is_labels", False)
+    command += (
+        ["--match", str(arguments["match_shape_of"])] if "match_shape_of" in arguments else []
+    )
+    command += ["--slices", *map(str, arguments["slices"])] if "slices" in arguments else []
+    assert main(command) == 1
+    stderr = capsys.readouterr().err.splitlines()
+    errors = [line for line in stderr if line.startswith("unetseg chunk: error:")]
+    assert len(errors) == 1 and str(arguments["tiff_path"]) in errors[0] and not out.exists()

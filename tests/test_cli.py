@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -46,3 +47,25 @@ def test_demo_data_command(tmp_path):
     assert done.returncode == 0, done.stderr
     assert tifffile.imread(tmp_path / "r.tif").shape == (2, 48, 40)
     assert set(tifffile.imread(tmp_path / "l.tif").ravel().tolist()) == {0, 255}
+
+
+def test_unwritable_output_folder_is_one_clear_error(tmp_path, capsys):
+    from unetseg.cli import main
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    # Root ignores permission bits; an immutable folder refuses even root.
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        locked.chmod(0o500)
+        if os.access(locked, os.W_OK):
+            pytest.skip("cannot make a folder unwritable here (no chattr, running as root)")
+    try:
+        code = main(["demo-data", "--raw", str(locked / "r.tif"), "--labels", str(locked / "l.tif"),
+                     "--shape", "1", "16", "16"])  # fmt: skip
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
+        locked.chmod(0o700)
+    assert code == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [f"unetseg demo-data: error: {locked}: output folder is not writable"]
+    assert list(locked.iterdir()) == []

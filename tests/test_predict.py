@@ -83,3 +83,58 @@ def test_bad_model_and_tile(tmp_path, model_file):
     with pytest.raises(UnetsegError, match="predict.tile_out: 30 .* nearest valid: 28 or 36"):
         predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr", tile_out=30)
     assert not (tmp_path / "p.zarr").exists()
+
+
+def test_pretrained_model_with_another_architecture_is_refused(tmp_path, model_file):
+    raw = np.zeros((1, 40, 40), np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    expected = {"depth": 4, "base_channels": 64}
+    with pytest.raises(
+        UnetsegError,
+        match="model.pretrained: .*model.pt has depth 3, but the config says model.depth: 4",
+    ):
+        predict_volume(
+            model_file,
+            tmp_path / "raw.zarr",
+            tmp_path / "p.zarr",
+            tile_out=28,
+            expect_architecture=expected,
+        )
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_no_two_tasks_write_the_same_chunk(tmp_path, model_file, monkeypatch):
+    """Record every store write of chunking, weight maps and prediction with 4 Dask workers."""
+    from zarr.storage import LocalStore
+
+    from unetseg.weights import compute_weights
+
+    writes = []
+    original_set = LocalStore.set
+
+    async def recording_set(self, key, value):
+        writes.append(f"{self.root}/{key}")
+        return await original_set(self, key, value)
+
+    rng = np.random.default_rng(0)
+    write_tiff(tmp_path / "raw.tif", rng.integers(0, 255, (4, 70, 50)).astype(np.uint8))
+    labels = np.where(rng.random((4, 70, 50)) > 0.3, 255, 0).astype(np.uint8)
+    write_tiff(tmp_path / "labels.tif", labels)
+    monkeypatch.setattr(LocalStore, "set", recording_set)
+    chunk_volume(tmp_path / "raw.tif", tmp_path / "raw.zarr", chunks=(1, 32, 32), workers=4)
+    chunk_volume(
+        tmp_path / "labels.tif", tmp_path / "l.zarr", chunks=(1, 32, 32), is_labels=True, workers=4
+    )
+    compute_weights(tmp_path / "l.zarr", tmp_path / "w.zarr", workers=4)
+    predict_volume(
+        model_file,
+        tmp_path / "raw.zarr",
+        tmp_path / "p.zarr",
+        tile_out=28,
+        block_px=32,
+        workers=4,
+        threads=4,
+    )
+    chunk_keys = [key for key in writes if "/c/" in key]
+    assert len(chunk_keys) == 4 * 3 * 2 * 4  # 4 stores of 4 x 3 x 2 chunks, each written once
+    assert len(set(chunk_keys)) == len(chunk_keys)

@@ -129,6 +129,14 @@ def threshold_inputs(wildcards):
     return []
 
 
+def architecture_option():
+    """A pretrained model must have the architecture that the config describes."""
+    if not config["model"]["pretrained"]:
+        return ""
+    expected = {key: config["model"][key] for key in ("depth", "base_channels")}
+    return f"--expect-architecture '{json.dumps(expected)}'"
+
+
 def watershed_option():
     seed = config["segment"]["watershed_seed_threshold"]
     return "" if seed is None else f"--watershed-seed {seed}"

@@ -14,6 +14,7 @@ rule predict:
         channels_last="--channels-last" if config["predict"]["channels_last"] else "",
         device=config["predict"]["device"],
         dtype=config["predict"]["dtype"],
+        architecture=architecture_option(),
     log:
         log_path("predict", "{volume}"),
     benchmark:
@@ -30,4 +31,4 @@ rule predict:
         " --batch-size {params.batch_size} --block-px {params.block_px}"
         " --scheduler {params.scheduler} --workers {params.workers} --threads {threads}"
         " --precision {params.precision} {params.channels_last} --device {params.device}"
-        " --dtype {params.dtype} > {log} 2>&1"
+        " --dtype {params.dtype} {params.architecture} > {log} 2>&1"

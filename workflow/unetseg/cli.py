@@ -114,6 +114,9 @@ def cmd_predict(args) -> None:
         channels_last=args.channels_last,
         device=args.device,
         out_dtype=args.dtype,
+        expect_architecture=settings(args.expect_architecture)
+        if args.expect_architecture
+        else None,
     )
 
 
@@ -263,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--channels-last", action="store_true")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sub.add_argument("--dtype", default="float16", choices=("float16", "float32"))
+    sub.add_argument("--expect-architecture", help='JSON, e.g. {"depth": 4, "base_channels": 64}')
 
     sub = command("segment", cmd_segment, "Threshold + 4-connected components per slice.")
     sub.add_argument("probability", help="probability .zarr store")

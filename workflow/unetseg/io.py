@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -37,6 +38,13 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         remove_path(final)
         os.replace(tmp, final)
+    except OSError as error:
+        # Root passes os.access; read-only or immutable folders still refuse the write.
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UnetsegError(
+                f"{final.parent}: output folder is not writable ({error.strerror})"
+            ) from error
+        raise
     finally:
         remove_path(tmp)
 

@@ -141,11 +141,21 @@ def predict_volume(
     channels_last: bool = False,
     device: str = "auto",
     out_dtype: str = "float16",
+    expect_architecture: dict | None = None,
 ) -> None:
-    """Predict a raw OME-Zarr volume into a probability OME-Zarr, one Dask task per output chunk."""
+    """Predict a raw OME-Zarr volume into a probability OME-Zarr, one Dask task per output chunk.
+
+    `expect_architecture` (e.g. {"depth": 4, "base_channels": 64}) must match the model's.
+    """
     torch_device = pick_device(device)
     torch.set_num_threads(max(1, threads // workers))
     model, checkpoint = load_model(str(model_path), str(torch_device), channels_last)
+    for key, value in (expect_architecture or {}).items():
+        if model.config[key] != value:
+            raise UnetsegError(
+                f"model.pretrained: {model_path} has {key} {model.config[key]}, "
+                f"but the config says model.{key}: {value}"
+            )
     tiling.check_output_size(tile_out, model.config["depth"], "predict.tile_out")
     raw = io.open_zarr(raw_path)
     chunks = (1, block_px, block_px)
