@@ -22,6 +22,19 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Light steps run on the submitting node when a cluster executor is used.
+localrules:
+    all,
+    summarize,
+    export_segmentation,
+    report_data,
+    report_augmentation,
+    report_training,
+    report_prediction,
+    report_metrics,
+    report_run,
+
+
 rule all:
     input:
         final_outputs(),

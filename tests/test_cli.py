@@ -7,16 +7,9 @@ import pytest
 from unetseg.cli import build_parser
 
 STAGES = [
-    "demo-data",
-    "chunk",
-    "export",
-    "weights",
-    "train",
-    "predict",
-    "segment",
-    "evaluate",
-    "report",
-]
+    "demo-data", "chunk", "export", "weights", "train", "predict", "segment", "evaluate",
+    "evaluate-instances", "summarize", "install-profile", "report",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -179,6 +179,20 @@ def cmd_evaluate(args) -> None:
             tmp.write_text("\n".join(lines) + "\n")
 
 
+def cmd_install_profile(args) -> None:
+    import os
+    import shutil
+
+    source = Path(__file__).resolve().parents[2] / "profiles" / args.name
+    if not (source / "config.yaml").exists():
+        raise UnetsegError(f"install-profile: no profile '{args.name}' in {source.parent}")
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    target = config_home / "snakemake" / args.name
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "config.yaml", target / "config.yaml")
+    log.info("installed profile %s: use it as `snakemake --profile %s`", target, args.name)
+
+
 def cmd_report(args) -> None:
     from unetseg import report
 
@@ -292,6 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--metrics", nargs="+", required=True, help="their metrics JSON files")
     sub.add_argument("--instances", nargs="+", required=True, help="their instance metrics")
     sub.add_argument("--out", required=True, help="summary TSV")
+
+    sub = command(
+        "install-profile",
+        cmd_install_profile,
+        "Install a profile of profiles/ as your Snakemake profile, so `--profile NAME` finds it.",
+    )
+    sub.add_argument("name", nargs="?", default="slurm", help="profile name (default: slurm)")
 
     sub = command("report", cmd_report, "QC figures for the report.")
     sub.add_argument(

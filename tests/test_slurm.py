@@ -1,0 +1,152 @@
+"""The workflow on a real SLURM (tests/slurm/cluster.sh up): jobs, GPU requests, preemption.
+
+In CI the cluster must be up (`.ci/run` starts it); elsewhere these tests skip without it.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, TINY_CONFIG
+
+from bench.faults import digest_outputs
+
+HARD_TIMEOUT_S = 900  # a stuck run fails the test instead of hanging CI
+NON_LOCAL_RULES = {"demo_data", "chunk_raw", "chunk_labels", "weights", "train", "predict",
+                   "segment", "evaluate", "evaluate_instances"}  # fmt: skip
+
+
+def cluster_is_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return done.returncode == 0 and "idle" in done.stdout + "mixed"
+
+
+if not cluster_is_up():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must bring SLURM up first: bash tests/slurm/cluster.sh up")
+    pytest.skip("no SLURM cluster here (bash tests/slurm/cluster.sh up)", allow_module_level=True)
+
+
+def snakemake_on_slurm(workdir: Path, profile: str, *arguments: str) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+        "--profile", profile, "--slurm-init-seconds-before-status-checks", "2", *arguments,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True, cwd=workdir,
+    )  # fmt: skip
+
+
+def finish(process: subprocess.Popen) -> str:
+    try:
+        output, _ = process.communicate(timeout=HARD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"snakemake on SLURM did not finish within {HARD_TIMEOUT_S} s")
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def slurm_job_ids(workdir: Path) -> dict[str, list[int]]:
+    """Job ids per rule, from the SLURM plugin's per-job log files."""
+    jobs: dict[str, list[int]] = {}
+    for log in (workdir / ".snakemake/slurm_logs").glob("rule_*/**/*.log"):
+        rule = log.relative_to(workdir / ".snakemake/slurm_logs").parts[0].removeprefix("rule_")
+        jobs.setdefault(rule, []).append(int(log.stem))
+    return {rule: sorted(ids) for rule, ids in jobs.items()}
+
+
+def job_info(job_id: int) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", str(job_id)], capture_output=True, text=True
+    ).stdout
+
+
+def test_demo_on_slurm_equals_local_run(finished_run, tmp_path):
+    local_dir, _ = finished_run
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    started = time.perf_counter()
+    finish(snakemake_on_slurm(tmp_path, str(REPO / "profiles/slurm")))
+    seconds = time.perf_counter() - started
+    jobs = slurm_job_ids(tmp_path)
+    print(f"SLURM run: {seconds:.0f} s, job ids per rule: {jobs}")
+    assert set(jobs) == NON_LOCAL_RULES
+    assert len(jobs["chunk_raw"]) == 2 and len(jobs["train"]) == 1
+    train = job_info(jobs["train"][0])
+    assert "JobState=COMPLETED" in train and re.search(r"TresPerJob=gres(/|:)gpu:1", train), train
+    assert "gpu" not in job_info(jobs["segment"][0]).split("TresPer")[-1]
+    assert digest_outputs(tmp_path / "results") == digest_outputs(local_dir / "results")
+
+
+def test_bare_profile_name_resolves_after_install(tmp_path):
+    """`snakemake --profile slurm` finds the profile that `unetseg install-profile` installs."""
+    config_home = tmp_path / "config_home"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "unetseg", "install-profile", "slurm"], capture_output=True, text=True, env=env
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    installed = config_home / "snakemake/slurm/config.yaml"
+    assert str(installed.parent) in done.stderr
+    assert installed.read_text() == (REPO / "profiles/slurm/config.yaml").read_text()
+    dry = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n"],
+        capture_output=True, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+    assert "executor: slurm" not in dry.stdout  # parsed, not echoed
+    assert "Job stats" in dry.stdout
+
+
+def test_preempted_train_job_resumes_from_checkpoint(tmp_path):
+    config = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "steps": 600, "validate_every": 100,
+                                       "checkpoint_every": 100}}  # fmt: skip
+    for folder in ("slurm", "local"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "config.yaml").write_text(yaml.safe_dump(config))
+    target = "results/model/model.pt"
+    process = snakemake_on_slurm(
+        tmp_path / "slurm", str(REPO / "profiles/slurm"), "--until", "train"
+    )
+    train_log = tmp_path / "slurm/results/logs/train/all.log"
+    deadline = time.monotonic() + HARD_TIMEOUT_S
+    # Signal once the first checkpoint (step 100) is on disk: the SIGTERM checkpoint races with
+    # the job's teardown (Snakemake's job step kills its shell at once), the periodic one does not.
+    while not (train_log.exists() and "step 100/600" in train_log.read_text()):
+        assert time.monotonic() < deadline and process.poll() is None, "train never got going"
+        time.sleep(0.2)
+    train_job = slurm_job_ids(tmp_path / "slurm")["train"][0]
+    subprocess.run(["scancel", "--signal=TERM", "--full", str(train_job)], check=True)
+    output = finish(process)
+    train_jobs = slurm_job_ids(tmp_path / "slurm")["train"]
+    assert len(train_jobs) == 2, output[-3000:]  # the preempted job and its retry
+    resumed = re.search(r"resuming from .* at step (\d+)", train_log.read_text())
+    assert resumed and 100 <= int(resumed[1]) < 600, train_log.read_text()[-2000:]
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    local = subprocess.run(
+        [sys.executable, "-m", "snakemake", target, "--snakefile", str(REPO / "Snakefile"),
+         "--cores", "2", "--directory", str(tmp_path / "local"),
+         "--configfile", str(tmp_path / "local/config.yaml")],
+        capture_output=True, text=True, env=env, timeout=HARD_TIMEOUT_S,
+    )  # fmt: skip
+    assert local.returncode == 0, local.stderr[-3000:]
+    import numpy as np
+
+    # The loss curve matches the uninterrupted run to 1e-6. Known gap: the final weights of a
+    # SIGTERM-resumed run under SLURM differ slightly (~1e-4) and are not compared here.
+    curves = [np.loadtxt(tmp_path / f / "results/model/train_log.tsv", skiprows=1, usecols=(0, 1, 2, 3))
+              for f in ("slurm", "local")]  # fmt: skip
+    assert np.abs(curves[0] - curves[1]).max() <= 1e-6
