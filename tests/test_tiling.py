@@ -42,7 +42,8 @@ def test_reflect_indices_equal_numpy_reflect(length, pad):
 
 
 def test_tile_origins_are_on_grid_and_cover():
-    origins = tiling.tile_origins(1000, 388, 4)
+    origins = tiling.tile_origins(0, 1000, 388, 4)
     assert origins == [0, 384, 768]
     assert all(o % 16 == 0 for o in origins)
     assert origins[-1] + 388 >= 1000
+    assert tiling.tile_origins(410, 900, 388, 4) == [400, 784]  # from the grid point below 410

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from unetseg.errors import UnetsegError
 
 
 def center_crop(features: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -107,8 +108,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from unetseg.errors import UnetsegError
-
         raise UnetsegError(f"device: '{name}' requested but CUDA is not available")
     return torch.device(name)
 
@@ -119,8 +118,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     if dtype is torch.float16 and device.type != "cuda":
-        from unetseg.errors import UnetsegError
-
         raise UnetsegError("precision: fp16 needs a CUDA device; use bf16 on CPU")
     return torch.autocast(device_type=device.type, dtype=dtype)
 
@@ -136,8 +133,3 @@ def to_device(batch: torch.Tensor, device: torch.device, channels_last: bool) ->
         batch = batch.pin_memory()
     batch = batch.to(device, non_blocking=True)
     return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
-
-
-def gaussian_std_for(fan_in: int) -> float:
-    """The paper's initialisation std, sqrt(2/N)."""
-    return math.sqrt(2.0 / fan_in)

@@ -47,13 +47,6 @@ def forward_tiles(
     return torch.softmax(logits, dim=1)[:, 1].cpu().numpy()
 
 
-def block_origins(start: int, stop: int, tile_out: int, depth: int) -> list[int]:
-    """Grid-aligned output tile origins whose tiles cover [start, stop)."""
-    grid = tiling.grid_px(depth)
-    stride = tile_out - tile_out % grid
-    return list(range(start - start % grid, stop, stride))
-
-
 def predict_block(
     model: UNet,
     raw,
@@ -71,8 +64,8 @@ def predict_block(
     depth = model.config["depth"]
     context = tiling.context_px(depth)
     tile_in = tiling.input_size(tile_out, depth)
-    origins_y = block_origins(*rows, tile_out, depth)
-    origins_x = block_origins(*cols, tile_out, depth)
+    origins_y = tiling.tile_origins(*rows, tile_out, depth)
+    origins_x = tiling.tile_origins(*cols, tile_out, depth)
     # Read the block with its halo once; mirror indices reproduce global 'reflect' padding.
     index_y = tiling.reflect_indices(
         origins_y[0] - context, origins_y[-1] - context + tile_in, raw.shape[1]

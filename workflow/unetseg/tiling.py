@@ -86,13 +86,14 @@ def check_output_size(size: int, depth: int, key: str = "tile output size") -> i
     return size
 
 
-def tile_origins(length: int, tile_out: int, depth: int) -> list[int]:
-    """Output tile origins along one axis, on the network's 2**depth grid, covering `length`.
+def tile_origins(start: int, stop: int, tile_out: int, depth: int) -> list[int]:
+    """Output tile origins on the network's 2**depth grid whose tiles cover [start, stop).
 
     Origins on that grid make stitched tiles equal whole-image inference exactly (PAPER.md §5).
     """
-    stride = tile_out - tile_out % grid_px(depth)
-    return list(range(0, max(length - tile_out, 0) + stride, stride)) if length > 0 else []
+    grid = grid_px(depth)
+    stride = tile_out - tile_out % grid
+    return list(range(start - start % grid, stop, stride))
 
 
 def whole_image_padding(length: int, depth: int) -> tuple[int, int]:
