@@ -44,6 +44,7 @@ TINY_CONFIG = {
          "role": "train", "slices": [0, 3]},
         {"name": "tiny_val", "raw": "results/demo/raw.tif", "labels": "results/demo/labels.tif",
          "role": "validate", "slices": [3, 4]},
+        {"name": "tiny_extra", "raw": "extra.tif", "role": "predict"},
     ],
     "chunk": {"chunk_shape": [1, 32, 32]},
     "model": {"depth": 2, "base_channels": 4},
@@ -70,8 +71,11 @@ def jobs_in_dry_run(output: str) -> dict[str, int]:
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory):
+    from unetseg.data import demo_volume
+
     workdir = tmp_path_factory.mktemp("run")
     (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    write_tiff(workdir / "extra.tif", demo_volume((2, 40, 48), seed=5)[0])  # a second raw file
     done = snakemake(workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     return workdir, done

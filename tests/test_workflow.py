@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import tifffile
@@ -49,18 +51,80 @@ def test_second_run_does_nothing(finished_run):
     assert "Nothing to be done" in done.stdout + done.stderr
 
 
+@contextmanager
+def replaced(path: Path, change):
+    """Change a file's bytes for the duration; Snakemake compares checksums, so touching is not enough."""
+    original = path.read_bytes()
+    path.write_bytes(change(original))
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+
+
+def dry_run_jobs(workdir: Path, config: dict) -> dict[str, int]:
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(workdir, "-n", "--configfile", str(workdir / "changed.yaml"))
+    assert done.returncode == 0, done.stderr
+    return jobs_in_dry_run(done.stdout) if "Job stats:" in done.stdout else {}
+
+
+# What follows the predictions of one volume: (validate volumes only) evaluation and its reports.
+SEGMENT_ON = {"segment": 1, "export_segmentation": 1, "report_run": 1, "all": 1}
+EVALUATE_ON = {
+    "evaluate": 1, "evaluate_instances": 1, "summarize": 1, "report_prediction": 1,
+    "report_metrics": 1,
+}  # fmt: skip
+
+
 def test_changed_predict_parameter_reruns_predict_and_downstream_only(finished_run):
     workdir, _ = finished_run
     changed = {**TINY_CONFIG, "predict": {**TINY_CONFIG["predict"], "batch_size": 2}}
-    (workdir / "changed.yaml").write_text(yaml.safe_dump(changed))
-    done = snakemake(workdir, "-n", "--configfile", str(workdir / "changed.yaml"))
-    assert done.returncode == 0, done.stderr
-    jobs = jobs_in_dry_run(done.stdout)
+    jobs = dry_run_jobs(workdir, changed)
+    # Both volumes are predicted again; 'auto' thresholds tie segment to validation metrics.
     assert jobs == {
-        "predict": 1, "segment": 1, "export_segmentation": 1, "evaluate": 1,
-        "evaluate_instances": 1, "summarize": 1, "report_prediction": 1, "report_metrics": 1,
-        "report_run": 1, "all": 1,
+        "predict": 2,
+        **SEGMENT_ON,
+        "segment": 2,
+        "export_segmentation": 2,
+        **EVALUATE_ON,
+    }
+
+
+def test_changed_weight_map_parameter_reruns_weights_train_and_downstream_not_chunking(
+    finished_run,
+):
+    workdir, _ = finished_run
+    changed = {**TINY_CONFIG, "weights": {"w0": 5.0}}
+    jobs = dry_run_jobs(workdir, changed)
+    assert jobs == {
+        "weights": 1, "report_data": 1, "report_augmentation": 1, "train": 1,
+        "report_training": 1, "predict": 2, **SEGMENT_ON, "segment": 2,
+        "export_segmentation": 2, **EVALUATE_ON,
     }  # fmt: skip
+
+
+def test_changed_raw_file_reruns_that_volume_only(finished_run):
+    workdir, _ = finished_run
+    with replaced(workdir / "extra.tif", lambda raw: raw[:-1] + bytes([raw[-1] ^ 1])):
+        jobs = dry_run_jobs(workdir, TINY_CONFIG)
+    # tiny_extra is a predict volume: chunked, predicted, segmented; the model is untouched.
+    assert jobs == {"chunk_raw": 1, "predict": 1, **SEGMENT_ON}
+
+
+def test_changed_stage_code_reruns_that_stage_and_downstream(finished_run):
+    workdir, _ = finished_run
+    with replaced(REPO / "workflow/unetseg/segment.py", lambda code: code + b"# edited\n"):
+        jobs = dry_run_jobs(workdir, TINY_CONFIG)
+    assert jobs == {
+        **SEGMENT_ON, "segment": 2, "export_segmentation": 2, "evaluate_instances": 1,
+        "summarize": 1, "report_prediction": 1,
+    }  # fmt: skip
+
+
+def test_nothing_changed_reruns_nothing(finished_run):
+    workdir, _ = finished_run
+    assert dry_run_jobs(workdir, TINY_CONFIG) == {}
 
 
 def test_report_builds(finished_run):

@@ -1,6 +1,7 @@
 rule chunk_raw:
     input:
-        raw_tiff,
+        code=stage_code("chunk", "labels"),
+        raw=raw_tiff,
     output:
         directory(volume_path("{volume}", "raw.zarr")),
     params:
@@ -20,13 +21,14 @@ rule chunk_raw:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg chunk {input} {output} --chunks {params.chunks} {params.slices}"
+        "unetseg chunk {input.raw} {output} --chunks {params.chunks} {params.slices}"
         " {params.voxel_size} --cname {params.cname} --clevel {params.clevel}"
         " --threads {threads} > {log} 2>&1"
 
 
 rule chunk_labels:
     input:
+        code=stage_code("chunk", "labels"),
         labels=labels_tiff,
         raw=raw_tiff,
     output:

@@ -177,3 +177,11 @@ def print_metrics_summary():
 
 onsuccess:
     print_metrics_summary()
+
+
+def stage_code(*modules):
+    """A stage's own modules as inputs: editing one reruns that stage and what follows it.
+
+    Snakemake's `code` rerun trigger sees only the rule's shell line, not the package it calls.
+    """
+    return [str(Path(workflow.basedir) / "workflow/unetseg" / f"{module}.py") for module in modules]

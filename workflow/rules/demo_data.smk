@@ -1,4 +1,6 @@
 rule demo_data:
+    input:
+        code=stage_code("data"),
     output:
         raw=f"{RESULTS}/demo/raw.tif",
         labels=f"{RESULTS}/demo/labels.tif",

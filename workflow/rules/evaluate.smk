@@ -1,5 +1,6 @@
 rule evaluate:
     input:
+        code=stage_code("evaluate"),
         truth=volume_path("{volume}", "labels.zarr"),
         probability=volume_path("{volume}", "probability.zarr"),
     output:
@@ -29,6 +30,7 @@ rule evaluate:
 
 rule evaluate_instances:
     input:
+        code=stage_code("evaluate"),
         truth=volume_path("{volume}", "labels.zarr"),
         segmentation=volume_path("{volume}", "segmentation.zarr"),
     output:
@@ -50,6 +52,7 @@ rule evaluate_instances:
 
 rule summarize:
     input:
+        code=stage_code("evaluate"),
         metrics=stores(volumes_with_role("validate"), "metrics.json"),
         instances=stores(volumes_with_role("validate"), "instance_metrics.json"),
     output:

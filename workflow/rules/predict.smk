@@ -1,5 +1,6 @@
 rule predict:
     input:
+        code=stage_code("predict", "model", "tiling"),
         model=model_path(),
         raw=volume_path("{volume}", "raw.zarr"),
     output:

@@ -1,5 +1,6 @@
 rule report_data:
     input:
+        code=stage_code("report"),
         raw=volume_path("{volume}", "raw.zarr"),
         labels=volume_path("{volume}", "labels.zarr"),
         weights=volume_path("{volume}", "weights.zarr"),
@@ -28,7 +29,8 @@ rule report_data:
 
 rule report_training:
     input:
-        f"{RESULTS}/model/train_log.tsv",
+        code=stage_code("report"),
+        log=f"{RESULTS}/model/train_log.tsv",
     output:
         report(
             f"{RESULTS}/report/training.png",
@@ -47,11 +49,12 @@ rule report_training:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg report training --log {input} --out {output} > {log} 2>&1"
+        "unetseg report training --log {input.log} --out {output} > {log} 2>&1"
 
 
 rule report_prediction:
     input:
+        code=stage_code("report"),
         raw=volume_path("{volume}", "raw.zarr"),
         labels=volume_path("{volume}", "labels.zarr"),
         probability=volume_path("{volume}", "probability.zarr"),
@@ -83,7 +86,8 @@ rule report_prediction:
 
 rule report_metrics:
     input:
-        volume_path("{volume}", "metrics.json"),
+        code=stage_code("report"),
+        metrics=volume_path("{volume}", "metrics.json"),
     output:
         report(
             f"{RESULTS}/report/{{volume}}/metrics.png",
@@ -103,12 +107,13 @@ rule report_metrics:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg report metrics --metrics {input} --volume {wildcards.volume}"
+        "unetseg report metrics --metrics {input.metrics} --volume {wildcards.volume}"
         " --out {output} > {log} 2>&1"
 
 
 rule report_augmentation:
     input:
+        code=stage_code("report"),
         raw=volume_path("{volume}", "raw.zarr"),
         labels=volume_path("{volume}", "labels.zarr"),
         weights=volume_path("{volume}", "weights.zarr"),
@@ -139,7 +144,8 @@ rule report_augmentation:
 
 rule report_run:
     input:
-        run_report_inputs(),
+        code=stage_code("report"),
+        outputs=run_report_inputs(),
     output:
         figure=report(
             f"{RESULTS}/report/run.png",

@@ -1,5 +1,6 @@
 rule segment:
     input:
+        code=stage_code("segment"),
         probability=volume_path("{volume}", "probability.zarr"),
         validation_metrics=threshold_inputs,
     output:
@@ -24,7 +25,8 @@ rule segment:
 
 rule export_segmentation:
     input:
-        volume_path("{volume}", "segmentation.zarr"),
+        code=stage_code("export"),
+        segmentation=volume_path("{volume}", "segmentation.zarr"),
     output:
         volume_path("{volume}", "segmentation.tif"),
     log:
@@ -38,4 +40,4 @@ rule export_segmentation:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg export {input} {output} > {log} 2>&1"
+        "unetseg export {input.segmentation} {output} > {log} 2>&1"

@@ -1,5 +1,6 @@
 rule train:
     input:
+        code=stage_code("train", "model", "augment"),
         raw=stores(volumes_with_role("train"), "raw.zarr"),
         labels=stores(volumes_with_role("train"), "labels.zarr"),
         weights=stores(volumes_with_role("train"), "weights.zarr"),

@@ -1,6 +1,7 @@
 rule weights:
     input:
-        volume_path("{volume}", "labels.zarr"),
+        code=stage_code("weights", "labels"),
+        labels=volume_path("{volume}", "labels.zarr"),
     output:
         directory(volume_path("{volume}", "weights.zarr")),
     params:
@@ -17,5 +18,5 @@ rule weights:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg weights {input} {output} --w0 {params.w0} --sigma-px {params.sigma_px}"
+        "unetseg weights {input.labels} {output} --w0 {params.w0} --sigma-px {params.sigma_px}"
         " --threads {threads} > {log} 2>&1"

@@ -1,0 +1,32 @@
+"""The shipped configurations: the ISBI file must not inherit the demo's values by accident."""
+
+from pathlib import Path
+
+import yaml
+
+CONFIG = Path(__file__).resolve().parents[1] / "config"
+DEMO_ONLY = {"demo", "volumes", "results"}
+
+
+def leaf_keys(tree: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        keys |= leaf_keys(value, f"{path}.") if isinstance(value, dict) else {path}
+    return keys
+
+
+def test_isbi_config_sets_every_key_the_demo_sets():
+    # Snakemake loads config/config.yaml and lays --configfile over it: a key only the demo
+    # sets (depth 3, 16 channels, tile 148) would silently shrink the paper's network.
+    demo = yaml.safe_load((CONFIG / "config.yaml").read_text())
+    isbi = yaml.safe_load((CONFIG / "isbi2012.yaml").read_text())
+    demo_keys = {key for key in leaf_keys(demo) if key.split(".")[0] not in DEMO_ONLY}
+    assert demo_keys - leaf_keys(isbi) == set()
+
+
+def test_isbi_config_is_the_papers_network():
+    isbi = yaml.safe_load((CONFIG / "isbi2012.yaml").read_text())
+    assert isbi["model"] == {"depth": 4, "base_channels": 64}
+    assert isbi["train"]["tile_out"] == isbi["predict"]["tile_out"] == 388
+    assert isbi["weights"] == {"w0": 10.0, "sigma_px": 5.0}
