@@ -54,6 +54,15 @@ TINY_CONFIG = {
 }  # fmt: skip
 
 
+def write_tiny_workdir(workdir: Path, config: dict = TINY_CONFIG) -> Path:
+    """The config and the predict volume's own raw file (the demo rule makes the other two)."""
+    from unetseg.data import demo_volume
+
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    write_tiff(workdir / "extra.tif", demo_volume((2, 40, 48), seed=5)[0])
+    return workdir
+
+
 def snakemake(workdir: Path, *arguments: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     command = [
@@ -71,11 +80,7 @@ def jobs_in_dry_run(output: str) -> dict[str, int]:
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory):
-    from unetseg.data import demo_volume
-
-    workdir = tmp_path_factory.mktemp("run")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
-    write_tiff(workdir / "extra.tif", demo_volume((2, 40, 48), seed=5)[0])  # a second raw file
+    workdir = write_tiny_workdir(tmp_path_factory.mktemp("run"))
     done = snakemake(workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     return workdir, done

@@ -8,7 +8,11 @@ from bench.faults import fault_trials
 
 def test_kill_9_then_rerun_reproduces_every_output(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(TINY_CONFIG))
+    demo_only = {
+        **TINY_CONFIG,
+        "volumes": TINY_CONFIG["volumes"][:2],
+    }  # each trial is a fresh folder
+    config.write_text(yaml.safe_dump(demo_only))
     records, reference = fault_trials(
         config, tmp_path, trials=3, seed=1, max_delay_s=2.0, stages=["train", "predict", "report"]
     )

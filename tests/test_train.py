@@ -89,6 +89,7 @@ def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(stores, tmp_pat
             "--val-raw", str(stores["val"][0]), "--val-labels", str(stores["val"][1]),
             "--settings", settings, "--model", str(tmp_path / f"{name}.pt"),
             "--log", str(tmp_path / f"{name}.tsv"), "--checkpoint", str(tmp_path / f"{name}.ckpt"),
+            "--threads", "2",  # as the train rule runs it; intra-op threads must not break it
         ]  # fmt: skip
 
     uninterrupted = subprocess.run(command("whole"), capture_output=True, text=True)

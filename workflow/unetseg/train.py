@@ -231,6 +231,9 @@ def train(
         pin_memory=device.type == "cuda",
         persistent_workers=config.workers > 0,
     )
+    batches = iter(loader)  # draws the loader's base seed from the global RNG, so restore after
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])  # dropout masks continue where they stopped
     preemption = Preemption()
     started, step = time.perf_counter(), state["step"]
     log.info(
@@ -243,7 +246,7 @@ def train(
     )
     model.train()
     losses = state.get("pending_losses", [])  # since the last log row, so a resumed mean is exact
-    for images, targets, weights in loader:
+    for images, targets, weights in batches:
         if step >= config.steps:
             break
         for group in optimizer.param_groups:
@@ -328,7 +331,6 @@ def resume(path: Path, config: TrainConfig, model, optimizer) -> dict:
         return fresh
     model.load_state_dict(checkpoint["model_state"])
     optimizer.load_state_dict(checkpoint["optimizer_state"])
-    torch.set_rng_state(checkpoint["torch_rng"])
     log.info("resuming from %s at step %d", path, checkpoint["step"])
     return checkpoint
 
