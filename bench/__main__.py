@@ -2,9 +2,9 @@
 
 import sys
 
-from bench import faults, metrics, workflow
+from bench import faults, metrics, train, workflow
 
-FAMILIES = {**workflow.BENCHMARKS, **metrics.BENCHMARKS, **faults.BENCHMARKS}
+FAMILIES = {**workflow.BENCHMARKS, **metrics.BENCHMARKS, **faults.BENCHMARKS, **train.BENCHMARKS}
 
 
 def main(names: list[str]) -> None:

@@ -1,3 +1,8 @@
+import re
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +12,13 @@ from conftest import write_tiff
 from unetseg import UnetsegError, io
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet
-from unetseg.predict import load_model, predict_block, predict_volume, predict_whole_slice
+from unetseg.predict import (
+    forward_tiles,
+    load_model,
+    predict_block,
+    predict_volume,
+    predict_whole_slice,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +149,85 @@ def test_no_two_tasks_write_the_same_chunk(tmp_path, model_file, monkeypatch):
     chunk_keys = [key for key in writes if "/c/" in key]
     assert len(chunk_keys) == 4 * 3 * 2 * 4  # 4 stores of 4 x 3 x 2 chunks, each written once
     assert len(set(chunk_keys)) == len(chunk_keys)
+
+
+DIHEDRAL = [
+    (lambda a, t=turns, f=flip: np.rot90(a[..., ::-1] if f else a, t, axes=(-2, -1)))
+    for flip in (False, True)
+    for turns in range(4)
+]
+
+
+def test_test_time_augmentation_is_invariant_to_flips_and_turns(model):
+    tile = np.random.default_rng(1).random((1, 116, 116)).astype(np.float32)  # 116 -> 28 at depth 3
+    averaged = forward_tiles(model, tile, torch.device("cpu"), "fp32", False, tta=True)
+    plain = forward_tiles(model, tile, torch.device("cpu"), "fp32", False)
+    assert np.abs(averaged - plain).max() > 1e-4  # the network alone is not invariant
+    for transform in DIHEDRAL:
+        moved = np.ascontiguousarray(transform(tile))
+        of_moved = forward_tiles(model, moved, torch.device("cpu"), "fp32", False, tta=True)
+        assert np.abs(of_moved - transform(averaged)).max() <= 1e-5
+
+
+def predict_command(model_file, raw, out, *options):
+    return [sys.executable, "-m", "unetseg", "predict", str(model_file), str(raw), str(out),
+            "--tile-out", "28", "--block-px", "32", "--dtype", "float32", *options]  # fmt: skip
+
+
+def test_killed_prediction_resumes_where_it_stopped(tmp_path, model_file):
+    raw = np.random.default_rng(2).integers(0, 255, (12, 64, 64)).astype(np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    whole = subprocess.run(
+        predict_command(model_file, tmp_path / "raw.zarr", tmp_path / "whole.zarr")
+    )
+    assert whole.returncode == 0
+
+    out = tmp_path / "p.zarr"
+    done = tmp_path / "p.zarr.partial/done_chunks"
+
+    def kill_after(chunks: int, *options) -> str:
+        process = subprocess.Popen(
+            predict_command(model_file, tmp_path / "raw.zarr", out, *options),
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (done.is_dir() and len(list(done.iterdir())) >= chunks):
+            assert process.poll() is None and time.monotonic() < deadline, "never got going"
+            time.sleep(0.01)
+        process.kill()
+        return process.communicate()[1]
+
+    kill_after(2, "--tta")  # other settings: this partial store must not be reused
+    log = kill_after(10)
+    assert "resuming" not in log
+    finished_before = len(list(done.iterdir()))
+    assert not out.exists() and 10 <= finished_before < 48  # 12 slices x 4 chunks
+
+    resumed = subprocess.run(
+        predict_command(model_file, tmp_path / "raw.zarr", out), capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"(\d+) of 48 chunks already done", resumed.stderr)
+    assert int(re.search(r"(\d+) of 48 chunks", resumed.stderr)[1]) >= finished_before
+    assert np.array_equal(io.open_zarr(out)[...], io.open_zarr(tmp_path / "whole.zarr")[...])
+    assert not (tmp_path / "p.zarr.partial").exists()
+
+
+def test_local_cluster_gives_the_threads_result(tmp_path, model_file):
+    raw = np.random.default_rng(3).integers(0, 255, (2, 64, 48)).astype(np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    common = dict(tile_out=28, block_px=32, out_dtype="float32", threads=2, workers=2)
+    predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "t.zarr", **common)
+    predict_volume(
+        model_file, tmp_path / "raw.zarr", tmp_path / "d.zarr", scheduler="distributed", **common
+    )
+    assert np.array_equal(
+        io.open_zarr(tmp_path / "d.zarr")[...], io.open_zarr(tmp_path / "t.zarr")[...]
+    )
+
+
+def test_unknown_scheduler_is_named(tmp_path, model_file):
+    raw = np.zeros((1, 32, 32), np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    with pytest.raises(UnetsegError, match="predict.scheduler: 'mpi'"):
+        predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr", scheduler="mpi")

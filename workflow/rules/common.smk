@@ -122,6 +122,11 @@ def train_settings():
     return json.dumps({**model, **train}, sort_keys=True)
 
 
+def scheduler_address_option():
+    address = config["predict"]["scheduler_address"]
+    return f"--scheduler-address {address}" if address else ""
+
+
 def threshold_inputs(wildcards):
     """The validation metrics that an 'auto' segmentation threshold is chosen from."""
     if config["segment"]["threshold"] == "auto":

@@ -16,6 +16,8 @@ rule predict:
         device=config["predict"]["device"],
         dtype=config["predict"]["dtype"],
         architecture=architecture_option(),
+        tta="--tta" if config["predict"]["tta"] else "",
+        address=scheduler_address_option(),
     log:
         log_path("predict", "{volume}"),
     benchmark:
@@ -32,4 +34,5 @@ rule predict:
         " --batch-size {params.batch_size} --block-px {params.block_px}"
         " --scheduler {params.scheduler} --workers {params.workers} --threads {threads}"
         " --precision {params.precision} {params.channels_last} --device {params.device}"
-        " --dtype {params.dtype} {params.architecture} > {log} 2>&1"
+        " --dtype {params.dtype} {params.architecture} {params.tta} {params.address}"
+        " > {log} 2>&1"

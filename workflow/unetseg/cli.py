@@ -117,6 +117,8 @@ def cmd_predict(args) -> None:
         expect_architecture=settings(args.expect_architecture)
         if args.expect_architecture
         else None,
+        tta=args.tta,
+        scheduler_address=args.scheduler_address,
     )
 
 
@@ -273,7 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tile-out", type=int, default=388, help="output tile size (paper: 388)")
     sub.add_argument("--batch-size", type=int, default=1)
     sub.add_argument("--block-px", type=int, default=512, help="y/x size of an output chunk")
-    sub.add_argument("--scheduler", default="threads", choices=("threads", "processes", "sync"))
+    sub.add_argument(
+        "--scheduler", default="threads",
+        choices=("threads", "processes", "sync", "distributed", "slurm"),
+        help="Dask scheduler; distributed: a LocalCluster, or the one at --scheduler-address; "
+        "slurm: dask-jobqueue SLURMCluster, one job per worker",
+    )  # fmt: skip
+    sub.add_argument("--scheduler-address", help="tcp://host:port of a running Dask scheduler")
+    sub.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
     sub.add_argument("--workers", type=int, default=1, help="Dask workers")
     sub.add_argument("--threads", type=int, default=1, help="CPU threads in all")
     sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))

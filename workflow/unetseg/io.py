@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -47,6 +48,15 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         remove_path(tmp)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Content hash of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove_path(path: Path) -> None:
@@ -102,8 +112,10 @@ def create_ome_zarr(
 
 
 def store_name(path: str | os.PathLike) -> str:
-    """'raw' for 'raw.zarr' and for its temporary sibling '.raw.zarr.tmp-1a2b3c4d'."""
-    return Path(path).name.split(".tmp-")[0].lstrip(".").removesuffix(".zarr")
+    """'raw' for 'raw.zarr' and its temporary siblings '.raw.zarr.tmp-1a2b3c4d', 'raw.zarr.partial'."""
+    return (
+        Path(path).name.split(".tmp-")[0].lstrip(".").removesuffix(".partial").removesuffix(".zarr")
+    )
 
 
 def open_zarr(path: str | os.PathLike, mode: str = "r") -> zarr.Array:

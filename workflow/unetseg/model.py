@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from unetseg.errors import UnetsegError
+
+log = logging.getLogger(__name__)
 
 
 def center_crop(features: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -112,6 +117,24 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_bf16_instructions() -> list[str]:
+    """The CPU's native bf16 instruction sets (Linux); without them bf16 convolutions are emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return []
+    return sorted({flag for flag in flags if flag in ("avx512_bf16", "amx_bf16")})
+
+
+@functools.cache
+def warn_if_bf16_is_emulated() -> None:
+    if not cpu_bf16_instructions():
+        log.warning(
+            "precision bf16 on a CPU without avx512_bf16 or amx_bf16: it is emulated and slower "
+            "than fp32 here (BENCHMARKS.md: cpu_bf16_cl_vs_fp32); use fp32 on this machine"
+        )
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast for 'bf16' (CPU and CUDA) or 'fp16' (CUDA only); a no-op for 'fp32'."""
     if precision == "fp32":
@@ -119,6 +142,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     if dtype is torch.float16 and device.type != "cuda":
         raise UnetsegError("precision: fp16 needs a CUDA device; use bf16 on CPU")
+    if device.type == "cpu":
+        warn_if_bf16_is_emulated()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -6,11 +6,14 @@ result equals a single pass over the whole mirror-padded slice, whatever the blo
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import logging
 import os
 import pickle
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dask
@@ -38,13 +41,31 @@ def load_model(path: str, device: str = "cpu", channels_last: bool = False) -> t
 
 
 def forward_tiles(
-    model: UNet, tiles: np.ndarray, device: torch.device, precision: str, channels_last: bool
+    model: UNet,
+    tiles: np.ndarray,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+    tta: bool = False,
 ) -> np.ndarray:
-    """Probability of the cell interior (softmax class 1) for a batch of (tile_in, tile_in) tiles."""
+    """Probability of the cell interior (softmax class 1) for a batch of (tile_in, tile_in) tiles.
+
+    With `tta`, the mean over the 8 flips and quarter turns of each tile, each mapped back (the
+    authors' ISBI submission averaged these); it costs 8 forward passes.
+    """
     with torch.inference_mode(), autocast(device, precision):
         batch = to_device(torch.from_numpy(tiles[:, np.newaxis]), device, channels_last)
-        logits = model(batch).float()
-    return torch.softmax(logits, dim=1)[:, 1].cpu().numpy()
+        if not tta:
+            return torch.softmax(model(batch).float(), dim=1)[:, 1].cpu().numpy()
+        total = None
+        for flip in (False, True):
+            flipped = batch.flip(-1) if flip else batch
+            for turns in range(4):
+                prob = torch.softmax(model(flipped.rot90(turns, (-2, -1))).float(), dim=1)[:, 1]
+                prob = prob.rot90(-turns, (-2, -1))
+                prob = prob.flip(-1) if flip else prob
+                total = prob if total is None else total + prob
+    return (total / 8).cpu().numpy()
 
 
 def predict_block(
@@ -58,6 +79,7 @@ def predict_block(
     device: torch.device | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    tta: bool = False,
 ) -> np.ndarray:
     """Interior probability of raw[z, rows, cols] by overlap-tile; `raw` is any sliceable array."""
     device = device or torch.device("cpu")
@@ -93,7 +115,7 @@ def predict_block(
             ]
         )
         for (oy, ox), prob in zip(
-            chunk, forward_tiles(model, inputs, device, precision, channels_last), strict=True
+            chunk, forward_tiles(model, inputs, device, precision, channels_last, tta), strict=True
         ):
             y0, y1 = max(oy, rows[0]), min(oy + tile_out, rows[1])
             x0, x1 = max(ox, cols[0]), min(ox + tile_out, cols[1])
@@ -120,6 +142,37 @@ def chunk_blocks(shape: tuple[int, int, int], chunks: tuple[int, int, int]):
                 yield z, (y, min(y + chunks[1], shape[1])), (x, min(x + chunks[2], shape[2]))
 
 
+SCHEDULERS = ("threads", "processes", "sync", "distributed", "slurm")
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    """Everything a worker needs to predict one output chunk; the model is loaded from its path,
+    once per worker process (load_model is cached), never shipped with each task."""
+
+    model_path: str
+    raw_path: str
+    tile_out: int
+    batch_size: int
+    device: str
+    precision: str
+    channels_last: bool
+    tta: bool
+
+    def __call__(self, target, done_folder: Path, z: int, rows, cols) -> None:
+        model, _ = load_model(self.model_path, self.device, self.channels_last)
+        raw = io.open_zarr(self.raw_path)
+        target[z, slice(*rows), slice(*cols)] = predict_block(
+            model, raw, z, rows, cols, self.tile_out, self.batch_size,
+            torch.device(self.device), self.precision, self.channels_last, self.tta,
+        )  # fmt: skip
+        (done_folder / block_name(z, rows, cols)).touch()  # after the write: the chunk is whole
+
+
+def block_name(z: int, rows, cols) -> str:
+    return f"{z}_{rows[0]}_{cols[0]}"
+
+
 def predict_volume(
     model_path: str | os.PathLike,
     raw_path: str | os.PathLike,
@@ -135,10 +188,14 @@ def predict_volume(
     device: str = "auto",
     out_dtype: str = "float16",
     expect_architecture: dict | None = None,
+    tta: bool = False,
+    scheduler_address: str | None = None,
 ) -> None:
     """Predict a raw OME-Zarr volume into a probability OME-Zarr, one Dask task per output chunk.
 
     `expect_architecture` (e.g. {"depth": 4, "base_channels": 64}) must match the model's.
+    Chunks are written into `<out>.partial` and recorded when whole, so a killed prediction
+    resumes where it stopped; the store is renamed to `out_path` when every chunk is there.
     """
     torch_device = pick_device(device)
     torch.set_num_threads(max(1, threads // workers))
@@ -154,27 +211,36 @@ def predict_volume(
     chunks = (1, block_px, block_px)
     attrs = {
         "model": str(Path(model_path).resolve()),
+        "model_sha256": io.file_sha256(model_path),
         "model_config": checkpoint["model_config"],
         "tile_out": tile_out,
         "precision": precision,
+        "test_time_augmentation": tta,
+        "dtype": out_dtype,
         "probability_of": "cell interior",
     }
-
-    def predict_chunk(target, z, rows, cols):
-        target[z, slice(*rows), slice(*cols)] = predict_block(
-            model, raw, z, rows, cols, tile_out, batch_size, torch_device, precision, channels_last
-        )
-
+    task = BlockTask(
+        str(model_path), str(raw_path), tile_out, batch_size, str(torch_device), precision,
+        channels_last, tta,
+    )  # fmt: skip
     started = time.perf_counter()
-    with io.atomic_output(out_path) as tmp:
-        target = io.create_ome_zarr(
-            tmp, raw.shape, out_dtype, chunks, io.voxel_size(raw_path), attrs
+    partial = Path(out_path).with_name(Path(out_path).name + ".partial")
+    target, done_folder = open_partial(partial, raw.shape, out_dtype, chunks, raw_path, attrs)
+    blocks = list(chunk_blocks(raw.shape, target.chunks))
+    todo = [b for b in blocks if not (done_folder / block_name(*b)).exists()]
+    if len(todo) < len(blocks):
+        log.info(
+            "resuming %s: %d of %d chunks already done",
+            partial,
+            len(blocks) - len(todo),
+            len(blocks),
         )
-        tasks = [
-            dask.delayed(predict_chunk)(target, *block)
-            for block in chunk_blocks(raw.shape, target.chunks)
-        ]
-        dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
+    tasks = [dask.delayed(task)(target, done_folder, *block) for block in todo]
+    with dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options:
+        dask.compute(*tasks, **compute_options)
+    io.remove_path(done_folder)
+    with io.atomic_output(out_path) as tmp:
+        os.replace(partial, tmp)
     seconds = time.perf_counter() - started
     pixels = int(np.prod(raw.shape))
     log.info(
@@ -184,3 +250,63 @@ def predict_volume(
         pixels / seconds / 1e6,
         out_path,
     )
+
+
+def open_partial(partial: Path, shape, dtype, chunks, raw_path, attrs: dict):
+    """The partial store of an interrupted run with the same settings, or a fresh one."""
+    done_folder = partial / "done_chunks"
+    if partial.exists():
+        try:
+            if io.zarr_attrs(partial) == json.loads(json.dumps(attrs)) and done_folder.is_dir():
+                return io.open_zarr(partial, mode="r+"), done_folder
+        except Exception:  # noqa: BLE001  (a broken partial store is simply started again)
+            pass
+        io.remove_path(partial)
+    target = io.create_ome_zarr(partial, shape, dtype, chunks, io.voxel_size(raw_path), attrs)
+    done_folder.mkdir()
+    return target, done_folder
+
+
+@contextlib.contextmanager
+def dask_scheduler(name: str, workers: int, threads: int, address: str | None = None):
+    """dask.compute options for `name`: the local schedulers, a dask.distributed cluster (a
+    LocalCluster, or the one at `address`), or dask-jobqueue's SLURMCluster (one job per worker)."""
+    if name not in SCHEDULERS:
+        raise UnetsegError(f"predict.scheduler: '{name}' is not one of {', '.join(SCHEDULERS)}")
+    if name in ("threads", "processes", "sync"):
+        yield {"scheduler": name, "num_workers": workers}
+        return
+    from dask.distributed import Client, LocalCluster
+
+    if name == "distributed" and address:
+        with Client(address) as client:
+            yield {"scheduler": client}
+        return
+    if name == "distributed":
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    else:
+        cluster = slurm_cluster(workers, threads)
+    with cluster, Client(cluster) as client:
+        client.wait_for_workers(workers, timeout=600)
+        yield {"scheduler": client}
+
+
+def slurm_cluster(workers: int, threads: int):
+    """dask-jobqueue workers as SLURM jobs, one GPU each; site options come from dask's config
+    (~/.config/dask/jobqueue.yaml: queue, account, memory, job_extra_directives)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as error:
+        raise UnetsegError(
+            "predict.scheduler slurm needs dask-jobqueue: pip install 'unetseg[slurm]'"
+        ) from error
+    import dask.config
+
+    options = {"cores": max(1, threads // workers), "processes": 1}
+    if not dask.config.get("jobqueue.slurm.memory", None):
+        options["memory"] = "8GB"
+    cluster = SLURMCluster(**options)
+    cluster.scale(jobs=workers)
+    return cluster

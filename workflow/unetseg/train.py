@@ -122,6 +122,38 @@ class StepSampler(torch.utils.data.Sampler):
             index += 1
 
 
+def sample_loader(volumes: list[Volume], tile_in: int, config: TrainConfig, device, step: int):
+    """Augmented batches made in `config.workers` processes, from sample `step` on."""
+    return torch.utils.data.DataLoader(
+        Samples(volumes, tile_in, config.tile_out, config),
+        batch_size=config.batch_size,
+        sampler=StepSampler(step * config.batch_size),
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",  # pinned pages let the copies below run asynchronously
+        persistent_workers=config.workers > 0,
+    )
+
+
+def training_step(model, optimizer, scaler, batch, config: TrainConfig, device, step: int) -> float:
+    """One SGD step on a batch; returns its loss."""
+    images, targets, weights = batch
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(config, step)
+    with autocast(device, config.precision):
+        logits = model(to_device(images, device, config.channels_last))
+    targets = targets.to(device, non_blocking=True)
+    loss = weighted_cross_entropy(logits, targets, weights.to(device, non_blocking=True))
+    if not math.isfinite(loss.item()):
+        raise UnetsegError(
+            f"train: loss became {loss.item()} at step {step}; lower train.learning_rate"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item()
+
+
 def weighted_cross_entropy(logits, target, weights) -> torch.Tensor:
     """Mean over pixels of w(x) * -log p_l(x)(x) (Eq. 1, mean instead of sum: lr independent of tile)."""
     return (F.cross_entropy(logits.float(), target, reduction="none") * weights).mean()
@@ -223,14 +255,7 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     state = resume(Path(checkpoint_path), config, model, optimizer)
     log_rows, best = state["log_rows"], state["best"]
-    loader = torch.utils.data.DataLoader(
-        Samples(train_volumes, tile_in, config.tile_out, config),
-        batch_size=config.batch_size,
-        sampler=StepSampler(state["step"] * config.batch_size),
-        num_workers=config.workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=config.workers > 0,
-    )
+    loader = sample_loader(train_volumes, tile_in, config, device, state["step"])
     batches = iter(loader)  # draws the loader's base seed from the global RNG, so restore after
     if "torch_rng" in state:
         torch.set_rng_state(state["torch_rng"])  # dropout masks continue where they stopped
@@ -246,23 +271,10 @@ def train(
     )
     model.train()
     losses = state.get("pending_losses", [])  # since the last log row, so a resumed mean is exact
-    for images, targets, weights in batches:
+    for batch in batches:
         if step >= config.steps:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        with autocast(device, config.precision):
-            logits = model(to_device(images, device, config.channels_last))
-        loss = weighted_cross_entropy(logits, targets.to(device), weights.to(device))
-        if not math.isfinite(loss.item()):
-            raise UnetsegError(
-                f"train: loss became {loss.item()} at step {step}; lower train.learning_rate"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        losses.append(loss.item())
+        losses.append(training_step(model, optimizer, scaler, batch, config, device, step))
         step += 1
         elapsed = time.perf_counter() - started
         out_of_time = config.max_minutes > 0 and elapsed > 60 * config.max_minutes

@@ -15,6 +15,7 @@ import math
 import os
 
 import dask.array as da
+import numba
 import numpy as np
 from scipy import ndimage
 
@@ -41,22 +42,89 @@ def two_nearest_cell_distances(cell_ids: np.ndarray, max_distance_px: float):
     Each cell's distance transform is computed only in its bounding box grown by the cut-off,
     instead of over the whole image: this is what makes the map fast on many-cell slices.
     """
+    margin = math.ceil(max_distance_px) + 1
+    boxes = [
+        (index, *(bound for s, size in zip(box, cell_ids.shape, strict=True)
+                  for bound in (max(s.start - margin, 0), min(s.stop + margin, size))))
+        for index, box in enumerate(ndimage.find_objects(cell_ids), start=1)
+        if box is not None
+    ]  # fmt: skip
     d1 = np.full(cell_ids.shape, np.inf)
     d2 = np.full(cell_ids.shape, np.inf)
-    margin = math.ceil(max_distance_px) + 1
-    for index, box in enumerate(ndimage.find_objects(cell_ids), start=1):
-        if box is None:
-            continue
-        window = tuple(
-            slice(max(s.start - margin, 0), min(s.stop + margin, size))
-            for s, size in zip(box, cell_ids.shape, strict=True)
-        )
-        distance = ndimage.distance_transform_edt(cell_ids[window] != index)
-        distance[distance > max_distance_px] = np.inf
-        near1, near2 = d1[window], d2[window]
-        near2[...] = np.minimum(near2, np.maximum(near1, distance))
-        near1[...] = np.minimum(near1, distance)
+    windows = np.array(boxes, dtype=np.int64).reshape(-1, 5)
+    _two_nearest_in_windows(cell_ids, windows, max_distance_px**2, d1, d2)
     return d1, d2
+
+
+# Stands in for infinity in the distance transform; finite, so parabola intersections stay finite.
+FAR = 1e20
+
+
+@numba.njit(cache=True, nogil=True)
+def _two_nearest_in_windows(cell_ids, windows, max_squared, d1, d2):
+    """For each (cell, y0, y1, x0, x1): the cell's exact distance transform in that window, folded
+    into the running nearest (d1) and second-nearest (d2) distances."""
+    size = max(cell_ids.shape) + 1
+    column, line = np.empty(size), np.empty(size)
+    parabolas, bounds = np.empty(size, np.int64), np.empty(size + 1)
+    for cell, y0, y1, x0, x1 in windows:
+        height, width = y1 - y0, x1 - x0
+        squared = np.empty((width, height))  # transposed: the second pass reads rows
+        for x in range(width):  # along columns, binary input: two scans give the 1D distance
+            _squared_distance_to_cell_1d(cell_ids[y0:y1, x0 + x], cell, squared[x])
+        for y in range(height):  # along rows: the lower envelope of parabolas
+            column[:width] = squared[:, y]
+            _squared_distance_1d(column, width, line, parabolas, bounds)
+            near1, near2 = d1[y0 + y, x0:x1], d2[y0 + y, x0:x1]
+            for x in range(width):
+                if line[x] > max_squared:
+                    continue
+                distance = math.sqrt(line[x])
+                if distance < near1[x]:
+                    near2[x] = near1[x]
+                    near1[x] = distance
+                elif distance < near2[x]:
+                    near2[x] = distance
+
+
+@numba.njit(cache=True, nogil=True)
+def _squared_distance_to_cell_1d(ids, cell, out):
+    """Squared distance along a line to the nearest pixel of `cell` (FAR if there is none)."""
+    last = -1
+    for i in range(ids.size):
+        if ids[i] == cell:
+            last = i
+        out[i] = FAR if last < 0 else (i - last) ** 2
+    last = -1
+    for i in range(ids.size - 1, -1, -1):
+        if ids[i] == cell:
+            last = i
+        if last >= 0:
+            out[i] = min(out[i], (last - i) ** 2)
+
+
+@numba.njit(cache=True, nogil=True)
+def _squared_distance_1d(f, n, out, parabolas, bounds):
+    """Lower envelope of parabolas (Felzenszwalb & Huttenlocher 2012): out[q] = min_p (q-p)² + f[p]."""
+    k = 0
+    parabolas[0] = 0
+    bounds[0], bounds[1] = -np.inf, np.inf
+    for q in range(1, n):
+        while True:  # ends at k == 0 at the latest: bounds[0] is -inf and s is finite
+            p = parabolas[k]
+            s = ((f[q] + q * q) - (f[p] + p * p)) / (2 * q - 2 * p)
+            if s > bounds[k]:
+                break
+            k -= 1
+        k += 1
+        parabolas[k] = q
+        bounds[k], bounds[k + 1] = s, np.inf
+    k = 0
+    for q in range(n):
+        while bounds[k + 1] < q:
+            k += 1
+        p = parabolas[k]
+        out[q] = (q - p) * (q - p) + f[p]
 
 
 def weight_map(cell_ids: np.ndarray, interior: np.ndarray, w0: float, sigma_px: float):

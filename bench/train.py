@@ -1,0 +1,153 @@
+"""Training-side speed: weight maps against the direct reference, augmentation against pre-made
+tensors, and CPU bf16 + channels_last against fp32. Ours and theirs alternate in one run."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from scipy import ndimage
+
+from bench.record import REPO, record
+from unetseg import labels, model, tiling, train, weights
+from unetseg.chunk import chunk_volume
+from unetseg.model import UNet, autocast, prepare, to_device
+
+ISBI = REPO.parent / "shared" / "data" / "isbi2012"
+
+
+def direct_weight_map(cell_ids, interior, w0=10.0, sigma_px=5.0) -> np.ndarray:
+    """Reference Eq. 2: one full-image distance transform per cell, two smallest kept per pixel."""
+    d1 = np.full(cell_ids.shape, np.inf)
+    d2 = np.full(cell_ids.shape, np.inf)
+    for cell in range(1, cell_ids.max() + 1):
+        distance = ndimage.distance_transform_edt(cell_ids != cell)
+        d2, d1 = np.minimum(d2, np.maximum(d1, distance)), np.minimum(d1, distance)
+    with np.errstate(invalid="ignore"):
+        border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma_px**2))
+    border[~np.isfinite(d2)] = 0
+    return weights.class_balance(interior) + np.where(interior, 0, border)
+
+
+def training_labels() -> tuple[np.ndarray, str]:
+    if (ISBI / "train-labels.tif").exists():
+        return tifffile.imread(ISBI / "train-labels.tif"), "ISBI 2012 train-labels (all slices)"
+    from unetseg.data import demo_volume
+
+    return demo_volume((8, 512, 512))[1], "synthetic demo labels, 8 x 512 x 512"
+
+
+def seconds(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def weights_vs_direct() -> None:
+    """weights_vs_direct_edt: the weights stage (Zarr in, Dask over slices, Zarr out) against the
+    direct reference computing the same maps slice by slice in memory."""
+    stack, source = training_labels()
+    with tempfile.TemporaryDirectory() as folder:
+        tiff = Path(folder) / "labels.tif"
+        tifffile.imwrite(tiff, stack, photometric="minisblack")
+        store = Path(folder) / "labels.zarr"
+        chunk_volume(tiff, store, chunks=(1, *stack.shape[1:]), is_labels=True)
+
+        def ours():
+            weights.compute_weights(store, Path(folder) / "weights.zarr", workers=2)
+
+        def direct():
+            for slice_labels in stack:
+                cell_ids = labels.cells(slice_labels, labels.BINARY)
+                direct_weight_map(cell_ids, slice_labels > 0)
+
+        ours()  # warm-up: numba compilation
+        ours_s, direct_s = seconds(ours), seconds(direct)
+        ours_s = min(ours_s, seconds(ours))
+    record("weights_vs_direct_edt", round(direct_s / ours_s, 1), "x faster", ">= 20",
+           ours_s=round(ours_s, 2), direct_s=round(direct_s, 2), slices=len(stack), data=source,
+           note="ours: unetseg weights stage with 2 Dask threads; direct: one scipy EDT per cell")  # fmt: skip
+
+
+def augment_vs_pretensor(steps_per_round: int = 5, rounds: int = 3) -> None:
+    """augment_vs_pretensor: training steps fed by the augmenting DataLoader (1 worker process)
+    against the same steps on tensors made beforehand; the rounds alternate."""
+    stack, source = training_labels()
+    raw = tifffile.imread(ISBI / "train-volume.tif") if ISBI.exists() else stack.astype(np.uint8)
+    interior = (stack > 0).astype(np.uint8)
+    weight_maps = np.stack(
+        [weights.weight_map(labels.cells(s, labels.BINARY), s > 0, 10.0, 5.0) for s in stack[:4]]
+    )
+    volume = train.Volume(raw[:4].astype(np.float32) / 255, interior[:4], weight_maps)
+    config = train.TrainConfig(depth=4, base_channels=32, tile_out=388, steps=10**6, workers=1)
+    tile_in = tiling.input_size(config.tile_out, config.depth)
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    model = UNet(1, 2, **config.model_config())
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=0.99)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    augmented = iter(train.sample_loader([volume], tile_in, config, device, 0))
+    pretensor = [next(augmented) for _ in range(steps_per_round)]  # made before timing
+    step = itertools.count()
+
+    def run(batches):
+        return seconds(
+            lambda: [
+                train.training_step(model, optimizer, scaler, b, config, device, next(step))
+                for b in batches
+            ]
+        )
+
+    augmented_s = pretensor_s = 0.0
+    for _ in range(rounds):
+        augmented_s += run(itertools.islice(augmented, steps_per_round))
+        pretensor_s += run(pretensor)
+    n = steps_per_round * rounds
+    record("augment_vs_pretensor", round(pretensor_s / augmented_s, 3), "x pre-made speed", ">= 0.9",
+           augmented_step_s=round(augmented_s / n, 3), pretensor_step_s=round(pretensor_s / n, 3),
+           steps=n, network="depth 4, 32 channels, 572 -> 388, batch 1, fp32", data=source,
+           note="augmentation: elastic 3x3 grid, rotation, flips, grey values; 1 loader worker")  # fmt: skip
+
+
+def cpu_bf16_cl_vs_fp32(repeats: int = 2) -> None:
+    """cpu_bf16_cl_vs_fp32: forward of the paper-size U-Net (64 channels, 572 -> 388), inference,
+    bf16 autocast + channels_last against plain fp32; the two alternate."""
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    tile = torch.rand(1, 1, 572, 572)
+    plain = UNet(1, 2, depth=4, base_channels=64).eval()
+    fast = prepare(UNet(1, 2, depth=4, base_channels=64), device, channels_last=True).eval()
+    fast.load_state_dict(plain.state_dict())
+
+    def forward_fp32():
+        with torch.inference_mode():
+            return plain(tile)
+
+    def forward_bf16_cl():
+        with torch.inference_mode(), autocast(device, "bf16"):
+            return fast(to_device(tile, device, channels_last=True))
+
+    forward_fp32(), forward_bf16_cl()  # warm-up: oneDNN picks its kernels
+    fp32_s, fast_s = [], []
+    for _ in range(repeats):
+        fp32_s.append(seconds(forward_fp32))
+        fast_s.append(seconds(forward_bf16_cl))
+    difference = (forward_fp32() - forward_bf16_cl().float()).abs().max().item()
+    fp32, fast_median = float(np.median(fp32_s)), float(np.median(fast_s))
+    record("cpu_bf16_cl_vs_fp32", round(fp32 / fast_median, 2), "x fp32 speed", ">= 3",
+           fp32_s=round(fp32, 3), bf16_channels_last_s=round(fast_median, 3),
+           max_logit_difference=round(difference, 3), threads=torch.get_num_threads(),
+           cpu_bf16_instructions=model.cpu_bf16_instructions() or "none",
+           torch_cpu_capability=torch.backends.cpu.get_cpu_capability())  # fmt: skip
+
+
+BENCHMARKS = {
+    "weights": weights_vs_direct,
+    "augment": augment_vs_pretensor,
+    "precision": cpu_bf16_cl_vs_fp32,
+}
