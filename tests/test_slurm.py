@@ -152,3 +152,39 @@ def test_preempted_train_job_resumes_from_checkpoint(tmp_path):
     curves = [np.loadtxt(tmp_path / f / "results/model/train_log.tsv", skiprows=1, usecols=(0, 1, 2, 3))
               for f in ("slurm", "local")]  # fmt: skip
     assert np.abs(curves[0] - curves[1]).max() <= 1e-6
+
+
+def test_predict_on_dask_jobqueue_slurm_workers(tmp_path, caplog):
+    """predict.scheduler slurm: the chunks run in Dask workers that are SLURM jobs with a GPU."""
+    import logging
+
+    import dask.config
+    import tifffile
+
+    from unetseg import io
+    from unetseg.chunk import chunk_volume
+    from unetseg.model import UNet
+    from unetseg.predict import predict_volume
+
+    torch.manual_seed(0)
+    model = UNet(depth=2, base_channels=4)
+    torch.save({"model_config": model.config, "model_state": model.state_dict()}, tmp_path / "m.pt")
+    raw = np.random.default_rng(0).integers(0, 255, (2, 64, 48)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "raw.tif", raw)
+    chunk_volume(tmp_path / "raw.tif", tmp_path / "raw.zarr")
+    common = dict(tile_out=28, block_px=32, out_dtype="float32", device="cpu")
+    predict_volume(tmp_path / "m.pt", tmp_path / "raw.zarr", tmp_path / "t.zarr", **common)
+    site = {"cores": 1, "memory": "1GB", "walltime": "00:10:00",
+            "job_extra_directives": ["--gres=gpu:1"], "log_directory": str(tmp_path / "logs")}  # fmt: skip
+    with caplog.at_level(logging.INFO), dask.config.set({"jobqueue.slurm": site}):
+        predict_volume(
+            tmp_path / "m.pt", tmp_path / "raw.zarr", tmp_path / "s.zarr", scheduler="slurm",
+            workers=1, **common,
+        )  # fmt: skip
+    jobs = re.search(r"SLURM jobs \['(\d+)'\]", caplog.text)
+    assert jobs, caplog.text
+    print(f"Dask worker ran as SLURM job {jobs[1]}")
+    assert re.search(r"TresPerNode=gres(/|:)gpu:1", job_info(int(jobs[1]))), job_info(int(jobs[1]))
+    assert np.array_equal(
+        io.open_zarr(tmp_path / "s.zarr")[...], io.open_zarr(tmp_path / "t.zarr")[...]
+    )

@@ -290,7 +290,16 @@ def dask_scheduler(name: str, workers: int, threads: int, address: str | None = 
         cluster = slurm_cluster(workers, threads)
     with cluster, Client(cluster) as client:
         client.wait_for_workers(workers, timeout=600)
+        jobs = sorted(filter(None, client.run(slurm_job_id).values()))
+        log.info(
+            "Dask %s cluster up: %d workers%s", name, workers, f", SLURM jobs {jobs}" * bool(jobs)
+        )
         yield {"scheduler": client}
+
+
+def slurm_job_id() -> str | None:
+    """Run on a worker (a module function: a pickled `os.environ.get` would carry our environ)."""
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def slurm_cluster(workers: int, threads: int):
