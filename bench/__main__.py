@@ -2,9 +2,15 @@
 
 import sys
 
-from bench import faults, metrics, train, workflow
+from bench import faults, metrics, predict, train, workflow
 
-FAMILIES = {**workflow.BENCHMARKS, **metrics.BENCHMARKS, **faults.BENCHMARKS, **train.BENCHMARKS}
+FAMILIES = {
+    **workflow.BENCHMARKS,
+    **metrics.BENCHMARKS,
+    **faults.BENCHMARKS,
+    **train.BENCHMARKS,
+    **predict.BENCHMARKS,
+}
 
 
 def main(names: list[str]) -> None:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -59,6 +61,48 @@ def test_labels_kind_is_recorded(tmp_path):
     assert io.zarr_attrs(tmp_path / "i.zarr")["label_kind"] == "instance"
 
 
+def slice_folder(folder: Path, slices) -> Path:
+    folder.mkdir()
+    for index, image in enumerate(slices):
+        write_tiff(folder / f"{index}.tif", image)
+    return folder
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_slice_folder_round_trip_in_natural_order(tmp_path, dtype, caplog):
+    volume = (np.random.default_rng(1).random((12, 20, 30)) * 1000).astype(dtype)
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for z, image in enumerate(volume):
+        write_tiff(folder / f"section{z}.tif", image)  # section10 sorts after section9
+    (folder / "notes.txt").write_text("not a slice")
+    with caplog.at_level("INFO"):
+        chunk_volume(folder, tmp_path / "v.zarr", chunks=(1, 16, 16))
+    assert "section9.tif, section10.tif" in caplog.text
+    export_tiff(tmp_path / "v.zarr", tmp_path / "out.tif")
+    assert tifffile.imread(tmp_path / "out.tif").tobytes() == volume.tobytes()
+
+
+def test_sharded_store_with_pyramid_reads_in_ome_zarr_py(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    volume = np.random.default_rng(2).integers(0, 255, (6, 100, 90)).astype(np.uint8)
+    source = write_tiff(tmp_path / "in.tif", volume)
+    chunk_volume(source, tmp_path / "v.zarr", chunks=(1, 32, 32), shards=(2, 64, 64), levels=3,
+                 voxel_size=(0.05, 0.004, 0.004))  # fmt: skip
+    full = zarr.open_group(str(tmp_path / "v.zarr"))["0"]
+    assert full.chunks == (1, 32, 32) and full.shards == (2, 64, 64)
+    assert len(list((tmp_path / "v.zarr/0/c").rglob("*"))) < 6 * 4 * 3  # shard files, not chunks
+    node = list(Reader(parse_url(str(tmp_path / "v.zarr")))())[0]
+    assert [level.shape for level in node.data] == [(6, 100, 90), (6, 50, 45), (6, 25, 22)]
+    assert np.array_equal(np.asarray(node.data[0]), volume)
+    halved = volume[:, :100, :90].reshape(6, 50, 2, 45, 2).mean(axis=(2, 4)).astype(np.uint8)
+    assert np.array_equal(np.asarray(node.data[1]), halved)
+    scales = [t[0]["scale"] for t in node.metadata["coordinateTransformations"]]
+    assert scales == [[0.05, 0.004, 0.004], [0.05, 0.008, 0.008], [0.05, 0.016, 0.016]]
+
+
 def bad_input_cases(tmp_path):
     good = write_tiff(tmp_path / "good.tif", np.zeros((3, 16, 16), np.uint8))
     truncated = tmp_path / "truncated.tif"
@@ -94,13 +138,16 @@ def bad_input_cases(tmp_path):
         ),
         "slices": (dict(tiff_path=good, slices=(2, 9)), "outside its 3 slices"),
         "int8 raw": (dict(tiff_path=write_tiff(tmp_path / "i8.tif", np.zeros((2, 8, 8), np.int8))), "not supported"),
+        "mixed folder": (dict(tiff_path=slice_folder(tmp_path / "mixed", [np.zeros((8, 8), np.uint8),
+                                                                          np.zeros((8, 9), np.uint8)])),
+                         "slice 1.tif is \\(8, 9\\)"),
     }  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "case",
     ["missing", "truncated", "not a tiff", "rgb", "nan", "empty", "shape mismatch",
-     "grey labels", "no cell", "slices", "int8 raw"],
+     "grey labels", "no cell", "slices", "int8 raw", "mixed folder"],
 )  # fmt: skip
 def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case, capsys):
     arguments, message = bad_input_cases(tmp_path)[case]

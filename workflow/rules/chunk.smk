@@ -10,6 +10,8 @@ rule chunk_raw:
         chunks=",".join(str(n) for n in config["chunk"]["chunk_shape"]),
         cname=config["chunk"]["compressor"],
         clevel=config["chunk"]["clevel"],
+        shards=shards_option(),
+        levels=config["chunk"]["levels"],
     log:
         log_path("chunk_raw", "{volume}"),
     benchmark:
@@ -23,7 +25,7 @@ rule chunk_raw:
     shell:
         "unetseg chunk {input.raw} {output} --chunks {params.chunks} {params.slices}"
         " {params.voxel_size} --cname {params.cname} --clevel {params.clevel}"
-        " --threads {threads} > {log} 2>&1"
+        " {params.shards} --levels {params.levels} --threads {threads} > {log} 2>&1"
 
 
 rule chunk_labels:
@@ -39,6 +41,8 @@ rule chunk_labels:
         chunks=",".join(str(n) for n in config["chunk"]["chunk_shape"]),
         cname=config["chunk"]["compressor"],
         clevel=config["chunk"]["clevel"],
+        shards=shards_option(),
+        levels=config["chunk"]["levels"],
     log:
         log_path("chunk_labels", "{volume}"),
     benchmark:
@@ -52,4 +56,5 @@ rule chunk_labels:
     shell:
         "unetseg chunk {input.labels} {output} --labels --match {input.raw}"
         " --chunks {params.chunks} {params.slices} {params.voxel_size}"
-        " --cname {params.cname} --clevel {params.clevel} --threads {threads} > {log} 2>&1"
+        " --cname {params.cname} --clevel {params.clevel} {params.shards}"
+        " --levels {params.levels} --threads {threads} > {log} 2>&1"

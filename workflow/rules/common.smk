@@ -122,6 +122,11 @@ def train_settings():
     return json.dumps({**model, **train}, sort_keys=True)
 
 
+def shards_option():
+    shards = config["chunk"]["shard_shape"]
+    return f"--shards {','.join(str(n) for n in shards)}" if shards else ""
+
+
 def scheduler_address_option():
     address = config["predict"]["scheduler_address"]
     return f"--scheduler-address {address}" if address else ""

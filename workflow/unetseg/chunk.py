@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import dask
@@ -25,9 +26,11 @@ RAW_DTYPES = (np.uint8, np.uint16, np.float32)
 
 
 def open_tiff(path: Path) -> tuple[zarr.Array, tuple[float, float, float] | None]:
-    """A lazy (z, y, x) view of a TIFF and its voxel size from the metadata, if any."""
+    """A lazy (z, y, x) view of a TIFF, or of a folder of 2D TIFF slices, and its voxel size."""
     if not path.exists():
         raise UnetsegError(f"{path}: no such file")
+    if path.is_dir():
+        return open_slice_folder(path)
     try:
         tif = tifffile.TiffFile(path)
         series = tif.series[0]
@@ -43,6 +46,46 @@ def open_tiff(path: Path) -> tuple[zarr.Array, tuple[float, float, float] | None
     if len(shape) == 2:
         array = da.from_zarr(array)[np.newaxis]
     return array, tiff_voxel_size(tif)
+
+
+def natural_key(path: Path) -> list:
+    """'slice2' before 'slice10': digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def open_slice_folder(folder: Path):
+    """2D TIFF slices of one size, stacked in natural order (logged), read one slice per task."""
+    files = sorted(
+        (f for f in folder.iterdir() if f.suffix.lower() in (".tif", ".tiff")), key=natural_key
+    )
+    if not files:
+        raise UnetsegError(f"{folder}: folder holds no .tif/.tiff slices")
+    first, voxel_size = open_tiff(files[0])
+    if first.shape[0] != 1:
+        raise UnetsegError(f"{files[0]}: a slice folder must hold 2D images, got {first.shape}")
+    for file in files[1:]:
+        with tifffile.TiffFile(file) as tif:
+            shape, dtype = tif.series[0].shape, tif.series[0].dtype
+        if shape != first.shape[1:] or dtype != first.dtype:
+            raise UnetsegError(
+                f"{folder}: slice {file.name} is {shape} {dtype}, but {files[0].name} is "
+                f"{first.shape[1:]} {first.dtype}; all slices must have one size and type"
+            )
+    log.info(
+        "%s: %d slices in this order: %s", folder, len(files), ", ".join(f.name for f in files)
+    )
+    slices = [
+        da.from_delayed(dask.delayed(read_slice)(file), first.shape[1:], first.dtype)
+        for file in files
+    ]
+    return da.stack(slices), voxel_size
+
+
+def read_slice(path: Path) -> np.ndarray:
+    try:
+        return tifffile.imread(path)
+    except Exception as error:
+        raise UnetsegError(f"{path}: not a readable TIFF ({error})") from error
 
 
 def tiff_voxel_size(tif: tifffile.TiffFile) -> tuple[float, float, float] | None:
@@ -77,8 +120,11 @@ def chunk_volume(
     match_shape_of: str | os.PathLike | None = None,
     compression: dict | None = None,
     workers: int = 2,
+    shards: tuple[int, int, int] | None = None,
+    levels: int = 1,
 ) -> None:
-    """Copy a TIFF (or a slice range of it) into an OME-Zarr store, validating as it streams."""
+    """Copy a TIFF, a slice folder, or a slice range of either into an OME-Zarr store, validating
+    as it streams; optionally sharded, and with `levels` pyramid levels for viewers."""
     path = Path(tiff_path)
     source, tiff_voxels = open_tiff(path)
     volume = select_slices(da.asarray(source), slices, path)
@@ -91,8 +137,9 @@ def chunk_volume(
                 f"{path}: labels shape {volume.shape} does not match raw {match_shape_of} "
                 f"shape {expected}"
             )
-    # Whole slices per task: tifffile serves a page at a time.
-    volume = volume.rechunk((chunks[0], *volume.shape[1:]))
+    # Whole slices per task (tifffile serves a page at a time), whole shards when sharded: no two
+    # tasks ever write into the same chunk or shard file.
+    volume = volume.rechunk(((shards or chunks)[0], *volume.shape[1:]))
     checks = {"unique": da.unique(volume)} if is_labels else {}
     if volume.dtype.kind == "f":
         checks["finite"] = da.isfinite(volume).all()
@@ -105,6 +152,8 @@ def chunk_volume(
             chunks,
             voxel_size or tiff_voxels or (1.0, 1.0, 1.0),
             compression=compression,
+            shards=shards,
+            levels=levels,
         )
         stored = da.store(volume, target, lock=False, compute=False)
         try:
@@ -117,6 +166,7 @@ def chunk_volume(
         if is_labels:
             attrs["label_kind"] = labels_kind_from_values(results["unique"], volume.dtype, path)
         zarr.open_group(str(tmp), mode="r+").attrs.update({"unetseg": attrs})
+        io.write_pyramid(tmp, levels, is_labels, workers)
     log.info("wrote %s %s %s to %s", volume.shape, volume.dtype, "labels" * is_labels, out_path)
 
 

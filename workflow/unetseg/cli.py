@@ -56,6 +56,8 @@ def cmd_chunk(args) -> None:
         match_shape_of=args.match,
         compression={"cname": args.cname, "clevel": args.clevel},
         workers=args.threads,
+        shards=args.shards,
+        levels=args.levels,
     )
 
 
@@ -234,13 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--noise", type=float, default=0.08, help="Gaussian noise std (grey 0..1)")
 
     sub = command("chunk", cmd_chunk, "Stream a TIFF volume into a chunked OME-Zarr store.")
-    sub.add_argument("tiff", help="multi-page TIFF or BigTIFF")
+    sub.add_argument("tiff", help="multi-page TIFF or BigTIFF, or a folder of 2D TIFF slices")
     sub.add_argument("out", help="output .zarr store")
     sub.add_argument("--labels", action="store_true", help="the TIFF holds labels, not grey values")
     sub.add_argument("--match", help="raw TIFF whose shape the labels must have")
     sub.add_argument("--chunks", type=triple, default=(1, 512, 512), help="z,y,x chunk shape")
     sub.add_argument("--slices", type=int, nargs=2, metavar=("START", "STOP"))
     sub.add_argument("--voxel-size", type=lambda t: triple(t, float), help="z,y,x in micrometres")
+    sub.add_argument("--shards", type=triple, help="z,y,x shard shape (Zarr v3 sharding)")
+    sub.add_argument("--levels", type=int, default=1, help="pyramid levels (1: none)")
     sub.add_argument("--cname", default="zstd", help="Blosc compressor")
     sub.add_argument("--clevel", type=int, default=5, help="Blosc compression level")
     sub.add_argument("--threads", type=int, default=2)

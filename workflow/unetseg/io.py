@@ -84,31 +84,75 @@ def create_ome_zarr(
     attrs: dict | None = None,
     compression: dict | None = None,
     fill_value: float | int = 0,
+    shards: tuple[int, ...] | None = None,
+    levels: int = 1,
 ) -> zarr.Array:
-    """Create a Zarr v3 group with OME-NGFF 0.5 metadata (axes z, y, x) and return its array."""
+    """Create a Zarr v3 group with OME-NGFF 0.5 metadata (axes z, y, x) and return its array.
+
+    `shards` groups chunks into shard files (Zarr v3 sharding); `levels` > 1 declares a pyramid of
+    arrays "1", "2", ... each halved in y and x (see `write_pyramid`), for viewers such as napari.
+    """
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     multiscale = {
         "name": store_name(path),
         "axes": [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"],
         "datasets": [
             {
-                "path": ARRAY_NAME,
-                "coordinateTransformations": [{"type": "scale", "scale": list(voxel_size)}],
+                "path": str(level),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": level_scale(voxel_size, level)}
+                ],
             }
+            for level in range(levels)
         ],
     }
     group.attrs.update({"ome": {"version": OME_VERSION, "multiscales": [multiscale]}})
     if attrs:
         group.attrs.update({"unetseg": attrs})
     chunks = tuple(min(c, s) for c, s in zip(chunks, shape, strict=True))
+    if shards is not None:  # a shard holds whole chunks and is at least one chunk
+        shards = tuple(max(c, s // c * c) for c, s in zip(chunks, shards, strict=True))
     return group.create_array(
         ARRAY_NAME,
         shape=shape,
         chunks=chunks,
+        shards=shards,
         dtype=dtype,
         compressors=blosc(**(compression or {})),
         fill_value=fill_value,
     )
+
+
+def level_scale(voxel_size, level: int) -> list[float]:
+    return [float(voxel_size[0]), *(float(v) * 2**level for v in voxel_size[1:])]
+
+
+def write_pyramid(path: str | os.PathLike, levels: int, is_labels: bool, workers: int = 2) -> None:
+    """Arrays "1" .. levels-1 of an OME-Zarr group, each half the previous in y and x: the mean of
+    2 x 2 pixels for grey values, the top-left pixel for labels (ids must not blend)."""
+    import dask.array as da
+
+    group = zarr.open_group(str(path), mode="r+")
+    for level in range(1, levels):
+        previous = da.from_zarr(group[str(level - 1)])
+        factors = {axis: 2 if previous.shape[axis] >= 2 else 1 for axis in (1, 2)}
+        even = previous[:, : previous.shape[1] // factors[1] * factors[1],
+                        : previous.shape[2] // factors[2] * factors[2]]  # fmt: skip
+        if is_labels:
+            smaller = even[:, :: factors[1], :: factors[2]]
+        else:
+            smaller = da.coarsen(np.mean, even, factors).astype(previous.dtype)
+        full = group[ARRAY_NAME]
+        target = group.create_array(
+            str(level),
+            shape=smaller.shape,
+            chunks=tuple(min(c, s) for c, s in zip(full.chunks, smaller.shape, strict=True)),
+            dtype=previous.dtype,
+            compressors=full.compressors,
+            fill_value=0,
+        )
+        da.store(smaller.rechunk(target.chunks), target, lock=False, scheduler="threads",
+                 num_workers=workers)  # fmt: skip
 
 
 def store_name(path: str | os.PathLike) -> str:

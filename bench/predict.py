@@ -1,0 +1,181 @@
+"""Prediction speed and memory: the Dask overlap-tile pipeline against the bare model on the same
+tiles and against MONAI's sliding_window_inference, per precision; peak RSS on growing volumes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from bench.record import record
+from unetseg import io, tiling
+from unetseg.model import UNet, prepare
+from unetseg.predict import forward_tiles, predict_volume
+
+DEPTH, CHANNELS, TILE_OUT = 4, 16, 388  # the ISBI CPU model (config/isbi2012-cpu.yaml)
+
+
+def make_raw(path: Path, shape: tuple[int, int, int], chunk_px: int = 1024) -> None:
+    """A raw store of EM-like texture, written slice by slice (never whole in memory)."""
+    from unetseg.data import demo_volume
+
+    texture = demo_volume((1, 512, 512), seed=0)[0][0]
+    target = io.create_ome_zarr(path, shape, np.uint8, (1, chunk_px, chunk_px), (1.0, 1.0, 1.0), {})
+    reps = (-(-shape[1] // 512), -(-shape[2] // 512))
+    for z in range(shape[0]):
+        target[z] = np.roll(np.tile(texture, reps), z * 7, axis=1)[: shape[1], : shape[2]]
+
+
+def save_model(path: Path) -> UNet:
+    torch.manual_seed(0)
+    model = UNet(depth=DEPTH, base_channels=CHANNELS).eval()
+    torch.save({"model_config": model.config, "model_state": model.state_dict()}, path)
+    return model
+
+
+def tiles_per_slice(size_px: int) -> int:
+    return len(tiling.tile_origins(0, size_px, TILE_OUT, DEPTH)) ** 2
+
+
+def seconds(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def bare_model_seconds(model, n_tiles: int, precision: str, channels_last: bool) -> float:
+    """The model's forward alone over n tiles already in memory, as predict feeds it."""
+    tile_in = tiling.input_size(TILE_OUT, DEPTH)
+    tiles = np.random.default_rng(0).random((1, tile_in, tile_in), dtype=np.float32)
+    device = torch.device("cpu")
+    net = prepare(model, device, channels_last)
+    forward_tiles(net, tiles, device, precision, channels_last)  # warm-up
+    return seconds(
+        lambda: [
+            forward_tiles(net, tiles, device, precision, channels_last) for _ in range(n_tiles)
+        ]
+    )
+
+
+def monai_seconds(model, raw: np.ndarray) -> float:
+    """MONAI sliding_window_inference with 388-px windows and no overlap; each window is mirror-
+    padded by the network's context inside the predictor, so windows need no overlap either."""
+    from monai.inferers import sliding_window_inference
+
+    context = tiling.context_px(DEPTH)
+
+    def predictor(window):
+        padded = torch.nn.functional.pad(window, [context] * 4, mode="reflect")
+        return torch.softmax(model(padded), dim=1)
+
+    def run():
+        with torch.inference_mode():
+            for z in range(raw.shape[0]):
+                image = torch.from_numpy(io.to_unit_range(raw[z]))[None, None]
+                sliding_window_inference(image, (TILE_OUT, TILE_OUT), 1, predictor, overlap=0.0)
+
+    return seconds(run)
+
+
+def predict_speed(shape=(4, 1024, 1024)) -> None:
+    """predict_vs_bare_model and predict_vs_monai (fp32), and the pipeline per precision."""
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        make_raw(folder / "raw.zarr", shape)
+        model = save_model(folder / "model.pt")
+        raw = io.open_zarr(folder / "raw.zarr")[...]
+        mpx = np.prod(shape) / 1e6
+        n_tiles = shape[0] * tiles_per_slice(shape[1])
+
+        def ours(precision="fp32", channels_last=False, tta=False):
+            out = folder / f"p-{precision}-{channels_last}-{tta}.zarr"
+            return seconds(
+                lambda: predict_volume(
+                    folder / "model.pt", folder / "raw.zarr", out, tile_out=TILE_OUT,
+                    block_px=shape[1], threads=2, precision=precision, channels_last=channels_last,
+                    device="cpu", tta=tta,
+                )
+            )  # fmt: skip
+
+        ours()  # warm-up
+        ours_s, bare_s, monai_s = ours(), bare_model_seconds(model, n_tiles, "fp32", False), 0.0
+        monai_s = monai_seconds(model, raw)
+        split = read_compute_write_split(folder, raw.shape, bare_s)
+        common = {"volume": "x".join(map(str, shape)), "network": f"depth {DEPTH}, {CHANNELS} "
+                  f"channels, {TILE_OUT + 2 * tiling.context_px(DEPTH)} -> {TILE_OUT}, batch 1",
+                  "threads": 2, "ours_mpx_s": round(mpx / ours_s, 3)}  # fmt: skip
+        record("predict_vs_bare_model", round(bare_s / ours_s, 3), "x bare model speed", ">= 0.9",
+               bare_mpx_s=round(mpx / bare_s, 3), tiles=n_tiles, precision="fp32", **split,
+               **common)  # fmt: skip
+        record("predict_vs_monai", round(monai_s / ours_s, 3), "x MONAI speed", ">= 1.0",
+               monai_mpx_s=round(mpx / monai_s, 3), precision="fp32", **common,
+               note="MONAI: sliding_window_inference, roi 388, overlap 0, mirror context per window")  # fmt: skip
+        tta_s = ours(tta=True)
+        record("predict_tta_cost", round(tta_s / ours_s, 2), "x time without TTA", "~8",
+               tta_mpx_s=round(mpx / tta_s, 3), **common)  # fmt: skip
+        for precision, channels_last in (("fp32", True), ("bf16", False), ("bf16", True)):
+            one_slice = 1 / shape[0]  # bf16 is emulated on CPUs without bf16 instructions: slow
+            ours_p = ours(precision, channels_last) if precision == "fp32" else None
+            bare_p = bare_model_seconds(model, int(n_tiles * one_slice), precision, channels_last)
+            name = f"predict_{precision}{'_channels_last' if channels_last else ''}_mpx_s"
+            record(name, round(mpx * one_slice / bare_p, 3), "Mpx/s (bare model)", "report",
+                   pipeline_mpx_s=round(mpx / ours_p, 3) if ours_p else None,
+                   fp32_bare_mpx_s=round(mpx / bare_s, 3), **common)  # fmt: skip
+
+
+def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
+    """Reading the raw chunks and writing float16 probability chunks, timed on their own."""
+    source = zarr.open_group(str(folder / "raw.zarr"))["0"]
+    read_s = seconds(lambda: [source[z] for z in range(shape[0])])
+    target = io.create_ome_zarr(folder / "w.zarr", shape, "float16", (1, *shape[1:]), (1.0, 1.0, 1.0), {})
+    block = np.random.default_rng(0).random(shape[1:]).astype(np.float16)
+    write_s = seconds(lambda: [target.__setitem__(z, block) for z in range(shape[0])])
+    total = read_s + compute_s + write_s
+    return {"read_share": round(read_s / total, 4), "compute_share": round(compute_s / total, 4),
+            "write_share": round(write_s / total, 4)}  # fmt: skip
+
+
+def predict_memory(sizes_gb=(0.5, 2.0)) -> None:
+    """predict_peak_rss_mb: `unetseg predict` on uint8 volumes of growing size, tiny model."""
+    for size_gb in sizes_gb:
+        with tempfile.TemporaryDirectory() as folder:
+            folder = Path(folder)
+            side = 4096
+            shape = (round(size_gb * 1e9 / side**2), side, side)
+            make_raw(folder / "raw.zarr", shape)
+            torch.manual_seed(0)
+            tiny = UNet(depth=2, base_channels=4)
+            torch.save(
+                {"model_config": tiny.config, "model_state": tiny.state_dict()}, folder / "m.pt"
+            )
+            command = [sys.executable, "-m", "unetseg", "predict", str(folder / "m.pt"),
+                       str(folder / "raw.zarr"), str(folder / "p.zarr"), "--tile-out", "1020",
+                       "--block-px", "1024", "--threads", "2", "--workers", "2", "--device", "cpu"]  # fmt: skip
+            started = time.perf_counter()
+            peak_mb = peak_rss_mb(command)
+            seconds_taken = time.perf_counter() - started
+            record(f"predict_peak_rss_mb_{size_gb:g}gb", round(peak_mb), "MB", "flat in volume size",
+                   volume="x".join(map(str, shape)), seconds=round(seconds_taken, 1),
+                   network="depth 2, 4 channels", workers=2)  # fmt: skip
+
+
+def peak_rss_mb(command: list[str]) -> float:
+    """Peak RSS of a command, from a fresh parent (ru_maxrss of children only ever grows)."""
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    return int(done.stdout.split()[-1]) / 1024
+
+
+BENCHMARKS = {"predict": predict_speed, "predict-memory": predict_memory}
