@@ -3,7 +3,6 @@ tiles and against MONAI's sliding_window_inference, per precision; peak RSS on g
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 import zarr
 
-from bench.record import record
+from bench.record import peak_rss_mb, record
 from unetseg import io, tiling
 from unetseg.model import UNet, prepare
 from unetseg.predict import forward_tiles, predict_volume
@@ -134,7 +133,9 @@ def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
     """Reading the raw chunks and writing float16 probability chunks, timed on their own."""
     source = zarr.open_group(str(folder / "raw.zarr"))["0"]
     read_s = seconds(lambda: [source[z] for z in range(shape[0])])
-    target = io.create_ome_zarr(folder / "w.zarr", shape, "float16", (1, *shape[1:]), (1.0, 1.0, 1.0), {})
+    target = io.create_ome_zarr(
+        folder / "w.zarr", shape, "float16", (1, *shape[1:]), (1.0, 1.0, 1.0), {}
+    )
     block = np.random.default_rng(0).random(shape[1:]).astype(np.float16)
     write_s = seconds(lambda: [target.__setitem__(z, block) for z in range(shape[0])])
     total = read_s + compute_s + write_s
@@ -164,18 +165,6 @@ def predict_memory(sizes_gb=(0.5, 2.0)) -> None:
             record(f"predict_peak_rss_mb_{size_gb:g}gb", round(peak_mb), "MB", "flat in volume size",
                    volume="x".join(map(str, shape)), seconds=round(seconds_taken, 1),
                    network="depth 2, 4 channels", workers=2)  # fmt: skip
-
-
-def peak_rss_mb(command: list[str]) -> float:
-    """Peak RSS of a command, from a fresh parent (ru_maxrss of children only ever grows)."""
-    probe = (
-        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    done = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(done.stderr[-2000:])
-    return int(done.stdout.split()[-1]) / 1024
 
 
 BENCHMARKS = {"predict": predict_speed, "predict-memory": predict_memory}

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 RAW_DTYPES = (np.uint8, np.uint16, np.float32)
 
 
-def open_tiff(path: Path) -> tuple[zarr.Array, tuple[float, float, float] | None]:
+def open_tiff(path: Path) -> tuple[da.Array, tuple[float, float, float] | None]:
     """A lazy (z, y, x) view of a TIFF, or of a folder of 2D TIFF slices, and its voxel size."""
     if not path.exists():
         raise UnetsegError(f"{path}: no such file")
@@ -43,9 +43,8 @@ def open_tiff(path: Path) -> tuple[zarr.Array, tuple[float, float, float] | None
             f"{path}: expected a grey 2D image or 3D stack, got shape {shape} (axes {axes}); "
             "RGB and multichannel images are not supported"
         )
-    if len(shape) == 2:
-        array = da.from_zarr(array)[np.newaxis]
-    return array, tiff_voxel_size(tif)
+    array = da.from_zarr(array)  # keeps tifffile's page chunks (da.asarray would make one chunk)
+    return (array[np.newaxis] if len(shape) == 2 else array), tiff_voxel_size(tif)
 
 
 def natural_key(path: Path) -> list:
@@ -137,13 +136,7 @@ def chunk_volume(
                 f"{path}: labels shape {volume.shape} does not match raw {match_shape_of} "
                 f"shape {expected}"
             )
-    # Whole slices per task (tifffile serves a page at a time), whole shards when sharded: no two
-    # tasks ever write into the same chunk or shard file.
-    volume = volume.rechunk(((shards or chunks)[0], *volume.shape[1:]))
-    checks = {"unique": da.unique(volume)} if is_labels else {}
-    if volume.dtype.kind == "f":
-        checks["finite"] = da.isfinite(volume).all()
-
+    slab = (shards or chunks)[0]  # whole shards per task when sharded: no two tasks share a file
     with io.atomic_output(out_path) as tmp:
         target = io.create_ome_zarr(
             tmp,
@@ -155,19 +148,33 @@ def chunk_volume(
             shards=shards,
             levels=levels,
         )
-        stored = da.store(volume, target, lock=False, compute=False)
+        # One task reads, checks and writes one slab: at most `workers` slabs are in memory.
+        tasks = [
+            dask.delayed(copy_slab)(volume, target, z, min(z + slab, volume.shape[0]), is_labels)
+            for z in range(0, volume.shape[0], slab)
+        ]
         try:
-            _, results = dask.compute(stored, checks, scheduler="threads", num_workers=workers)
+            checks = dask.compute(*tasks, scheduler="threads", num_workers=workers)
         except (tifffile.TiffFileError, ValueError, OSError) as error:
             raise UnetsegError(f"{path}: corrupt or truncated TIFF ({error})") from error
         attrs = {"source": str(path), "slices": list(slices) if slices else None}
-        if not results.get("finite", True):
+        if not all(finite for finite, _ in checks):
             raise UnetsegError(f"{path}: raw contains NaN or Inf values")
         if is_labels:
-            attrs["label_kind"] = labels_kind_from_values(results["unique"], volume.dtype, path)
+            unique = np.unique(np.concatenate([values for _, values in checks]))
+            attrs["label_kind"] = labels_kind_from_values(unique, volume.dtype, path)
         zarr.open_group(str(tmp), mode="r+").attrs.update({"unetseg": attrs})
         io.write_pyramid(tmp, levels, is_labels, workers)
     log.info("wrote %s %s %s to %s", volume.shape, volume.dtype, "labels" * is_labels, out_path)
+
+
+def copy_slab(volume, target: zarr.Array, start: int, stop: int, is_labels: bool):
+    """Copy slices [start, stop); return (all finite, the label values) for the checks."""
+    block = volume[start:stop]
+    block = block.compute(scheduler="sync") if isinstance(block, da.Array) else np.asarray(block)
+    finite = bool(np.isfinite(block).all()) if block.dtype.kind == "f" else True
+    target[start:stop] = block
+    return finite, np.unique(block) if is_labels else None
 
 
 def check_shape_and_dtype(volume, path: Path, is_labels: bool) -> None:
