@@ -231,3 +231,23 @@ def test_unknown_scheduler_is_named(tmp_path, model_file):
     chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
     with pytest.raises(UnetsegError, match="predict.scheduler: 'mpi'"):
         predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr", scheduler="mpi")
+
+
+def test_uint8_quantised_probabilities_read_back_as_floats(tmp_path, model_file):
+    raw = np.random.default_rng(4).integers(0, 255, (2, 64, 48)).astype(np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    common = dict(tile_out=28, block_px=32)
+    predict_volume(
+        model_file, tmp_path / "raw.zarr", tmp_path / "f.zarr", out_dtype="float32", **common
+    )
+    predict_volume(
+        model_file, tmp_path / "raw.zarr", tmp_path / "q.zarr", out_dtype="uint8", **common
+    )
+    quantised, exact = io.open_zarr(tmp_path / "q.zarr"), io.open_zarr(tmp_path / "f.zarr")
+    assert quantised.dtype == np.float32
+    assert np.abs(quantised[...] - exact[...]).max() <= 1 / 510 + 1e-6
+
+    def stored_bytes(store):
+        return sum(f.stat().st_size for f in (tmp_path / store / "0/c").rglob("*") if f.is_file())
+
+    assert stored_bytes("q.zarr") < 0.4 * stored_bytes("f.zarr")  # bytes, not floats

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import yaml
-from conftest import REPO, TINY_CONFIG, jobs_in_dry_run, snakemake
+from conftest import REPO, TINY_CONFIG, jobs_in_dry_run, snakemake, write_tiff
 
 from unetseg import io
 
@@ -162,3 +162,30 @@ def test_lint_is_clean():
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Lints for" not in done.stdout + done.stderr
+
+
+def test_zarr_raw_is_used_in_place_with_a_pretrained_model(finished_run, tmp_path):
+    """A raw OME-Zarr is read where it is (no chunk_raw job, nothing written into it), and a
+    pretrained model predicts without training."""
+    from unetseg.chunk import chunk_volume
+    from unetseg.data import demo_volume
+
+    trained, _ = finished_run
+    store = tmp_path / "theirs.zarr"
+    write_tiff(tmp_path / "theirs.tif", demo_volume((2, 48, 40), seed=9)[0])
+    chunk_volume(tmp_path / "theirs.tif", store, chunks=(1, 32, 32))
+    before = sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*"))
+    config = {
+        **TINY_CONFIG,
+        "volumes": [{"name": "theirs", "raw": str(store), "role": "predict"}],
+        "model": {**TINY_CONFIG["model"], "pretrained": str(trained / "results/model/model.pt")},
+        "segment": {"threshold": 0.5},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = jobs_in_dry_run(done.stdout + done.stderr)
+    assert "chunk_raw" not in jobs and "train" not in jobs and jobs["predict"] == 1, jobs
+    probability = io.open_zarr(tmp_path / "results/theirs/probability.zarr")
+    assert probability.shape == (2, 48, 40)
+    assert sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*")) == before

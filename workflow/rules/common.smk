@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from unetseg import tiling  # noqa: E402  (pure Python, no torch: keeps the DAG fast)
+from unetseg.stores import is_zarr  # noqa: E402
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 
@@ -44,6 +45,8 @@ def check_config():
     for name, volume in VOLUMES.items():
         if volume["role"] in ("train", "validate") and "labels" not in volume:
             fail(f"volumes: '{name}' has role {volume['role']} but no labels")
+        if is_zarr(volume["raw"]) and volume.get("slices"):
+            fail(f"volumes: '{name}' raw is a Zarr store, used in place and whole; drop slices")
         start_stop = volume.get("slices")
         if start_stop and start_stop[0] >= start_stop[1]:
             fail(f"volumes: '{name}' slices must be [start, stop) with start < stop")
@@ -87,6 +90,16 @@ def benchmark_path(rule_name, volume="all"):
 
 def model_path():
     return config["model"]["pretrained"] or f"{RESULTS}/model/model.pt"
+
+
+def raw_store(volume):
+    """A volume's raw Zarr: the user's own store, used in place, or the one `chunk_raw` makes."""
+    raw = VOLUMES[volume]["raw"]
+    return raw if is_zarr(raw) else volume_path(volume, "raw.zarr")
+
+
+def raw_store_of(wildcards):
+    return raw_store(wildcards.volume)
 
 
 def source_tiff(wildcards, kind):

@@ -2,7 +2,7 @@ rule predict:
     input:
         code=stage_code("predict", "model", "tiling"),
         model=model_path(),
-        raw=volume_path("{volume}", "raw.zarr"),
+        raw=raw_store_of,
     output:
         directory(volume_path("{volume}", "probability.zarr")),
     params:

@@ -1,7 +1,7 @@
 rule report_data:
     input:
         code=stage_code("report"),
-        raw=volume_path("{volume}", "raw.zarr"),
+        raw=raw_store_of,
         labels=volume_path("{volume}", "labels.zarr"),
         weights=volume_path("{volume}", "weights.zarr"),
     output:
@@ -55,7 +55,7 @@ rule report_training:
 rule report_prediction:
     input:
         code=stage_code("report"),
-        raw=volume_path("{volume}", "raw.zarr"),
+        raw=raw_store_of,
         labels=volume_path("{volume}", "labels.zarr"),
         probability=volume_path("{volume}", "probability.zarr"),
         segmentation=volume_path("{volume}", "segmentation.zarr"),
@@ -114,7 +114,7 @@ rule report_metrics:
 rule report_augmentation:
     input:
         code=stage_code("report"),
-        raw=volume_path("{volume}", "raw.zarr"),
+        raw=raw_store_of,
         labels=volume_path("{volume}", "labels.zarr"),
         weights=volume_path("{volume}", "weights.zarr"),
     output:

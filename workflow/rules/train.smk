@@ -1,10 +1,10 @@
 rule train:
     input:
         code=stage_code("train", "model", "augment"),
-        raw=stores(volumes_with_role("train"), "raw.zarr"),
+        raw=[raw_store(name) for name in volumes_with_role("train")],
         labels=stores(volumes_with_role("train"), "labels.zarr"),
         weights=stores(volumes_with_role("train"), "weights.zarr"),
-        val_raw=stores(volumes_with_role("validate"), "raw.zarr"),
+        val_raw=[raw_store(name) for name in volumes_with_role("validate")],
         val_labels=stores(volumes_with_role("validate"), "labels.zarr"),
     output:
         model=f"{RESULTS}/model/model.pt",

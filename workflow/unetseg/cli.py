@@ -292,7 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     sub.add_argument("--channels-last", action="store_true")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    sub.add_argument("--dtype", default="float16", choices=("float16", "float32"))
+    sub.add_argument(
+        "--dtype", default="float16", choices=("float16", "float32", "uint8"),
+        help="uint8: stored as round(255 p), read back as float32 (error <= 1/510)",
+    )  # fmt: skip
     sub.add_argument("--expect-architecture", help='JSON, e.g. {"depth": 4, "base_channels": 64}')
 
     sub = command("segment", cmd_segment, "Threshold + 4-connected components per slice.")

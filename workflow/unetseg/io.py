@@ -17,6 +17,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from unetseg.errors import UnetsegError
+from unetseg.stores import is_zarr  # noqa: F401  (re-exported)
 
 OME_VERSION = "0.5"
 ARRAY_NAME = "0"  # the full-resolution level of an OME-Zarr multiscale group
@@ -88,11 +89,14 @@ def create_ome_zarr(
     fill_value: float | int = 0,
     shards: tuple[int, ...] | None = None,
     levels: int = 1,
+    quantise_to_uint8: bool = False,
 ) -> zarr.Array:
     """Create a Zarr v3 group with OME-NGFF 0.5 metadata (axes z, y, x) and return its array.
 
     `shards` groups chunks into shard files (Zarr v3 sharding); `levels` > 1 declares a pyramid of
     arrays "1", "2", ... each halved in y and x (see `write_pyramid`), for viewers such as napari.
+    `quantise_to_uint8` stores values in [0, 1] as round(255 v) bytes that read back as float32
+    (numcodecs' fixed-scale-offset filter): a quarter of the size, within 1/510.
     """
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     multiscale = {
@@ -119,10 +123,21 @@ def create_ome_zarr(
         shape=shape,
         chunks=chunks,
         shards=shards,
-        dtype=dtype,
+        dtype=np.float32 if quantise_to_uint8 else dtype,
+        filters=[uint8_quantiser()] if quantise_to_uint8 else None,
         compressors=blosc(**(compression or {})),
         fill_value=fill_value,
     )
+
+
+def uint8_quantiser():
+    import warnings
+
+    from numcodecs.zarr3 import FixedScaleOffset
+
+    with warnings.catch_warnings():  # "not in the Zarr v3 spec": true, and zarr-python reads it
+        warnings.simplefilter("ignore")
+        return FixedScaleOffset(offset=0, scale=255, dtype="<f4", astype="u1")
 
 
 def level_scale(voxel_size, level: int) -> list[float]:
@@ -174,10 +189,19 @@ def open_zarr(path: str | os.PathLike, mode: str = "r") -> zarr.Array:
     except Exception as error:  # zarr raises several types for a broken store
         raise UnetsegError(f"{path}: not a readable Zarr store ({error})") from error
     if isinstance(node, zarr.Group):
-        if ARRAY_NAME not in node:
-            raise UnetsegError(f"{path}: Zarr group has no array '{ARRAY_NAME}'")
-        node = node[ARRAY_NAME]
+        datasets = multiscale(node).get("datasets") or [{"path": ARRAY_NAME}]
+        full_resolution = datasets[0]["path"]
+        if full_resolution not in node:
+            raise UnetsegError(f"{path}: Zarr group has no array '{full_resolution}'")
+        node = node[full_resolution]
     return node
+
+
+def multiscale(group: zarr.Group) -> dict:
+    """The first OME-NGFF multiscale of a group: 0.5 keeps it under 'ome', 0.4 at the top."""
+    attrs = group.attrs.asdict()
+    scales = attrs.get("ome", {}).get("multiscales") or attrs.get("multiscales") or [{}]
+    return scales[0]
 
 
 def zarr_attrs(path: str | os.PathLike) -> dict:
@@ -189,9 +213,10 @@ def zarr_attrs(path: str | os.PathLike) -> dict:
 def voxel_size(path: str | os.PathLike) -> tuple[float, float, float]:
     node = zarr.open(str(path), mode="r")
     try:
-        transforms = node.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
-        return tuple(transforms[0]["scale"])
-    except (KeyError, IndexError, TypeError):
+        transforms = multiscale(node)["datasets"][0]["coordinateTransformations"]
+        scale = next(t["scale"] for t in transforms if t["type"] == "scale")
+        return tuple(float(v) for v in scale[-3:])
+    except (AttributeError, KeyError, IndexError, TypeError, StopIteration):
         return (1.0, 1.0, 1.0)
 
 

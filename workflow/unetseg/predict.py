@@ -262,7 +262,10 @@ def open_partial(partial: Path, shape, dtype, chunks, raw_path, attrs: dict):
         except Exception:  # noqa: BLE001  (a broken partial store is simply started again)
             pass
         io.remove_path(partial)
-    target = io.create_ome_zarr(partial, shape, dtype, chunks, io.voxel_size(raw_path), attrs)
+    target = io.create_ome_zarr(
+        partial, shape, dtype, chunks, io.voxel_size(raw_path), attrs,
+        quantise_to_uint8=dtype == "uint8",
+    )  # fmt: skip
     done_folder.mkdir()
     return target, done_folder
 
