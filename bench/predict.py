@@ -82,7 +82,7 @@ def monai_seconds(model, raw: np.ndarray) -> float:
     return seconds(run)
 
 
-def predict_speed(shape=(4, 1024, 1024)) -> None:
+def predict_speed(shape=(2, 1024, 1024)) -> None:
     """predict_vs_bare_model and predict_vs_monai (fp32), and the pipeline per precision."""
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as folder:

@@ -114,7 +114,7 @@ def augment_vs_pretensor(steps_per_round: int = 5, rounds: int = 3) -> None:
            note="augmentation: elastic 3x3 grid, rotation, flips, grey values; 1 loader worker")  # fmt: skip
 
 
-def cpu_bf16_cl_vs_fp32(repeats: int = 2) -> None:
+def cpu_bf16_cl_vs_fp32(repeats: int = 1) -> None:
     """cpu_bf16_cl_vs_fp32: forward of the paper-size U-Net (64 channels, 572 -> 388), inference,
     bf16 autocast + channels_last against plain fp32; the two alternate."""
     device = torch.device("cpu")
