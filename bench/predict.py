@@ -143,7 +143,7 @@ def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
             "write_share": round(write_s / total, 4)}  # fmt: skip
 
 
-def predict_memory(sizes_gb=(0.5, 2.0)) -> None:
+def predict_memory(sizes_gb=(0.1, 0.4)) -> None:
     """predict_peak_rss_mb: `unetseg predict` on uint8 volumes of growing size, tiny model."""
     for size_gb in sizes_gb:
         with tempfile.TemporaryDirectory() as folder:
@@ -152,7 +152,7 @@ def predict_memory(sizes_gb=(0.5, 2.0)) -> None:
             shape = (round(size_gb * 1e9 / side**2), side, side)
             make_raw(folder / "raw.zarr", shape)
             torch.manual_seed(0)
-            tiny = UNet(depth=2, base_channels=4)
+            tiny = UNet(depth=1, base_channels=2)
             torch.save(
                 {"model_config": tiny.config, "model_state": tiny.state_dict()}, folder / "m.pt"
             )
@@ -164,7 +164,7 @@ def predict_memory(sizes_gb=(0.5, 2.0)) -> None:
             seconds_taken = time.perf_counter() - started
             record(f"predict_peak_rss_mb_{size_gb:g}gb", round(peak_mb), "MB", "flat in volume size",
                    volume="x".join(map(str, shape)), seconds=round(seconds_taken, 1),
-                   network="depth 2, 4 channels", workers=2)  # fmt: skip
+                   network="depth 1, 2 channels", workers=2)  # fmt: skip
 
 
 BENCHMARKS = {"predict": predict_speed, "predict-memory": predict_memory}
