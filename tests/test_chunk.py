@@ -168,3 +168,29 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case, capsys)
     stderr = capsys.readouterr().err.splitlines()
     errors = [line for line in stderr if line.startswith("unetseg chunk: error:")]
     assert len(errors) == 1 and str(arguments["tiff_path"]) in errors[0] and not out.exists()
+
+
+def test_memory_does_not_grow_with_the_volume(tmp_path):
+    """Peak RSS of `unetseg chunk` on 4 and 48 slices of 2048² (16 vs 192 MiB): each task reads
+    only its own slab (a dask array handed to dask.delayed once made it read the whole file)."""
+    import sys
+
+    from bench.record import peak_rss_mb
+
+    page = np.random.default_rng(0).integers(0, 255, (2048, 2048)).astype(np.uint8)
+    peaks = []
+    for n_slices in (4, 48):
+        tiff = tmp_path / f"v{n_slices}.tif"
+        with tifffile.TiffWriter(tiff) as tif:
+            for z in range(n_slices):
+                tif.write(np.roll(page, z, axis=0), photometric="minisblack", contiguous=True)
+        command = [
+            sys.executable,
+            "-m",
+            "unetseg",
+            "chunk",
+            str(tiff),
+            str(tmp_path / f"v{n_slices}.zarr"),
+        ]
+        peaks.append(peak_rss_mb(command))
+    assert peaks[1] - peaks[0] < 60, peaks  # the larger volume is 176 MiB bigger

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import write_tiff
 
-from unetseg import UnetsegError
+from unetseg import UnetsegError, tiling
 from unetseg.chunk import chunk_volume
-from unetseg.train import TrainConfig, load_volume, train
+from unetseg.train import TrainConfig, load_volume, train, training_step
 from unetseg.weights import compute_weights
 
 TINY = dict(depth=2, base_channels=4, tile_out=20, validate_every=5, checkpoint_every=1000)
@@ -117,3 +117,25 @@ def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(stores, tmp_pat
     whole_log = np.loadtxt(tmp_path / "whole.tsv", skiprows=1, usecols=(0, 1, 2, 3))
     split_log = np.loadtxt(tmp_path / "split.tsv", skiprows=1, usecols=(0, 1, 2, 3))
     assert np.abs(whole_log - split_log).max() <= 1e-6
+
+
+def test_training_step_in_bf16_with_channels_last_runs_on_cpu():
+    """The mixed-precision path (GPU: fp16 + grad scaling) runs on CPU as bf16 autocast."""
+    from unetseg.model import UNet, prepare
+
+    config = TrainConfig(**TINY, precision="bf16", channels_last=True)
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    model = prepare(UNet(depth=2, base_channels=4), device, channels_last=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    tile_in = tiling.input_size(20, 2)
+    batch = (
+        torch.rand(1, 1, tile_in, tile_in),
+        torch.randint(0, 2, (1, 20, 20)),
+        torch.ones(1, 20, 20),
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = training_step(model, optimizer, scaler, batch, config, device, 0)
+    assert np.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

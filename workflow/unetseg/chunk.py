@@ -151,8 +151,9 @@ def chunk_volume(
             levels=levels,
         )
         # One task reads, checks and writes one slab: at most `workers` slabs are in memory.
+        source = LazySource(volume)
         tasks = [
-            dask.delayed(copy_slab)(volume, target, z, min(z + slab, volume.shape[0]), is_labels)
+            dask.delayed(copy_slab)(source, target, z, min(z + slab, volume.shape[0]), is_labels)
             for z in range(0, volume.shape[0], slab)
         ]
         try:
@@ -170,10 +171,20 @@ def chunk_volume(
     log.info("wrote %s %s %s to %s", volume.shape, volume.dtype, "labels" * is_labels, out_path)
 
 
-def copy_slab(volume, target: zarr.Array, start: int, stop: int, is_labels: bool):
+class LazySource:
+    """Hides a dask array from dask.delayed, which would otherwise compute the whole volume and
+    pass it to every task; each task reads only its own slab."""
+
+    def __init__(self, volume: da.Array):
+        self.volume = volume
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.volume[start:stop].compute(scheduler="sync")
+
+
+def copy_slab(source: LazySource, target: zarr.Array, start: int, stop: int, is_labels: bool):
     """Copy slices [start, stop); return (all finite, the label values) for the checks."""
-    block = volume[start:stop]
-    block = block.compute(scheduler="sync") if isinstance(block, da.Array) else np.asarray(block)
+    block = source.read(start, stop)
     finite = bool(np.isfinite(block).all()) if block.dtype.kind == "f" else True
     target[start:stop] = block
     return finite, np.unique(block) if is_labels else None
