@@ -158,8 +158,10 @@ class BlockTask:
     precision: str
     channels_last: bool
     tta: bool
+    torch_threads: int
 
     def __call__(self, target, done_folder: Path, z: int, rows, cols) -> None:
+        torch.set_num_threads(self.torch_threads)  # also in worker processes: no oversubscription
         model, _ = load_model(self.model_path, self.device, self.channels_last)
         raw = io.open_zarr(self.raw_path)
         target[z, slice(*rows), slice(*cols)] = predict_block(
@@ -221,7 +223,7 @@ def predict_volume(
     }
     task = BlockTask(
         str(model_path), str(raw_path), tile_out, batch_size, str(torch_device), precision,
-        channels_last, tta,
+        channels_last, tta, max(1, threads // workers),
     )  # fmt: skip
     started = time.perf_counter()
     partial = Path(out_path).with_name(Path(out_path).name + ".partial")
