@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 
-from bench.record import peak_rss_mb, record
+from bench.record import peak_rss_mb, record, seconds
 from unetseg import io, tiling
 from unetseg.model import UNet, prepare
 from unetseg.predict import forward_tiles, predict_volume
@@ -40,12 +39,6 @@ def save_model(path: Path) -> UNet:
 
 def tiles_per_slice(size_px: int) -> int:
     return len(tiling.tile_origins(0, size_px, TILE_OUT, DEPTH)) ** 2
-
-
-def seconds(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
 
 
 def bare_model_seconds(model, n_tiles: int, precision: str, channels_last: bool) -> float:
@@ -135,7 +128,7 @@ def predict_speed(shape=(2, 1024, 1024)) -> None:
 
 def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
     """Reading the raw chunks and writing float16 probability chunks, timed on their own."""
-    source = zarr.open_group(str(folder / "raw.zarr"))["0"]
+    source = io.open_zarr(folder / "raw.zarr")
     read_s = seconds(lambda: [source[z] for z in range(shape[0])])
     target = io.create_ome_zarr(
         folder / "w.zarr", shape, "float16", (1, *shape[1:]), (1.0, 1.0, 1.0), {}

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,3 +63,10 @@ def peak_rss_mb(command: list[str]) -> float:
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return int(done.stdout.split()[-1]) / 1024
+
+
+def seconds(function) -> float:
+    """Wall time of one call."""
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started

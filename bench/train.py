@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import tifffile
 import torch
 from scipy import ndimage
 
-from bench.record import REPO, record
+from bench.record import REPO, record, seconds
 from unetseg import labels, model, tiling, train, weights
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet, autocast, prepare, to_device
@@ -40,12 +39,6 @@ def training_labels() -> tuple[np.ndarray, str]:
     from unetseg.data import demo_volume
 
     return demo_volume((8, 512, 512))[1], "synthetic demo labels, 8 x 512 x 512"
-
-
-def seconds(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
 
 
 def weights_vs_direct() -> None:

@@ -231,6 +231,7 @@ def test_unknown_scheduler_is_named(tmp_path, model_file):
     chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
     with pytest.raises(UnetsegError, match="predict.scheduler: 'mpi'"):
         predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr", scheduler="mpi")
+    assert not list(tmp_path.glob("p.zarr*"))  # refused before anything was written
 
 
 def test_uint8_quantised_probabilities_read_back_as_floats(tmp_path, model_file):

@@ -19,6 +19,7 @@ import zarr
 
 from unetseg import io, labels
 from unetseg.errors import UnetsegError
+from unetseg.stores import is_zarr
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def open_tiff(path: Path) -> tuple[da.Array, tuple[float, float, float] | None]:
     """A lazy (z, y, x) view of a TIFF, or of a folder of 2D TIFF slices, and its voxel size."""
     if not path.exists():
         raise UnetsegError(f"{path}: no such file")
-    if path.is_dir() and io.is_zarr(path):
+    if path.is_dir() and is_zarr(path):
         return da.from_zarr(io.open_zarr(path)), io.voxel_size(path)
     if path.is_dir():
         return open_slice_folder(path)

@@ -17,7 +17,6 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from unetseg.errors import UnetsegError
-from unetseg.stores import is_zarr  # noqa: F401  (re-exported)
 
 OME_VERSION = "0.5"
 ARRAY_NAME = "0"  # the full-resolution level of an OME-Zarr multiscale group
@@ -150,6 +149,7 @@ def write_pyramid(path: str | os.PathLike, levels: int, is_labels: bool, workers
     import dask.array as da
 
     group = zarr.open_group(str(path), mode="r+")
+    full = group[ARRAY_NAME]
     for level in range(1, levels):
         previous = da.from_zarr(group[str(level - 1)])
         factors = {axis: 2 if previous.shape[axis] >= 2 else 1 for axis in (1, 2)}
@@ -159,7 +159,6 @@ def write_pyramid(path: str | os.PathLike, levels: int, is_labels: bool, workers
             smaller = even[:, :: factors[1], :: factors[2]]
         else:
             smaller = da.coarsen(np.mean, even, factors).astype(previous.dtype)
-        full = group[ARRAY_NAME]
         target = group.create_array(
             str(level),
             shape=smaller.shape,

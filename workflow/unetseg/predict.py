@@ -199,8 +199,12 @@ def predict_volume(
     Chunks are written into `<out>.partial` and recorded when whole, so a killed prediction
     resumes where it stopped; the store is renamed to `out_path` when every chunk is there.
     """
+    if scheduler not in SCHEDULERS:  # before anything is written
+        raise UnetsegError(
+            f"predict.scheduler: '{scheduler}' is not one of {', '.join(SCHEDULERS)}"
+        )
     torch_device = pick_device(device)
-    torch.set_num_threads(max(1, threads // workers))
+    torch_threads = max(1, threads // workers)  # each task sets it in its own worker
     model, checkpoint = load_model(str(model_path), str(torch_device), channels_last)
     for key, value in (expect_architecture or {}).items():
         if model.config[key] != value:
@@ -223,7 +227,7 @@ def predict_volume(
     }
     task = BlockTask(
         str(model_path), str(raw_path), tile_out, batch_size, str(torch_device), precision,
-        channels_last, tta, max(1, threads // workers),
+        channels_last, tta, torch_threads,
     )  # fmt: skip
     started = time.perf_counter()
     partial = Path(out_path).with_name(Path(out_path).name + ".partial")
@@ -276,8 +280,6 @@ def open_partial(partial: Path, shape, dtype, chunks, raw_path, attrs: dict):
 def dask_scheduler(name: str, workers: int, threads: int, address: str | None = None):
     """dask.compute options for `name`: the local schedulers, a dask.distributed cluster (a
     LocalCluster, or the one at `address`), or dask-jobqueue's SLURMCluster (one job per worker)."""
-    if name not in SCHEDULERS:
-        raise UnetsegError(f"predict.scheduler: '{name}' is not one of {', '.join(SCHEDULERS)}")
     if name in ("threads", "processes", "sync"):
         yield {"scheduler": name, "num_workers": workers}
         return

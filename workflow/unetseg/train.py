@@ -143,15 +143,14 @@ def training_step(model, optimizer, scaler, batch, config: TrainConfig, device, 
         logits = model(to_device(images, device, config.channels_last))
     targets = targets.to(device, non_blocking=True)
     loss = weighted_cross_entropy(logits, targets, weights.to(device, non_blocking=True))
-    if not math.isfinite(loss.item()):
-        raise UnetsegError(
-            f"train: loss became {loss.item()} at step {step}; lower train.learning_rate"
-        )
+    value = loss.item()  # one device sync per step
+    if not math.isfinite(value):
+        raise UnetsegError(f"train: loss became {value} at step {step}; lower train.learning_rate")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
-    return loss.item()
+    return value
 
 
 def weighted_cross_entropy(logits, target, weights) -> torch.Tensor:
