@@ -2,7 +2,7 @@
 
 import sys
 
-from bench import chunk, faults, metrics, predict, train, workflow
+from bench import chunk, faults, gpu, metrics, predict, train, workflow
 
 FAMILIES = {
     **workflow.BENCHMARKS,
@@ -11,6 +11,7 @@ FAMILIES = {
     **train.BENCHMARKS,
     **predict.BENCHMARKS,
     **chunk.BENCHMARKS,
+    **gpu.BENCHMARKS,
 }
 
 

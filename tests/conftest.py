@@ -11,6 +11,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ISBI = REPO.parent / "shared" / "data" / "isbi2012"
+# The device of the train and device-precision tests: cpu here and in CI; on a GPU machine
+# `UNETSEG_TEST_DEVICE=cuda pytest tests/test_train.py tests/test_predict.py` runs the same tests
+# through the CUDA paths (fp16 + grad scaling, pinned memory, non-blocking copies).
+TEST_DEVICE = os.environ.get("UNETSEG_TEST_DEVICE", "cpu")
+# Mixed precisions each device runs: fp16 autocast is CUDA only.
+TEST_PRECISIONS = ["bf16"] if TEST_DEVICE == "cpu" else ["fp16", "bf16"]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import write_tiff
+from conftest import TEST_DEVICE, TEST_PRECISIONS, write_tiff
 
 from unetseg import UnetsegError, io
 from unetseg.chunk import chunk_volume
@@ -252,3 +252,26 @@ def test_uint8_quantised_probabilities_read_back_as_floats(tmp_path, model_file)
         return sum(f.stat().st_size for f in (tmp_path / store / "0/c").rglob("*") if f.is_file())
 
     assert stored_bytes("q.zarr") < 0.4 * stored_bytes("f.zarr")  # bytes, not floats
+
+
+# fp32 on CUDA convolves in TF32 by default (10-bit mantissa), hence its tolerance
+DEVICE_TOLERANCE = {"fp32": 2e-3, "fp16": 1e-2, "bf16": 3e-2}
+
+
+@pytest.mark.parametrize(
+    "precision, channels_last",
+    [(p, True) for p in TEST_PRECISIONS] + ([("fp32", False)] if TEST_DEVICE != "cpu" else []),
+)
+def test_predict_on_the_test_device_agrees_with_cpu_fp32(tmp_path, model, model_file, precision,
+                                                          channels_last):  # fmt: skip
+    raw = np.random.default_rng(2).integers(0, 255, (2, 70, 50)).astype(np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    predict_volume(
+        model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr", tile_out=28, block_px=32,
+        threads=2, batch_size=3, precision=precision, channels_last=channels_last,
+        device=TEST_DEVICE, out_dtype="float32",
+    )  # fmt: skip
+    probability = io.open_zarr(tmp_path / "p.zarr")[...]
+    reference = np.stack([predict_whole_slice(model, raw[z]) for z in range(raw.shape[0])])
+    difference = np.abs(probability - reference).max()
+    assert 0 < difference <= DEVICE_TOLERANCE[precision]  # 0 would mean fp32 on the CPU again

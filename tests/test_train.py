@@ -7,14 +7,21 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import write_tiff
+from conftest import TEST_DEVICE, TEST_PRECISIONS, write_tiff
 
 from unetseg import UnetsegError, tiling
 from unetseg.chunk import chunk_volume
 from unetseg.train import TrainConfig, load_volume, train, training_step
 from unetseg.weights import compute_weights
 
-TINY = dict(depth=2, base_channels=4, tile_out=20, validate_every=5, checkpoint_every=1000)
+TINY = dict(
+    depth=2,
+    base_channels=4,
+    tile_out=20,
+    validate_every=5,
+    checkpoint_every=1000,
+    device=TEST_DEVICE,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +86,8 @@ def test_invalid_tile_size_is_rejected(stores, tmp_path):
 
 
 def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(stores, tmp_path):
-    settings = json.dumps({**TINY, "steps": 300, "validate_every": 100, "learning_rate": 0.01})
+    steps = 300 if TEST_DEVICE == "cpu" else 3000  # a GPU runs 300 tiny steps in the 1 s below
+    settings = json.dumps({**TINY, "steps": steps, "validate_every": 100, "learning_rate": 0.01})
 
     def command(name):
         return [
@@ -97,7 +105,7 @@ def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(stores, tmp_pat
 
     process = subprocess.Popen(command("split"), stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
-        if "training 0 -> 300" in line:
+        if f"training 0 -> {steps}" in line:
             break
     time.sleep(1.0)
     process.send_signal(signal.SIGTERM)
@@ -105,7 +113,7 @@ def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(stores, tmp_pat
     assert process.wait() == 1, stopped_output
     assert "stopped by a signal" in stopped_output
     checkpoint = torch.load(tmp_path / "split.ckpt", weights_only=False)
-    assert 0 < checkpoint["step"] < 300
+    assert 0 < checkpoint["step"] < steps
     assert not (tmp_path / "split.pt").exists()  # no final model from a stopped run
 
     resumed = subprocess.run(command("split"), capture_output=True, text=True)
@@ -119,16 +127,17 @@ def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(stores, tmp_pat
     assert np.abs(whole_log - split_log).max() <= 1e-6
 
 
-def test_training_step_in_bf16_with_channels_last_runs_on_cpu():
-    """The mixed-precision path (GPU: fp16 + grad scaling) runs on CPU as bf16 autocast."""
+@pytest.mark.parametrize("precision", TEST_PRECISIONS)
+def test_mixed_precision_training_step_with_channels_last(precision):
+    """The mixed-precision path: bf16 autocast on CPU; fp16 with grad scaling or bf16 on CUDA."""
     from unetseg.model import UNet, prepare
 
-    config = TrainConfig(**TINY, precision="bf16", channels_last=True)
-    device = torch.device("cpu")
+    config = TrainConfig(**TINY, precision=precision, channels_last=True)
+    device = torch.device(TEST_DEVICE)
     torch.manual_seed(0)
     model = prepare(UNet(depth=2, base_channels=4), device, channels_last=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     tile_in = tiling.input_size(20, 2)
     batch = (
         torch.rand(1, 1, tile_in, tile_in),
@@ -136,6 +145,7 @@ def test_training_step_in_bf16_with_channels_last_runs_on_cpu():
         torch.ones(1, 20, 20),
     )
     before = [p.detach().clone() for p in model.parameters()]
-    loss = training_step(model, optimizer, scaler, batch, config, device, 0)
-    assert np.isfinite(loss)
+    losses = [training_step(model, optimizer, scaler, batch, config, device, s) for s in range(3)]
+    assert np.isfinite(losses).all()
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32

@@ -240,6 +240,8 @@ def train(
         tiling.check_output_size(config.tile_out, config.depth, "train.tile_out"), config.depth
     )
     device = pick_device(config.device)
+    if config.deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # else cuBLAS may vary
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     torch.manual_seed(config.seed)
     model = prepare(

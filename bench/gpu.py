@@ -1,0 +1,145 @@
+"""On a machine with a CUDA GPU (`python -m bench gpu`, run through a lent GPU machine): training
+steps of the paper-size U-Net per precision, the prediction pipeline against the bare model on
+the GPU, and the CPU bf16 benchmark on that machine's CPU. Skipped where there is no GPU."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import predict as predict_bench
+from bench import train as train_bench
+from bench.record import record
+from unetseg import tiling
+from unetseg.model import UNet, prepare
+from unetseg.predict import forward_tiles, predict_volume
+from unetseg.train import TrainConfig, training_step
+
+CUDA = torch.device("cuda")
+VARIANTS = [("fp32", False), ("fp32", True), ("fp16", True), ("bf16", True)]
+
+
+def device_seconds(function, device: torch.device) -> float:
+    """Wall time of one call, with the GPU's queued work finished on both sides."""
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    synchronize()
+    started = time.perf_counter()
+    function()
+    synchronize()
+    return time.perf_counter() - started
+
+
+def device_name(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return f"{name}, torch {torch.__version__}"
+
+
+def training_step_seconds(device, precision, channels_last, base_channels, steps):
+    """Median step time of the paper's network (572 -> 388, batch 1), fed CPU batches (pinned on
+    CUDA, as the DataLoader gives them); and every loss, warm-up included."""
+    config = TrainConfig(precision=precision, channels_last=channels_last, steps=1000)
+    torch.manual_seed(0)
+    model = prepare(UNet(depth=4, base_channels=base_channels), device, channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    batch = (
+        torch.rand(1, 1, 572, 572),
+        torch.randint(0, 2, (1, 388, 388)),
+        torch.ones(1, 388, 388),
+    )
+    if device.type == "cuda":
+        batch = tuple(tensor.pin_memory() for tensor in batch)
+    losses = [training_step(model, optimizer, scaler, batch, config, device, s) for s in range(3)]
+    times = []
+    for step in range(steps):
+        times.append(
+            device_seconds(
+                lambda s=step: losses.append(
+                    training_step(model, optimizer, scaler, batch, config, device, s)
+                ),
+                device,
+            )
+        )
+    return statistics.median(times), losses
+
+
+def cuda_training(device=CUDA, base_channels=64, steps=20, variants=VARIANTS):
+    """cuda_train_step_ms per precision, and fp16 + channels_last against fp32."""
+    step_s = {}
+    for precision, channels_last in variants:
+        seconds, losses = training_step_seconds(
+            device, precision, channels_last, base_channels, steps
+        )
+        step_s[precision, channels_last] = seconds
+        name = f"cuda_train_step_ms_{precision}{'_channels_last' if channels_last else ''}"
+        record(name, round(1000 * seconds, 2), "ms per step", "report", gpu=device_name(device),
+               steps=steps, losses_finite=bool(np.isfinite(losses).all()),
+               network=f"depth 4, {base_channels} channels, 572 -> 388, batch 1")  # fmt: skip
+    fastest = variants[-2]  # fp16 + channels_last on CUDA
+    record(f"cuda_{fastest[0]}_cl_vs_fp32_train", round(step_s[variants[0]] / step_s[fastest], 2),
+           "x fp32 step speed", "report", gpu=device_name(device))  # fmt: skip
+
+
+def cuda_prediction(device=CUDA, base_channels=64, shape=(8, 2048, 2048),
+                    batch_size=4, variants=VARIANTS) -> None:  # fmt: skip
+    """predict_vs_bare_model_cuda: the Dask overlap-tile pipeline (Zarr in and out) against the
+    bare model's forward over the same number of tiles, paper-size network, per precision."""
+    depth, tile_out = 4, 388
+    tile_in = tiling.input_size(tile_out, depth)
+    n_tiles = shape[0] * len(tiling.tile_origins(0, shape[1], tile_out, depth)) ** 2
+    mpx = np.prod(shape) / 1e6
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        predict_bench.make_raw(folder / "raw.zarr", shape)
+        torch.manual_seed(0)
+        model = UNet(depth=depth, base_channels=base_channels).eval()
+        torch.save({"model_config": model.config, "model_state": model.state_dict()},
+                   folder / "model.pt")  # fmt: skip
+        runs = itertools.count()
+        tiles = np.random.default_rng(0).random((batch_size, tile_in, tile_in), dtype=np.float32)
+        for precision, channels_last in variants:
+            net = prepare(
+                UNet(depth=depth, base_channels=base_channels), device, channels_last
+            ).eval()
+            net.load_state_dict(model.state_dict())
+
+            def bare(net=net, precision=precision, channels_last=channels_last):
+                for _ in range(-(-n_tiles // batch_size)):
+                    forward_tiles(net, tiles, device, precision, channels_last)
+
+            def ours(precision=precision, channels_last=channels_last):
+                predict_volume(
+                    folder / "model.pt", folder / "raw.zarr", folder / f"p{next(runs)}.zarr",
+                    tile_out=tile_out, batch_size=batch_size, block_px=1024, workers=2, threads=8,
+                    precision=precision, channels_last=channels_last, device=device.type,
+                )  # fmt: skip
+
+            bare(), ours()  # warm-up: cuDNN picks its kernels
+            rounds = [
+                (device_seconds(ours, device), device_seconds(bare, device)) for _ in range(3)
+            ]
+            ours_s, bare_s = (statistics.median(times) for times in zip(*rounds, strict=True))
+            suffix = f"{precision}{'_channels_last' if channels_last else ''}"
+            record(f"predict_vs_bare_model_cuda_{suffix}", round(bare_s / ours_s, 3),
+                   "x bare model speed", ">= 0.9", ours_mpx_s=round(mpx / ours_s, 2),
+                   bare_mpx_s=round(mpx / bare_s, 2), volume="x".join(map(str, shape)),
+                   tiles=n_tiles, batch=batch_size, gpu=device_name(device), rounds=3,
+                   network=f"depth 4, {base_channels} channels, 572 -> 388")  # fmt: skip
+
+
+def on_gpu_machine() -> None:
+    if not torch.cuda.is_available():
+        print("bench gpu: no CUDA device here; skipped")
+        return
+    train_bench.cpu_bf16_cl_vs_fp32(repeats=3)
+    cuda_training()
+    cuda_prediction()
+
+
+BENCHMARKS = {"gpu": on_gpu_machine}
