@@ -16,10 +16,10 @@ export PYTHONPATH="$PWD/workflow:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFER
     echo "cores $(nproc); bf16 flags: $(grep -o -w -E 'avx512_bf16|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
     python3 -c "import torch, zarr, dask, numba; print('torch', torch.__version__, 'zarr', zarr.__version__, 'dask', dask.__version__)"
 } 2>&1 | tee "$out/machine.txt"
-UNETSEG_TEST_DEVICE=cuda timeout 240 python3 -m pytest -q -p no:cacheprovider \
+UNETSEG_TEST_DEVICE=cuda timeout 180 python3 -m pytest -q -p no:cacheprovider \
     tests/test_model.py tests/test_train.py \
     tests/test_predict.py::test_predict_on_the_test_device_agrees_with_cpu_fp32 2>&1 |
     tee "$out/pytest.log"
 before=$(wc -l <bench/results.jsonl)
-timeout 300 python3 -m bench gpu 2>&1 | tee "$out/bench.log"
+timeout 270 python3 -m bench gpu 2>&1 | tee "$out/bench.log"
 tail -n "+$((before + 1))" bench/results.jsonl >"$out/results.jsonl"  # this run's figures
