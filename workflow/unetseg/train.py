@@ -254,12 +254,14 @@ def train(
         weight_decay=config.weight_decay,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-    state = resume(Path(checkpoint_path), config, model, optimizer)
+    state = resume(Path(checkpoint_path), config, model, optimizer, scaler)
     log_rows, best = state["log_rows"], state["best"]
     loader = sample_loader(train_volumes, tile_in, config, device, state["step"])
     batches = iter(loader)  # draws the loader's base seed from the global RNG, so restore after
-    if "torch_rng" in state:
-        torch.set_rng_state(state["torch_rng"])  # dropout masks continue where they stopped
+    if "torch_rng" in state:  # dropout masks continue where they stopped
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)  # dropout on a GPU draws from it
     preemption = Preemption()
     started, step = time.perf_counter(), state["step"]
     log.info(
@@ -305,7 +307,15 @@ def train(
                 best = model_file(model, config, step, metrics)
         if step % config.checkpoint_every == 0 or last or preemption.requested:
             save_checkpoint(
-                Path(checkpoint_path), config, model, optimizer, step, log_rows, losses, best
+                Path(checkpoint_path),
+                config,
+                model,
+                optimizer,
+                scaler,
+                step,
+                log_rows,
+                losses,
+                best,
             )
         if preemption.requested:
             raise UnetsegError(f"train: stopped by a signal at step {step}; rerun to resume")
@@ -317,14 +327,17 @@ def train(
     return best
 
 
-def save_checkpoint(path: Path, config, model, optimizer, step, log_rows, losses, best) -> None:
+def save_checkpoint(path: Path, config, model, optimizer, scaler, step, log_rows, losses, best):
+    device = next(model.parameters()).device
     save_atomic(
         {
             "digest": config.digest(),
             "step": step,
             "model_state": model.state_dict(),
             "optimizer_state": optimizer.state_dict(),
+            "scaler_state": scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "log_rows": log_rows,
             "pending_losses": losses,
             "best": best,
@@ -333,7 +346,7 @@ def save_checkpoint(path: Path, config, model, optimizer, step, log_rows, losses
     )
 
 
-def resume(path: Path, config: TrainConfig, model, optimizer) -> dict:
+def resume(path: Path, config: TrainConfig, model, optimizer, scaler) -> dict:
     """Restore the last checkpoint of this same configuration, if there is one."""
     fresh = {"step": 0, "log_rows": [], "best": None}
     if not path.exists():
@@ -344,6 +357,8 @@ def resume(path: Path, config: TrainConfig, model, optimizer) -> dict:
         return fresh
     model.load_state_dict(checkpoint["model_state"])
     optimizer.load_state_dict(checkpoint["optimizer_state"])
+    if checkpoint.get("scaler_state"):  # fp16: the loss scale it had reached
+        scaler.load_state_dict(checkpoint["scaler_state"])
     log.info("resuming from %s at step %d", path, checkpoint["step"])
     return checkpoint
 
