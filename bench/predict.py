@@ -140,7 +140,7 @@ def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
             "write_share": round(write_s / total, 4)}  # fmt: skip
 
 
-def predict_memory(sizes_gb=(0.1, 0.4)) -> None:
+def predict_memory(sizes_gb=(0.25, 2.0)) -> None:
     """predict_peak_rss_mb: `unetseg predict` on uint8 volumes of growing size, tiny model."""
     for size_gb in sizes_gb:
         with tempfile.TemporaryDirectory() as folder:
