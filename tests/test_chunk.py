@@ -61,6 +61,24 @@ def test_labels_kind_is_recorded(tmp_path):
     assert io.zarr_attrs(tmp_path / "i.zarr")["label_kind"] == "instance"
 
 
+def test_declared_label_kind_settles_what_detection_cannot(tmp_path):
+    uint8_ids = np.zeros((2, 10, 10), np.uint8)
+    uint8_ids[:, :5], uint8_ids[:, 5:] = 3, 9
+    path = write_tiff(tmp_path / "ids.tif", uint8_ids)
+    with pytest.raises(UnetsegError, match="declare the volume's label_kind"):
+        chunk_volume(path, tmp_path / "auto.zarr", is_labels=True)
+    chunk_volume(path, tmp_path / "ids.zarr", is_labels=True, label_kind="instance")
+    assert io.zarr_attrs(tmp_path / "ids.zarr")["label_kind"] == "instance"
+    grey_mask = np.where(uint8_ids == 3, 128, 0).astype(np.uint8)
+    chunk_volume(write_tiff(tmp_path / "g.tif", grey_mask), tmp_path / "g.zarr", is_labels=True,
+                 label_kind="binary")  # fmt: skip
+    assert io.zarr_attrs(tmp_path / "g.zarr")["label_kind"] == "binary"
+    negative = write_tiff(tmp_path / "n.tif", np.where(uint8_ids == 3, -1, 4).astype(np.int16))
+    with pytest.raises(UnetsegError, match="n.tif: instance labels must be >= 0, found -1"):
+        chunk_volume(negative, tmp_path / "n.zarr", is_labels=True, label_kind="instance")
+    assert not (tmp_path / "n.zarr").exists()
+
+
 def slice_folder(folder: Path, slices) -> Path:
     folder.mkdir()
     for index, image in enumerate(slices):

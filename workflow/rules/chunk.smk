@@ -43,6 +43,7 @@ rule chunk_labels:
         clevel=config["chunk"]["clevel"],
         shards=shards_option(),
         levels=config["chunk"]["levels"],
+        label_kind=lambda wildcards: VOLUMES[wildcards.volume].get("label_kind", "auto"),
     log:
         log_path("chunk_labels", "{volume}"),
     benchmark:
@@ -57,4 +58,5 @@ rule chunk_labels:
         "unetseg chunk {input.labels} {output} --labels --match {input.raw}"
         " --chunks {params.chunks} {params.slices} {params.voxel_size}"
         " --cname {params.cname} --clevel {params.clevel} {params.shards}"
-        " --levels {params.levels} --threads {threads} > {log} 2>&1"
+        " --levels {params.levels} --label-kind {params.label_kind}"
+        " --threads {threads} > {log} 2>&1"

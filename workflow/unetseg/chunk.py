@@ -124,9 +124,11 @@ def chunk_volume(
     workers: int = 2,
     shards: tuple[int, int, int] | None = None,
     levels: int = 1,
+    label_kind: str = "auto",
 ) -> None:
     """Copy a TIFF, a slice folder, or a slice range of either into an OME-Zarr store, validating
-    as it streams; optionally sharded, and with `levels` pyramid levels for viewers."""
+    as it streams; optionally sharded, and with `levels` pyramid levels for viewers. Labels get
+    their kind (`label_kind`, or detected for 'auto') in the store's attributes."""
     path = Path(tiff_path)
     source, tiff_voxels = open_tiff(path)
     volume = select_slices(da.asarray(source), slices, path)
@@ -166,7 +168,7 @@ def chunk_volume(
             raise UnetsegError(f"{path}: raw contains NaN or Inf values")
         if is_labels:
             unique = np.unique(np.concatenate([values for _, values in checks]))
-            attrs["label_kind"] = labels_kind_from_values(unique, volume.dtype, path)
+            attrs["label_kind"] = labels_kind_from_values(unique, volume.dtype, path, label_kind)
         zarr.open_group(str(tmp), mode="r+").attrs.update({"unetseg": attrs})
         io.write_pyramid(tmp, levels, is_labels, workers)
     log.info("wrote %s %s %s to %s", volume.shape, volume.dtype, "labels" * is_labels, out_path)
@@ -203,8 +205,8 @@ def check_shape_and_dtype(volume, path: Path, is_labels: bool) -> None:
         )
 
 
-def labels_kind_from_values(unique: np.ndarray, dtype: np.dtype, path: Path) -> str:
-    kind = labels.label_kind(unique.astype(dtype), name=str(path))
+def labels_kind_from_values(unique: np.ndarray, dtype, path: Path, declared: str = "auto") -> str:
+    kind = labels.declared_kind(unique.astype(dtype), declared, name=str(path))
     if unique.max() == 0:
         raise UnetsegError(f"{path}: labels contain no cell (all zero); training cannot learn")
     return kind

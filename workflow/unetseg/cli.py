@@ -58,6 +58,7 @@ def cmd_chunk(args) -> None:
         workers=args.threads,
         shards=args.shards,
         levels=args.levels,
+        label_kind=args.label_kind,
     )
 
 
@@ -240,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("out", help="output .zarr store")
     sub.add_argument("--labels", action="store_true", help="the TIFF holds labels, not grey values")
     sub.add_argument("--match", help="raw TIFF whose shape the labels must have")
+    sub.add_argument(
+        "--label-kind",
+        choices=["auto", "binary", "instance"],
+        default="auto",
+        help="labels: binary masks or instance ids (auto: detected from the values)",
+    )
     sub.add_argument("--chunks", type=triple, default=(1, 512, 512), help="z,y,x chunk shape")
     sub.add_argument("--slices", type=int, nargs=2, metavar=("START", "STOP"))
     sub.add_argument("--voxel-size", type=lambda t: triple(t, float), help="z,y,x in micrometres")

@@ -12,6 +12,7 @@ FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 BINARY = "binary"
 INSTANCE = "instance"
+KINDS = (BINARY, INSTANCE)
 
 
 def label_kind(values: np.ndarray, name: str = "labels") -> str:
@@ -26,9 +27,25 @@ def label_kind(values: np.ndarray, name: str = "labels") -> str:
     if values.dtype.itemsize < 2:
         raise UnetsegError(
             f"{name}: uint8 labels with values {unique[:6].tolist()}... are neither binary "
-            "(0/255 or 0/1) nor instance ids (uint16/uint32)"
+            "(0/255 or 0/1) nor instance ids (uint16/uint32); declare the volume's label_kind "
+            "(binary or instance) if they are one of these"
         )
     return INSTANCE
+
+
+def declared_kind(values: np.ndarray, declared: str, name: str = "labels") -> str:
+    """The kind the config declares ('binary', 'instance'), checked against the values, or the
+    detected one for 'auto'. A declaration settles what detection cannot: uint8 instance ids, or
+    a binary mask stored with another foreground value (non-zero = interior)."""
+    if declared == "auto":
+        return label_kind(values, name)
+    if declared not in KINDS:
+        raise UnetsegError(f"{name}: label kind '{declared}' is not one of auto, binary, instance")
+    if not np.issubdtype(values.dtype, np.integer):
+        raise UnetsegError(f"{name}: labels must be integers, got {values.dtype}")
+    if values.min() < 0:
+        raise UnetsegError(f"{name}: {declared} labels must be >= 0, found {values.min()}")
+    return declared
 
 
 def cells(labels_2d: np.ndarray, kind: str) -> np.ndarray:
