@@ -7,7 +7,7 @@ import zarr
 from conftest import write_tiff
 
 from unetseg import UnetsegError, io
-from unetseg.chunk import chunk_volume
+from unetseg.chunk import TiffPages, chunk_volume
 from unetseg.cli import main
 from unetseg.export import export_tiff
 
@@ -77,6 +77,19 @@ def test_declared_label_kind_settles_what_detection_cannot(tmp_path):
     with pytest.raises(UnetsegError, match="n.tif: instance labels must be >= 0, found -1"):
         chunk_volume(negative, tmp_path / "n.zarr", is_labels=True, label_kind="instance")
     assert not (tmp_path / "n.zarr").exists()
+
+
+def test_page_reader_reads_slabs_from_its_own_handle_per_thread(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    volume = np.random.default_rng(0).integers(0, 65535, (9, 20, 30), dtype=np.uint16)
+    path = write_tiff(tmp_path / "v.tif", volume)
+    with TiffPages.of(path, depth=6, first_page=3) as pages:
+        with ThreadPoolExecutor(2) as pool:
+            slabs = list(pool.map(lambda start: pages.read(start, start + 2), [0, 2, 4]))
+        assert len(pages.opened) >= 1
+    assert np.array_equal(np.concatenate(slabs), volume[3:9])
+    assert TiffPages.of(path, depth=10, first_page=0) is None  # more slices than pages
 
 
 def slice_folder(folder: Path, slices) -> Path:
