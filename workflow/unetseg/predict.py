@@ -88,18 +88,12 @@ def predict_block(
     tile_in = tiling.input_size(tile_out, depth)
     origins_y = tiling.tile_origins(*rows, tile_out, depth)
     origins_x = tiling.tile_origins(*cols, tile_out, depth)
-    # Read the block with its halo once; mirror indices reproduce global 'reflect' padding.
-    index_y = tiling.reflect_indices(
-        origins_y[0] - context, origins_y[-1] - context + tile_in, raw.shape[1]
+    padded = mirrored_region(
+        raw,
+        z,
+        (origins_y[0] - context, origins_y[-1] - context + tile_in),
+        (origins_x[0] - context, origins_x[-1] - context + tile_in),
     )
-    index_x = tiling.reflect_indices(
-        origins_x[0] - context, origins_x[-1] - context + tile_in, raw.shape[2]
-    )
-    y_lo, x_lo = index_y.min(), index_x.min()
-    region = io.to_unit_range(
-        np.asarray(raw[z, y_lo : index_y.max() + 1, x_lo : index_x.max() + 1])
-    )
-    padded = region[np.ix_(index_y - y_lo, index_x - x_lo)]
 
     out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), np.float32)
     tiles = [(oy, ox) for oy in origins_y for ox in origins_x]
@@ -123,6 +117,25 @@ def predict_block(
                 y0 - oy : y1 - oy, x0 - ox : x1 - ox
             ]
     return out
+
+
+def mirrored_region(raw, z: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """raw[z, rows, cols] in [0, 1], read once, where the parts outside the slice mirror it as
+    numpy's 'reflect' padding of the whole slice would (edge not repeated)."""
+    height, width = raw.shape[1:]
+    y0, y1, x0, x1 = max(rows[0], 0), min(rows[1], height), max(cols[0], 0), min(cols[1], width)
+    pads = ((y0 - rows[0], rows[1] - y1), (x0 - cols[0], cols[1] - x1))
+    region = io.to_unit_range(np.asarray(raw[z, y0:y1, x0:x1]))
+    if max(pads[0]) < region.shape[0] and max(pads[1]) < region.shape[1]:
+        return np.pad(region, pads, mode="reflect") if any(map(any, pads)) else region
+    # Margins wider than what was read (slices smaller than the context): fold the indices.
+    index_y, index_x = (
+        tiling.reflect_indices(*span, n) for span, n in ((rows, height), (cols, width))
+    )
+    region = io.to_unit_range(
+        np.asarray(raw[z, index_y.min() : index_y.max() + 1, index_x.min() : index_x.max() + 1])
+    )
+    return region[np.ix_(index_y - index_y.min(), index_x - index_x.min())]
 
 
 def predict_whole_slice(model: UNet, image: np.ndarray, precision: str = "fp32") -> np.ndarray:
