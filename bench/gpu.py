@@ -89,10 +89,11 @@ def cuda_training(device=CUDA, base_channels=64, steps=20, variants=VARIANTS):
 
 
 def cuda_prediction(device=CUDA, base_channels=64, shape=(8, 2048, 2048),
-                    batch_size=4, variants=VARIANTS, workers=(2, 8)) -> None:  # fmt: skip
+                    batch_size=9, variants=VARIANTS, workers=(2, 8)) -> None:  # fmt: skip
     """predict_vs_bare_model_cuda: the Dask overlap-tile pipeline (Zarr in and out) against the
     bare model's forward over the same number of tiles, paper-size network, per precision and
-    number of Dask workers (they overlap the CPU's reading, tiling and writing with the GPU)."""
+    number of Dask workers (they overlap the CPU's reading, tiling and writing with the GPU).
+    A 1024-px chunk holds 3 x 3 tiles of 388 px: batches of 9 fill the GPU with no short batch."""
     depth, tile_out = 4, 388
     tile_in = tiling.input_size(tile_out, depth)
     n_tiles = shape[0] * len(tiling.tile_origins(0, shape[1], tile_out, depth)) ** 2
@@ -150,6 +151,31 @@ def on_gpu_machine() -> None:
     train_bench.cpu_bf16_cl_vs_fp32(repeats=3)
     cuda_training()
     cuda_prediction()
+
+
+def cuda_prediction_profile(shape=(2, 2048, 2048), batch_size=9) -> None:
+    """Where a GPU prediction spends its time: one worker, Dask's sync scheduler, under cProfile
+    (printed, not recorded; the codecs run in zarr's own threads and show as lock waits)."""
+    import cProfile
+    import pstats
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        predict_bench.make_raw(folder / "raw.zarr", shape)
+        torch.manual_seed(0)
+        model = UNet(depth=4, base_channels=64).eval()
+        torch.save({"model_config": model.config, "model_state": model.state_dict()},
+                   folder / "model.pt")  # fmt: skip
+
+        def run(name):
+            predict_volume(folder / "model.pt", folder / "raw.zarr", folder / name, tile_out=388,
+                           batch_size=batch_size, block_px=1024, scheduler="sync", threads=1,
+                           precision="fp16", channels_last=True, device="cuda")  # fmt: skip
+
+        run("warm.zarr")
+        profile = cProfile.Profile()
+        profile.runcall(run, "profiled.zarr")
+        pstats.Stats(profile).sort_stats("tottime").print_stats(15)
 
 
 BENCHMARKS = {"gpu": on_gpu_machine}
