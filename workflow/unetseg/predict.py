@@ -255,7 +255,10 @@ def predict_volume(
             len(blocks),
         )
     tasks = [dask.delayed(task)(target, done_folder, *block) for block in todo]
-    with dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options:
+    with (
+        dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options,
+        io.bulk_writes(),
+    ):
         dask.compute(*tasks, **compute_options)
     io.remove_path(done_folder)
     with io.atomic_output(out_path) as tmp:
