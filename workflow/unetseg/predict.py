@@ -244,7 +244,8 @@ def predict_volume(
     )  # fmt: skip
     started = time.perf_counter()
     partial = Path(out_path).with_name(Path(out_path).name + ".partial")
-    target, done_folder = open_partial(partial, raw.shape, out_dtype, chunks, raw_path, attrs)
+    with io.bulk_writes():  # zarr takes an array's write settings when it is opened
+        target, done_folder = open_partial(partial, raw.shape, out_dtype, chunks, raw_path, attrs)
     blocks = list(chunk_blocks(raw.shape, target.chunks))
     todo = [b for b in blocks if not (done_folder / block_name(*b)).exists()]
     if len(todo) < len(blocks):
@@ -255,10 +256,7 @@ def predict_volume(
             len(blocks),
         )
     tasks = [dask.delayed(task)(target, done_folder, *block) for block in todo]
-    with (
-        dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options,
-        io.bulk_writes(),
-    ):
+    with dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options:
         dask.compute(*tasks, **compute_options)
     io.remove_path(done_folder)
     with io.atomic_output(out_path) as tmp:
