@@ -149,7 +149,7 @@ def create_ome_zarr(
 def uint8_quantiser():
     import warnings
 
-    from numcodecs.zarr3 import FixedScaleOffset
+    from zarr.codecs.numcodecs import FixedScaleOffset
 
     with warnings.catch_warnings():  # "not in the Zarr v3 spec": true, and zarr-python reads it
         warnings.simplefilter("ignore")
