@@ -152,3 +152,22 @@ def test_mixed_precision_training_step_with_channels_last(precision):
     assert np.isfinite(losses).all()
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+
+
+def test_checkpoint_keeps_the_loss_scale(tmp_path):
+    """fp16 training resumes with the loss scale it had reached (CPU GradScaler, same state)."""
+    from unetseg.model import UNet
+    from unetseg.train import resume, save_checkpoint
+
+    config = TrainConfig(**TINY)
+    model = UNet(depth=2, base_channels=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    scaler.scale(torch.ones(()))  # the scale tensor exists from the first scaled loss on
+    scaler.update(new_scale=1024.0)
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, config, model, optimizer, scaler, 7, [], [], None)
+    fresh = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    state = resume(path, config, UNet(depth=2, base_channels=4), optimizer, fresh)
+    assert state["step"] == 7 and state["cuda_rng"] is None
+    assert fresh.get_scale() == scaler.get_scale() == 1024.0
