@@ -101,10 +101,7 @@ def cuda_prediction(device=CUDA, base_channels=64, shape=(8, 2048, 2048),
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         predict_bench.make_raw(folder / "raw.zarr", shape)
-        torch.manual_seed(0)
-        model = UNet(depth=depth, base_channels=base_channels).eval()
-        torch.save({"model_config": model.config, "model_state": model.state_dict()},
-                   folder / "model.pt")  # fmt: skip
+        model = predict_bench.save_model(folder / "model.pt", depth, base_channels)
         runs = itertools.count()
         tiles = np.random.default_rng(0).random((batch_size, tile_in, tile_in), dtype=np.float32)
         for precision, channels_last in variants:
@@ -155,17 +152,14 @@ def on_gpu_machine() -> None:
 
 def cuda_prediction_profile(shape=(2, 2048, 2048), batch_size=9) -> None:
     """Where a GPU prediction spends its time: one worker, Dask's sync scheduler, under cProfile
-    (printed, not recorded; the codecs run in zarr's own threads and show as lock waits)."""
+    (printed, not recorded; only the calling thread is profiled, zarr's own show as lock waits)."""
     import cProfile
     import pstats
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         predict_bench.make_raw(folder / "raw.zarr", shape)
-        torch.manual_seed(0)
-        model = UNet(depth=4, base_channels=64).eval()
-        torch.save({"model_config": model.config, "model_state": model.state_dict()},
-                   folder / "model.pt")  # fmt: skip
+        predict_bench.save_model(folder / "model.pt", depth=4, base_channels=64)
 
         def run(name):
             predict_volume(folder / "model.pt", folder / "raw.zarr", folder / name, tile_out=388,

@@ -30,9 +30,10 @@ def make_raw(path: Path, shape: tuple[int, int, int], chunk_px: int = 1024) -> N
         target[z] = np.roll(np.tile(texture, reps), z * 7, axis=1)[: shape[1], : shape[2]]
 
 
-def save_model(path: Path) -> UNet:
+def save_model(path: Path, depth: int = DEPTH, base_channels: int = CHANNELS) -> UNet:
+    """A U-Net with seeded random weights, saved as `unetseg predict` loads it."""
     torch.manual_seed(0)
-    model = UNet(depth=DEPTH, base_channels=CHANNELS).eval()
+    model = UNet(depth=depth, base_channels=base_channels).eval()
     torch.save({"model_config": model.config, "model_state": model.state_dict()}, path)
     return model
 
@@ -148,11 +149,7 @@ def predict_memory(sizes_gb=(0.25, 2.0)) -> None:
             side = 4096
             shape = (round(size_gb * 1e9 / side**2), side, side)
             make_raw(folder / "raw.zarr", shape)
-            torch.manual_seed(0)
-            tiny = UNet(depth=1, base_channels=2)
-            torch.save(
-                {"model_config": tiny.config, "model_state": tiny.state_dict()}, folder / "m.pt"
-            )
+            save_model(folder / "m.pt", depth=1, base_channels=2)
             command = [sys.executable, "-m", "unetseg", "predict", str(folder / "m.pt"),
                        str(folder / "raw.zarr"), str(folder / "p.zarr"), "--tile-out", "1020",
                        "--block-px", "1024", "--threads", "2", "--workers", "2", "--device", "cpu"]  # fmt: skip
