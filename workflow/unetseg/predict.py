@@ -125,10 +125,11 @@ def mirrored_region(raw, z: int, rows: tuple[int, int], cols: tuple[int, int]) -
     height, width = raw.shape[1:]
     y0, y1, x0, x1 = max(rows[0], 0), min(rows[1], height), max(cols[0], 0), min(cols[1], width)
     pads = ((y0 - rows[0], rows[1] - y1), (x0 - cols[0], cols[1] - x1))
-    region = io.to_unit_range(np.asarray(raw[z, y0:y1, x0:x1]))
-    if max(pads[0]) < region.shape[0] and max(pads[1]) < region.shape[1]:
+    if max(pads[0]) < y1 - y0 and max(pads[1]) < x1 - x0:
+        region = io.to_unit_range(np.asarray(raw[z, y0:y1, x0:x1]))
         return np.pad(region, pads, mode="reflect") if any(map(any, pads)) else region
-    # Margins wider than what was read (slices smaller than the context): fold the indices.
+    # Margins wider than the part inside the slice (slices smaller than the context): fold the
+    # indices, and read the span they reach.
     index_y, index_x = (
         tiling.reflect_indices(*span, n) for span, n in ((rows, height), (cols, width))
     )
