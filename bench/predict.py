@@ -77,8 +77,9 @@ def monai_seconds(model, raw: np.ndarray) -> float:
 
 
 def predict_speed(shape=(2, 1024, 1024)) -> None:
-    """predict_vs_bare_model and predict_vs_monai (fp32, medians of 3 alternating rounds), and the
-    pipeline per precision."""
+    """predict_vs_bare_model and predict_vs_monai (fp32, medians of 3 alternating rounds), the
+    default 2 Dask workers of one thread against 1 of two threads, and the pipeline per
+    precision."""
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -88,22 +89,29 @@ def predict_speed(shape=(2, 1024, 1024)) -> None:
         mpx = np.prod(shape) / 1e6
         n_tiles = shape[0] * tiles_per_slice(shape[1])
 
-        def ours(precision="fp32", channels_last=False, tta=False):
-            out = folder / f"p-{precision}-{channels_last}-{tta}.zarr"
+        def ours(precision="fp32", channels_last=False, tta=False, workers=2):
+            out = folder / f"p-{precision}-{channels_last}-{tta}-{workers}.zarr"
             return seconds(
                 lambda: predict_volume(
                     folder / "model.pt", folder / "raw.zarr", out, tile_out=TILE_OUT,
-                    block_px=shape[1], threads=2, workers=2, precision=precision,
+                    block_px=shape[1], threads=2, workers=workers, precision=precision,
                     channels_last=channels_last, device="cpu", tta=tta,
                 )
             )  # fmt: skip
 
         ours()  # warm-up
         rounds = [
-            (ours(), bare_model_seconds(model, n_tiles, "fp32", False), monai_seconds(model, raw))
+            (
+                ours(),
+                ours(workers=1),
+                bare_model_seconds(model, n_tiles, "fp32", False),
+                monai_seconds(model, raw),
+            )
             for _ in range(3)
-        ]  # alternating, so that a noisy spell hits all three alike; medians below
-        ours_s, bare_s, monai_s = (float(np.median(times)) for times in zip(*rounds, strict=True))
+        ]  # alternating, so that a noisy spell hits all alike; medians below
+        ours_s, one_worker_s, bare_s, monai_s = (
+            float(np.median(times)) for times in zip(*rounds, strict=True)
+        )
         split = read_compute_write_split(folder, raw.shape, bare_s)
         common = {"volume": "x".join(map(str, shape)), "network": f"depth {DEPTH}, {CHANNELS} "
                   f"channels, {TILE_OUT + 2 * tiling.context_px(DEPTH)} -> {TILE_OUT}, batch 1",
@@ -114,6 +122,9 @@ def predict_speed(shape=(2, 1024, 1024)) -> None:
         record("predict_vs_monai", round(monai_s / ours_s, 3), "x MONAI speed", ">= 1.0",
                monai_mpx_s=round(mpx / monai_s, 3), precision="fp32", **common,
                note="MONAI: sliding_window_inference, roi 388, overlap 0, mirror context per window")  # fmt: skip
+        record("predict_two_workers_vs_one", round(one_worker_s / ours_s, 3),
+               "x speed of 1 worker of 2 threads", "report (sets the default)",
+               one_worker_mpx_s=round(mpx / one_worker_s, 3), precision="fp32", **common)  # fmt: skip
         tta_s = ours(tta=True)
         record("predict_tta_cost", round(tta_s / ours_s, 2), "x time without TTA", "~8",
                tta_mpx_s=round(mpx / tta_s, 3), **common)  # fmt: skip
