@@ -2,6 +2,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,7 +116,8 @@ def test_pretrained_model_with_another_architecture_is_refused(tmp_path, model_f
 
 
 def test_no_two_tasks_write_the_same_chunk(tmp_path, model_file, monkeypatch):
-    """Record every store write of chunking, weight maps and prediction with 4 Dask workers."""
+    """Record every chunk write of chunking, weight maps and prediction with 4 Dask workers, by
+    zarr's store or straight to the chunk's file (`blocks.write_block`)."""
     from zarr.storage import LocalStore
 
     from unetseg.weights import compute_weights
@@ -131,7 +133,14 @@ def test_no_two_tasks_write_the_same_chunk(tmp_path, model_file, monkeypatch):
     write_tiff(tmp_path / "raw.tif", rng.integers(0, 255, (4, 70, 50)).astype(np.uint8))
     labels = np.where(rng.random((4, 70, 50)) > 0.3, 255, 0).astype(np.uint8)
     write_tiff(tmp_path / "labels.tif", labels)
+    original_write_bytes = Path.write_bytes
+
+    def recording_write_bytes(self, data):
+        writes.append(str(self))
+        return original_write_bytes(self, data)
+
     monkeypatch.setattr(LocalStore, "set", recording_set)
+    monkeypatch.setattr(Path, "write_bytes", recording_write_bytes)
     chunk_volume(tmp_path / "raw.tif", tmp_path / "raw.zarr", chunks=(1, 32, 32), workers=4)
     chunk_volume(
         tmp_path / "labels.tif", tmp_path / "l.zarr", chunks=(1, 32, 32), is_labels=True, workers=4

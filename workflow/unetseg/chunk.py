@@ -19,7 +19,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from unetseg import io, labels
+from unetseg import blocks, io, labels
 from unetseg.errors import UnetsegError
 from unetseg.stores import is_zarr
 
@@ -233,7 +233,7 @@ def copy_slab(
     """Copy slices [start, stop); return (all finite, the label values) for the checks."""
     block = source.read(start, stop)
     finite = bool(np.isfinite(block).all()) if block.dtype.kind == "f" else True
-    target[start:stop] = block
+    blocks.write_block(target, (start, 0, 0), block)
     return finite, np.unique(block) if is_labels else None
 
 

@@ -20,7 +20,7 @@ import dask
 import numpy as np
 import torch
 
-from unetseg import io, tiling
+from unetseg import blocks, io, tiling
 from unetseg.errors import UnetsegError
 from unetseg.model import UNet, autocast, pick_device, prepare, to_device
 
@@ -178,10 +178,11 @@ class BlockTask:
         torch.set_num_threads(self.torch_threads)  # also in worker processes: no oversubscription
         model, _ = load_model(self.model_path, self.device, self.channels_last)
         raw = io.open_zarr(self.raw_path)
-        target[z, slice(*rows), slice(*cols)] = predict_block(
+        probability = predict_block(
             model, raw, z, rows, cols, self.tile_out, self.batch_size,
             torch.device(self.device), self.precision, self.channels_last, self.tta,
         )  # fmt: skip
+        blocks.write_block(target, (z, rows[0], cols[0]), probability[np.newaxis])
         (done_folder / block_name(z, rows, cols)).touch()  # after the write: the chunk is whole
 
 

@@ -1,0 +1,86 @@
+"""Blocks written straight to chunk files must be what zarr itself writes, byte for byte."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from unetseg import blocks, io
+
+SHAPE, CHUNKS = (3, 300, 270), (2, 128, 128)  # edge chunks on every axis
+
+
+def chunk_files(store: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and "c" in p.relative_to(store).parts
+    }
+
+
+def volume(dtype) -> np.ndarray:
+    values = np.random.default_rng(0).random(SHAPE) * 200
+    values[:, :64] = 0  # all-zero chunks are written too
+    return values.astype(dtype)
+
+
+def by_zarr_and_by_blocks(folder: Path, data, **options) -> tuple[zarr.Array, zarr.Array]:
+    with io.bulk_writes():
+        ours = io.create_ome_zarr(folder / "ours.zarr", SHAPE, data.dtype, CHUNKS, **options)
+        theirs = io.create_ome_zarr(folder / "theirs.zarr", SHAPE, data.dtype, CHUNKS, **options)
+    theirs[...] = data
+    for z in (0, 2):  # two blocks, the second at the edge
+        blocks.write_block(ours, (z, 0, 0), data[z : z + 2])
+    return ours, theirs
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32", "float16"])
+def test_direct_chunks_are_zarrs_own_bytes(tmp_path, dtype):
+    data = volume(dtype)
+    ours, _ = by_zarr_and_by_blocks(tmp_path, data)
+    assert blocks.chunk_folder(ours) is not None  # the direct path is the one under test
+    written = chunk_files(tmp_path / "ours.zarr")
+    assert len(written) == 2 * 3 * 3
+    assert written == chunk_files(tmp_path / "theirs.zarr")
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours.zarr" / "0")[...], data)
+
+
+def test_a_float_block_is_cast_to_the_arrays_type_as_zarr_casts_it(tmp_path):
+    data = volume("float32")
+    with io.bulk_writes():
+        ours = io.create_ome_zarr(tmp_path / "ours.zarr", SHAPE, "float16", CHUNKS)
+        theirs = io.create_ome_zarr(tmp_path / "theirs.zarr", SHAPE, "float16", CHUNKS)
+    theirs[...] = data
+    blocks.write_block(ours, (0, 0, 0), data)
+    assert chunk_files(tmp_path / "ours.zarr") == chunk_files(tmp_path / "theirs.zarr")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"shards": (2, 256, 256)}, {"quantise_to_uint8": True}],
+    ids=["sharded", "filtered"],
+)
+def test_other_layouts_go_through_zarr(tmp_path, options):
+    data = volume("float32") / 200 if "quantise_to_uint8" in options else volume("uint8")
+    ours, theirs = by_zarr_and_by_blocks(tmp_path, data, **options)
+    assert blocks.chunk_folder(ours) is None
+    np.testing.assert_array_equal(ours[...], theirs[...])
+
+
+def test_a_block_off_the_chunk_grid_goes_through_zarr(tmp_path):
+    data = volume("uint8")
+    with io.bulk_writes():
+        ours = io.create_ome_zarr(tmp_path / "ours.zarr", SHAPE, data.dtype, CHUNKS)
+    assert not blocks.is_chunk_aligned(ours, (0, 64, 0), (2, 128, 128))
+    assert blocks.is_chunk_aligned(ours, (2, 256, 256), (1, 44, 14))  # ends at the edge
+    blocks.write_block(ours, (0, 64, 0), data[:2, 64:192, :128])
+    np.testing.assert_array_equal(ours[:2, 64:192, :128], data[:2, 64:192, :128])
+    assert ours[0, :64].max() == 0
+
+
+def test_a_store_in_memory_goes_through_zarr():
+    array = zarr.create_array(zarr.storage.MemoryStore(), shape=(4, 4), chunks=(2, 2), dtype="u1")
+    assert blocks.chunk_folder(array) is None
+    blocks.write_block(array, (0, 0), np.full((4, 4), 7, np.uint8))
+    assert (array[...] == 7).all()
