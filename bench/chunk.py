@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,15 +48,10 @@ def to_disk(tiff: Path, command: list) -> tuple[float, float]:
     return time.perf_counter() - started, peak
 
 
-def remove(*paths: Path) -> None:
-    for path in paths:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    subprocess.run(["sync"], check=True)
-
-
-def chunk_benchmarks(sizes_gib=(1, 4)) -> None:
+def chunk_benchmarks(sizes_gib=(1, 4), rounds: int = 3) -> None:
     """chunk_peak_rss_mb_4gb (and the 1 GiB size beside it), and on the largest size chunk_vs_cp
-    with the default chunks and chunk_vs_cp_sharded with one shard per slice.
+    with the default chunks and chunk_vs_cp_sharded with one shard per slice: medians of
+    `rounds` alternating rounds of cp, chunk and sharded chunk.
 
     Every output stays until the end: ext4 skips the inodes of files deleted in the last minutes
     when it creates new ones (`recently_deleted`, seen with perf), which made a store written
@@ -65,9 +59,9 @@ def chunk_benchmarks(sizes_gib=(1, 4)) -> None:
     with tempfile.TemporaryDirectory(dir=Path.home()) as folder:
         folder = Path(folder)
         for size_gib in sizes_gib:
-            tiff, store = folder / f"volume-{size_gib}g.tif", folder / f"v{size_gib}.zarr"
+            tiff = folder / f"volume-{size_gib}g.tif"
             write_bigtiff(tiff, n_slices=size_gib * 64)
-            chunk_s, peak = to_disk(tiff, chunk_command(tiff, store))
+            chunk_s, peak = to_disk(tiff, chunk_command(tiff, folder / f"v{size_gib}.zarr"))
             gib = tiff.stat().st_size / 2**30
             common = {"volume": f"{size_gib * 64}x{SIDE}x{SIDE} uint8 BigTIFF", "file_gib": round(gib, 2),
                       "chunks": "1x512x512", "codec": "blosc zstd 3 byte shuffle", "threads": 2,
@@ -75,20 +69,29 @@ def chunk_benchmarks(sizes_gib=(1, 4)) -> None:
             name = "chunk_peak_rss_mb_4gb" if size_gib == 4 else f"chunk_peak_rss_mb_{size_gib}gb"
             record(name, round(peak), "MB", "<= 500, flat in volume size", seconds=round(chunk_s, 1),
                    **common)  # fmt: skip
-            if size_gib == max(sizes_gib):
-                store_gib = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 2**30
-                cp_s, _ = to_disk(tiff, ["cp", tiff, folder / "copy.tif"])
-                shard = f"1,{SIDE},{SIDE}"
-                sharded = chunk_command(tiff, folder / "sharded.zarr", "--shards", shard)
-                sharded_s, _ = to_disk(tiff, sharded)
-                note = "both timed to the end of a sync; unetseg chunk includes Python start-up and checks"
-                record("chunk_vs_cp", round(cp_s / chunk_s, 3), "x cp throughput", ">= 0.5",
-                       chunk_gib_s=round(gib / chunk_s, 3), cp_gib_s=round(gib / cp_s, 3),
-                       store_gib=round(store_gib, 2), **common, note=note)  # fmt: skip
-                record("chunk_vs_cp_sharded", round(cp_s / sharded_s, 3), "x cp throughput", ">= 0.5",
-                       chunk_gib_s=round(gib / sharded_s, 3), cp_gib_s=round(gib / cp_s, 3),
-                       **{**common, "shards": shard.replace(",", "x")}, note=note)  # fmt: skip
-                direct_vs_zarr(tiff, folder, common)
+        store_gib = sum(f.stat().st_size for f in (folder / f"v{size_gib}.zarr").rglob("*")
+                        if f.is_file()) / 2**30  # fmt: skip
+        shard = f"1,{SIDE},{SIDE}"
+        times = {"cp": [], "chunk": [], "sharded": []}
+        for round_ in range(rounds):
+            commands = {
+                "cp": ["cp", tiff, folder / f"copy-{round_}.tif"],
+                "chunk": chunk_command(tiff, folder / f"chunk-{round_}.zarr"),
+                "sharded": chunk_command(
+                    tiff, folder / f"sharded-{round_}.zarr", "--shards", shard
+                ),
+            }
+            for name, command in list(commands.items())[:: 1 if round_ % 2 == 0 else -1]:
+                times[name].append(to_disk(tiff, command)[0])
+        cp_s, chunk_s, sharded_s = (float(np.median(times[name])) for name in times)
+        note = "both timed to the end of a sync; unetseg chunk includes Python start-up and checks"
+        record("chunk_vs_cp", round(cp_s / chunk_s, 3), "x cp throughput", ">= 0.5",
+               chunk_gib_s=round(gib / chunk_s, 3), cp_gib_s=round(gib / cp_s, 3), rounds=rounds,
+               store_gib=round(store_gib, 2), **common, note=note)  # fmt: skip
+        record("chunk_vs_cp_sharded", round(cp_s / sharded_s, 3), "x cp throughput", ">= 0.5",
+               chunk_gib_s=round(gib / sharded_s, 3), cp_gib_s=round(gib / cp_s, 3), rounds=rounds,
+               **{**common, "shards": shard.replace(",", "x")}, note=note)  # fmt: skip
+        direct_vs_zarr(tiff, folder, common)
 
 
 def direct_vs_zarr(tiff: Path, folder: Path, common: dict, rounds: int = 2) -> None:
