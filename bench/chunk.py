@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from bench.record import peak_rss_mb, record
+from bench.record import peak_rss_mb, record, seconds
 
 SIDE = 4096  # px; a 4096 x 4096 uint8 page is 16 MiB
 
@@ -64,7 +64,7 @@ def chunk_benchmarks(sizes_gib=(1, 4), rounds: int = 3) -> None:
             chunk_s, peak = to_disk(tiff, chunk_command(tiff, folder / f"v{size_gib}.zarr"))
             gib = tiff.stat().st_size / 2**30
             common = {"volume": f"{size_gib * 64}x{SIDE}x{SIDE} uint8 BigTIFF", "file_gib": round(gib, 2),
-                      "chunks": "1x512x512", "codec": "blosc zstd 3 byte shuffle", "threads": 2,
+                      "chunks": "1x512x512", "codec": "blosc zstd 1 byte shuffle", "threads": 2,
                       "page_cache": "equalised: the file is read once before each contender"}  # fmt: skip
             name = "chunk_peak_rss_mb_4gb" if size_gib == 4 else f"chunk_peak_rss_mb_{size_gib}gb"
             record(name, round(peak), "MB", "<= 500, flat in volume size", seconds=round(chunk_s, 1),
@@ -133,4 +133,34 @@ def direct_vs_zarr(tiff: Path, folder: Path, common: dict, rounds: int = 2) -> N
            note="in-process, 2 Dask threads, each timed to the end of a sync")  # fmt: skip
 
 
-BENCHMARKS = {"chunk": chunk_benchmarks}
+def codec_speeds(settings=(("zstd", 1), ("zstd", 3), ("lz4", 5))) -> None:
+    """codec_<cname><clevel>_mib_s: Blosc (byte shuffle) encoding speed on one thread, as each
+    chunk-writing thread runs it, and the compression ratio, on the 20 ISBI training slices (512²
+    chunks; skipped without them) and on this benchmark's texture."""
+    import numcodecs
+    import numcodecs.blosc
+
+    from bench.train import ISBI
+    from unetseg.data import demo_volume
+
+    numcodecs.blosc.use_threads = False  # one thread per chunk, as in a Dask worker
+    texture = np.tile(demo_volume((1, 512, 512), seed=0)[0][0], (2, 2))
+    samples = {"texture": [np.roll(texture, 13 * z, axis=1)[:512, :512] for z in range(8)]}
+    if (ISBI / "train-volume.tif").exists():
+        slices = tifffile.imread(ISBI / "train-volume.tif")
+        samples["isbi"] = [image[:512, :512] for image in slices]
+    for data, chunks in samples.items():
+        chunks = [np.ascontiguousarray(chunk) for chunk in chunks]
+        raw_bytes = sum(chunk.nbytes for chunk in chunks)
+        for cname, clevel in settings:
+            codec = numcodecs.Blosc(cname, clevel, numcodecs.Blosc.SHUFFLE)
+            encoded = [codec.encode(chunk) for chunk in chunks]  # warm-up, and the sizes
+            taken = min(seconds(lambda c=codec, cs=chunks: [c.encode(chunk) for chunk in cs])
+                        for _ in range(5))  # fmt: skip
+            record(f"codec_{cname}{clevel}_mib_s_{data}", round(raw_bytes / taken / 2**20),
+                   "MiB/s, one thread", "report (chooses chunk.clevel)",
+                   ratio=round(raw_bytes / sum(map(len, encoded)), 3), chunks=len(chunks),
+                   shuffle="byte")  # fmt: skip
+
+
+BENCHMARKS = {"chunk": chunk_benchmarks, "codecs": codec_speeds}

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from bench.record import peak_rss_mb, record, seconds
-from unetseg import io, tiling
+from unetseg import blocks, io, tiling
 from unetseg.model import UNet, prepare
 from unetseg.predict import forward_tiles, predict_volume
 
@@ -42,16 +42,19 @@ def tiles_per_slice(size_px: int) -> int:
     return len(tiling.tile_origins(0, size_px, TILE_OUT, DEPTH)) ** 2
 
 
-def bare_model_seconds(model, n_tiles: int, precision: str, channels_last: bool) -> float:
-    """The model's forward alone over n tiles already in memory, as predict feeds it."""
+def bare_model_seconds(
+    model, n_tiles: int, precision: str, channels_last: bool, batch_size: int = 1
+) -> float:
+    """The model's forward alone over n tiles already in memory, in batches as predict feeds it."""
     tile_in = tiling.input_size(TILE_OUT, DEPTH)
-    tiles = np.random.default_rng(0).random((1, tile_in, tile_in), dtype=np.float32)
+    tiles = np.random.default_rng(0).random((batch_size, tile_in, tile_in), dtype=np.float32)
     device = torch.device("cpu")
     net = prepare(model, device, channels_last)
     forward_tiles(net, tiles, device, precision, channels_last)  # warm-up
     return seconds(
         lambda: [
-            forward_tiles(net, tiles, device, precision, channels_last) for _ in range(n_tiles)
+            forward_tiles(net, tiles, device, precision, channels_last)
+            for _ in range(n_tiles // batch_size)
         ]
     )
 
@@ -138,6 +141,39 @@ def predict_speed(shape=(2, 1024, 1024)) -> None:
                    fp32_bare_mpx_s=round(mpx / bare_s, 3), **common)  # fmt: skip
 
 
+def predict_small_network(shape=(4, 1024, 1024), base_channels: int = 2, batch_size: int = 9):
+    """predict_vs_bare_model_small_network: predict_vs_bare_model with a network of 2 base
+    channels instead of 16 and batches of the 9 tiles of a 1024-px chunk. The model is then fast
+    beside the pipeline, as on a GPU, so the ratio shows what the pipeline itself costs per
+    pixel (reading, mirroring, batching, writing) on these two cores. Medians of 3 rounds."""
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        make_raw(folder / "raw.zarr", shape)
+        model = save_model(folder / "model.pt", base_channels=base_channels)
+        mpx, n_tiles = np.prod(shape) / 1e6, shape[0] * tiles_per_slice(shape[1])
+
+        def ours(round_):
+            return seconds(
+                lambda: predict_volume(
+                    folder / "model.pt", folder / "raw.zarr", folder / f"p{round_}.zarr",
+                    tile_out=TILE_OUT, batch_size=batch_size, block_px=shape[1], threads=2,
+                    workers=2, device="cpu",
+                )
+            )  # fmt: skip
+
+        ours("warm-up")
+        rounds = [(ours(r), bare_model_seconds(model, n_tiles, "fp32", False, batch_size))
+                  for r in range(3)]  # fmt: skip
+        ours_s, bare_s = (float(np.median(times)) for times in zip(*rounds, strict=True))
+        record("predict_vs_bare_model_small_network", round(bare_s / ours_s, 3),
+               "x bare model speed", "report (the pipeline's own cost)",
+               ours_mpx_s=round(mpx / ours_s, 3), bare_mpx_s=round(mpx / bare_s, 3),
+               volume="x".join(map(str, shape)), tiles=n_tiles, precision="fp32", rounds=3,
+               network=f"depth {DEPTH}, {base_channels} channels, batch {batch_size}",
+               threads=2, workers=2)  # fmt: skip
+
+
 def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
     """Reading the raw chunks and writing float16 probability chunks, timed on their own."""
     source = io.open_zarr(folder / "raw.zarr")
@@ -146,7 +182,9 @@ def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
         folder / "w.zarr", shape, "float16", (1, *shape[1:]), (1.0, 1.0, 1.0), {}
     )
     block = np.random.default_rng(0).random(shape[1:]).astype(np.float16)
-    write_s = seconds(lambda: [target.__setitem__(z, block) for z in range(shape[0])])
+    write_s = seconds(
+        lambda: [blocks.write_block(target, (z, 0, 0), block[None]) for z in range(shape[0])]
+    )
     total = read_s + compute_s + write_s
     return {"read_share": round(read_s / total, 4), "compute_share": round(compute_s / total, 4),
             "write_share": round(write_s / total, 4)}  # fmt: skip
@@ -172,4 +210,8 @@ def predict_memory(sizes_gb=(0.25, 2.0)) -> None:
                    network="depth 1, 2 channels", workers=2)  # fmt: skip
 
 
-BENCHMARKS = {"predict": predict_speed, "predict-memory": predict_memory}
+BENCHMARKS = {
+    "predict": predict_speed,
+    "predict-small-network": predict_small_network,
+    "predict-memory": predict_memory,
+}

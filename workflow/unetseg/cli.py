@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--shards", type=triple, help="z,y,x shard shape (Zarr v3 sharding)")
     sub.add_argument("--levels", type=int, default=1, help="pyramid levels (1: none)")
     sub.add_argument("--cname", default="zstd", help="Blosc compressor")
-    sub.add_argument("--clevel", type=int, default=3, help="Blosc compression level")
+    sub.add_argument("--clevel", type=int, default=1, help="Blosc compression level")
     sub.add_argument("--threads", type=int, default=2)
 
     sub = command("export", cmd_export, "Stream a Zarr volume into a TIFF (ImageJ metadata).")

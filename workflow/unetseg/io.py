@@ -79,9 +79,10 @@ def write_json(path: str | os.PathLike, data: object) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def blosc(cname: str = "zstd", clevel: int = 3) -> BloscCodec:
-    """Byte shuffle and a low level: on ISBI EM slices zstd 3 with byte shuffle compressed better
-    (1.08x) and 7x faster than zstd 5 with bit shuffle (1.06x) (BENCHMARKS.md, chunk)."""
+def blosc(cname: str = "zstd", clevel: int = 1) -> BloscCodec:
+    """Byte shuffle and the lowest level: on the ISBI EM slices zstd 1 with byte shuffle encodes
+    435 MiB/s on one thread at 1.083x, zstd 3 399 MiB/s at 1.080x (`python -m bench codecs`), and
+    zstd 5 with bit shuffle was 7x slower at 1.06x (BENCHMARKS.md, chunk)."""
     return BloscCodec(cname=cname, clevel=clevel, shuffle="shuffle")
 
 
