@@ -217,7 +217,11 @@ class TiffPages:
             self.local.tif = tifffile.TiffFile(self.path)
             self.opened.append(self.local.tif)
         pages = self.local.tif.series[0].pages
-        return np.stack([pages[self.first_page + z].asarray() for z in range(start, stop)])
+        first = pages[self.first_page + start]
+        slab = np.empty((stop - start, *first.shape), first.dtype)
+        for z in range(start, stop):  # straight into the slab: no copy to stack pages
+            pages[self.first_page + z].asarray(out=slab[z - start])
+        return slab
 
     def __enter__(self) -> TiffPages:
         return self
