@@ -92,6 +92,26 @@ def test_page_reader_reads_slabs_from_its_own_handle_per_thread(tmp_path):
     assert TiffPages.of(path, depth=10, first_page=0) is None  # more slices than pages
 
 
+@pytest.mark.parametrize("shape", [(7, 40, 50), (40, 50)], ids=["stack", "2d"])
+def test_tiffs_the_page_reader_cannot_take_go_through_tifffiles_zarr_view(
+    tmp_path, shape, monkeypatch
+):
+    volume = np.random.default_rng(2).integers(0, 65535, shape, dtype=np.uint16)
+    source = write_tiff(tmp_path / "in.tif", volume)
+    monkeypatch.setattr(TiffPages, "of", classmethod(lambda cls, *args: None))
+    slices = (2, 6) if len(shape) == 3 else None
+    chunk_volume(source, tmp_path / "v.zarr", chunks=(3, 16, 16), slices=slices, workers=2)
+    expected = volume[2:6] if slices else volume[np.newaxis]
+    assert np.array_equal(io.open_zarr(tmp_path / "v.zarr")[...], expected)
+
+
+def test_a_zarr_store_is_chunked_again_from_a_slice_range(tmp_path):
+    volume = np.random.default_rng(3).integers(0, 255, (6, 30, 40), dtype=np.uint8)
+    chunk_volume(write_tiff(tmp_path / "in.tif", volume), tmp_path / "a.zarr", chunks=(1, 8, 8))
+    chunk_volume(tmp_path / "a.zarr", tmp_path / "b.zarr", chunks=(2, 16, 16), slices=(1, 5))
+    assert np.array_equal(io.open_zarr(tmp_path / "b.zarr")[...], volume[1:5])
+
+
 def slice_folder(folder: Path, slices) -> Path:
     folder.mkdir()
     for index, image in enumerate(slices):

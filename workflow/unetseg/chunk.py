@@ -1,7 +1,8 @@
 """TIFF volumes into chunked, compressed OME-Zarr, streamed slab by slab with Dask.
 
-Pages are read through tifffile's Zarr view of the file, so memory holds a few slabs at a time,
-whatever the size of the volume; reading and writing overlap in Dask's thread pool.
+Each Dask task reads one slab (TIFF pages straight from the file, or through tifffile's Zarr
+view), checks it and writes its chunks, so memory holds a few slabs at a time whatever the size
+of the volume; reading and writing overlap in Dask's thread pool.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import dask
-import dask.array as da
 import numpy as np
 import tifffile
 import zarr
@@ -28,12 +29,29 @@ log = logging.getLogger(__name__)
 RAW_DTYPES = (np.uint8, np.uint16, np.float32)
 
 
-def open_tiff(path: Path) -> tuple[da.Array, tuple[float, float, float] | None]:
-    """A lazy (z, y, x) view of a TIFF, or of a folder of 2D TIFF slices, and its voxel size."""
+class Volume:
+    """A lazy (z, y, x) volume: its shape and type, and whole slices read on demand. Tasks get
+    the volume, not its data, so each reads only its own slab."""
+
+    def __init__(self, shape, dtype, read_slices: Callable[[int, int], np.ndarray]):
+        self.shape, self.dtype, self.read_slices = tuple(shape), np.dtype(dtype), read_slices
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.read_slices(start, stop)
+
+    def slices(self, start: int, stop: int) -> Volume:
+        shape = (stop - start, *self.shape[1:])
+        return Volume(shape, self.dtype, lambda a, b: self.read_slices(start + a, start + b))
+
+
+def open_tiff(path: Path) -> tuple[Volume, tuple[float, float, float] | None]:
+    """A lazy view of a TIFF, a folder of 2D TIFF slices or a Zarr array, and its voxel size.
+    (dask.array is not used here: importing it takes 0.7 s of every chunk job.)"""
     if not path.exists():
         raise UnetsegError(f"{path}: no such file")
     if path.is_dir() and is_zarr(path):
-        return da.from_zarr(io.open_zarr(path)), io.voxel_size(path)
+        array = io.open_zarr(path)
+        return Volume(array.shape, array.dtype, lambda a, b: array[a:b]), io.voxel_size(path)
     if path.is_dir():
         return open_slice_folder(path)
     try:
@@ -48,8 +66,11 @@ def open_tiff(path: Path) -> tuple[da.Array, tuple[float, float, float] | None]:
             f"{path}: expected a grey 2D image or 3D stack, got shape {shape} (axes {axes}); "
             "RGB and multichannel images are not supported"
         )
-    array = da.from_zarr(array)  # keeps tifffile's page chunks (da.asarray would make one chunk)
-    return (array[np.newaxis] if len(shape) == 2 else array), tiff_voxel_size(tif)
+    if len(shape) == 2:
+        return Volume((1, *shape), array.dtype, lambda a, b: array[...][np.newaxis][a:b]), (
+            tiff_voxel_size(tif)
+        )
+    return Volume(shape, array.dtype, lambda a, b: array[a:b]), tiff_voxel_size(tif)
 
 
 def natural_key(path: Path) -> list:
@@ -78,11 +99,11 @@ def open_slice_folder(folder: Path):
     log.info(
         "%s: %d slices in this order: %s", folder, len(files), ", ".join(f.name for f in files)
     )
-    slices = [
-        da.from_delayed(dask.delayed(read_slice)(file), first.shape[1:], first.dtype)
-        for file in files
-    ]
-    return da.stack(slices), voxel_size
+
+    def read(start: int, stop: int) -> np.ndarray:
+        return np.stack([read_slice(file) for file in files[start:stop]])
+
+    return Volume((len(files), *first.shape[1:]), first.dtype, read), voxel_size
 
 
 def read_slice(path: Path) -> np.ndarray:
@@ -103,15 +124,15 @@ def tiff_voxel_size(tif: tifffile.TiffFile) -> tuple[float, float, float] | None
     return (float(metadata["spacing"]), y_den / y_num, x_den / x_num)
 
 
-def select_slices(array, slices: tuple[int, int] | None, path: Path):
+def select_slices(volume: Volume, slices: tuple[int, int] | None, path: Path) -> Volume:
     if slices is None:
-        return array
+        return volume
     start, stop = slices
-    if not 0 <= start < stop <= array.shape[0]:
+    if not 0 <= start < stop <= volume.shape[0]:
         raise UnetsegError(
-            f"{path}: slice range [{start}, {stop}) is outside its {array.shape[0]} slices"
+            f"{path}: slice range [{start}, {stop}) is outside its {volume.shape[0]} slices"
         )
-    return array[start:stop]
+    return volume.slices(start, stop)
 
 
 def chunk_volume(
@@ -133,11 +154,11 @@ def chunk_volume(
     their kind (`label_kind`, or detected for 'auto') in the store's attributes."""
     path = Path(tiff_path)
     source, tiff_voxels = open_tiff(path)
-    volume = select_slices(da.asarray(source), slices, path)
+    volume = select_slices(source, slices, path)
     check_shape_and_dtype(volume, path, is_labels)
     if match_shape_of is not None:
         reference, _ = open_tiff(Path(match_shape_of))
-        expected = select_slices(da.asarray(reference), slices, Path(match_shape_of)).shape
+        expected = select_slices(reference, slices, Path(match_shape_of)).shape
         if volume.shape != expected:
             raise UnetsegError(
                 f"{path}: labels shape {volume.shape} does not match raw {match_shape_of} "
@@ -162,7 +183,7 @@ def chunk_volume(
             levels=levels,
         )
         # One task reads, checks and writes one slab: at most `workers` slabs are in memory.
-        source = page_source or LazySource(volume)
+        source = page_source or volume
         tasks = [
             dask.delayed(copy_slab)(source, target, z, min(z + slab, volume.shape[0]), is_labels)
             for z in range(0, volume.shape[0], slab)
@@ -180,17 +201,6 @@ def chunk_volume(
         zarr.open_group(str(tmp), mode="r+").attrs.update({"unetseg": attrs})
         io.write_pyramid(tmp, levels, is_labels, workers)
     log.info("wrote %s %s %s to %s", volume.shape, volume.dtype, "labels" * is_labels, out_path)
-
-
-class LazySource:
-    """Hides a dask array from dask.delayed, which would otherwise compute the whole volume and
-    pass it to every task; each task reads only its own slab."""
-
-    def __init__(self, volume: da.Array):
-        self.volume = volume
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.volume[start:stop].compute(scheduler="sync")
 
 
 class TiffPages:
@@ -232,7 +242,7 @@ class TiffPages:
 
 
 def copy_slab(
-    source: LazySource | TiffPages, target: zarr.Array, start: int, stop: int, is_labels: bool
+    source: Volume | TiffPages, target: zarr.Array, start: int, stop: int, is_labels: bool
 ):
     """Copy slices [start, stop); return (all finite, the label values) for the checks."""
     block = source.read(start, stop)

@@ -164,7 +164,9 @@ def level_scale(voxel_size, level: int) -> list[float]:
 def write_pyramid(path: str | os.PathLike, levels: int, is_labels: bool, workers: int = 2) -> None:
     """Arrays "1" .. levels-1 of an OME-Zarr group, each half the previous in y and x: the mean of
     2 x 2 pixels for grey values, the top-left pixel for labels (ids must not blend)."""
-    import dask.array as da
+    if levels <= 1:
+        return
+    import dask.array as da  # here: importing it takes 0.7 s, which a chunk job need not pay
 
     group = zarr.open_group(str(path), mode="r+")
     full = group[ARRAY_NAME]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from unetseg.errors import UnetsegError
 
 # 4-connectivity in 2D, as the paper's cells and the ISBI 2012 metrics use it.
-FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 
 BINARY = "binary"
 INSTANCE = "instance"
@@ -52,6 +51,8 @@ def cells(labels_2d: np.ndarray, kind: str) -> np.ndarray:
     """Cell ids of one slice: 4-connected components of the interior, or the instance ids."""
     if kind == INSTANCE:
         return labels_2d.astype(np.int64)
+    from scipy import ndimage  # here: chunking imports this module and needs no scipy
+
     ids, _ = ndimage.label(labels_2d > 0, structure=FOUR_CONNECTED)
     return ids
 
