@@ -25,6 +25,18 @@ def test_round_trip_is_byte_exact(tmp_path, dtype):
     assert back.dtype == dtype and back.tobytes() == volume.tobytes()
 
 
+def test_bigtiff_round_trip_and_export_past_the_classic_tiff_limit(tmp_path, monkeypatch):
+    from unetseg import export
+
+    volume = np.random.default_rng(4).integers(0, 65535, (4, 50, 60), dtype=np.uint16)
+    source = write_tiff(tmp_path / "in.tif", volume, bigtiff=True)
+    chunk_volume(source, tmp_path / "v.zarr", chunks=(1, 32, 32))
+    monkeypatch.setattr(export, "BIGTIFF_BYTES", volume.nbytes - 1)  # as if past 4 GB
+    export_tiff(tmp_path / "v.zarr", tmp_path / "out.tif")
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        assert tif.is_bigtiff and tif.asarray().tobytes() == volume.tobytes()
+
+
 def test_2d_image_becomes_one_slice(tmp_path):
     image = np.arange(30 * 40, dtype=np.uint16).reshape(30, 40)
     chunk_volume(write_tiff(tmp_path / "in.tif", image), tmp_path / "v.zarr")
