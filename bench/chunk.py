@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from bench.record import peak_rss_mb, record, seconds
+from bench.record import alternating_medians, peak_rss_mb, record, seconds
 
 SIDE = 4096  # px; a 4096 x 4096 uint8 page is 16 MiB
 
@@ -59,9 +59,9 @@ def chunk_benchmarks(sizes_gib=(1, 4), rounds: int = 3) -> None:
     with tempfile.TemporaryDirectory(dir=Path.home()) as folder:
         folder = Path(folder)
         for size_gib in sizes_gib:
-            tiff = folder / f"volume-{size_gib}g.tif"
+            tiff, store = folder / f"volume-{size_gib}g.tif", folder / f"v{size_gib}.zarr"
             write_bigtiff(tiff, n_slices=size_gib * 64)
-            chunk_s, peak = to_disk(tiff, chunk_command(tiff, folder / f"v{size_gib}.zarr"))
+            chunk_s, peak = to_disk(tiff, chunk_command(tiff, store))
             gib = tiff.stat().st_size / 2**30
             common = {"volume": f"{size_gib * 64}x{SIDE}x{SIDE} uint8 BigTIFF", "file_gib": round(gib, 2),
                       "chunks": "1x512x512", "codec": "blosc zstd 1 byte shuffle", "threads": 2,
@@ -69,29 +69,33 @@ def chunk_benchmarks(sizes_gib=(1, 4), rounds: int = 3) -> None:
             name = "chunk_peak_rss_mb_4gb" if size_gib == 4 else f"chunk_peak_rss_mb_{size_gib}gb"
             record(name, round(peak), "MB", "<= 500, flat in volume size", seconds=round(chunk_s, 1),
                    **common)  # fmt: skip
-        store_gib = sum(f.stat().st_size for f in (folder / f"v{size_gib}.zarr").rglob("*")
-                        if f.is_file()) / 2**30  # fmt: skip
-        shard = f"1,{SIDE},{SIDE}"
-        times = {"cp": [], "chunk": [], "sharded": []}
-        for round_ in range(rounds):
-            commands = {
-                "cp": ["cp", tiff, folder / f"copy-{round_}.tif"],
-                "chunk": chunk_command(tiff, folder / f"chunk-{round_}.zarr"),
-                "sharded": chunk_command(
-                    tiff, folder / f"sharded-{round_}.zarr", "--shards", shard
-                ),
-            }
-            for name, command in list(commands.items())[:: 1 if round_ % 2 == 0 else -1]:
-                times[name].append(to_disk(tiff, command)[0])
-        cp_s, chunk_s, sharded_s = (float(np.median(times[name])) for name in times)
-        note = "both timed to the end of a sync; unetseg chunk includes Python start-up and checks"
-        record("chunk_vs_cp", round(cp_s / chunk_s, 3), "x cp throughput", ">= 0.5",
-               chunk_gib_s=round(gib / chunk_s, 3), cp_gib_s=round(gib / cp_s, 3), rounds=rounds,
-               store_gib=round(store_gib, 2), **common, note=note)  # fmt: skip
-        record("chunk_vs_cp_sharded", round(cp_s / sharded_s, 3), "x cp throughput", ">= 0.5",
-               chunk_gib_s=round(gib / sharded_s, 3), cp_gib_s=round(gib / cp_s, 3), rounds=rounds,
-               **{**common, "shards": shard.replace(",", "x")}, note=note)  # fmt: skip
-        direct_vs_zarr(tiff, folder, common)
+            if size_gib == max(sizes_gib):
+                against_cp(tiff, store, folder, common, rounds)
+                direct_vs_zarr(tiff, folder, common)
+
+
+def against_cp(tiff: Path, store: Path, folder: Path, common: dict, rounds: int) -> None:
+    """chunk_vs_cp and chunk_vs_cp_sharded, each contender writing a new output every round."""
+    gib = tiff.stat().st_size / 2**30
+    store_gib = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 2**30
+    shard = f"1,{SIDE},{SIDE}"
+    commands = {
+        "cp": lambda r: ["cp", tiff, folder / f"copy-{r}.tif"],
+        "chunk": lambda r: chunk_command(tiff, folder / f"chunk-{r}.zarr"),
+        "sharded": lambda r: chunk_command(tiff, folder / f"sharded-{r}.zarr", "--shards", shard),
+    }
+    medians = alternating_medians(
+        {name: lambda r, c=command: to_disk(tiff, c(r))[0] for name, command in commands.items()},
+        rounds,
+    )
+    cp_s, chunk_s, sharded_s = medians["cp"], medians["chunk"], medians["sharded"]
+    note = "both timed to the end of a sync; unetseg chunk includes Python start-up and checks"
+    record("chunk_vs_cp", round(cp_s / chunk_s, 3), "x cp throughput", ">= 0.5",
+           chunk_gib_s=round(gib / chunk_s, 3), cp_gib_s=round(gib / cp_s, 3), rounds=rounds,
+           store_gib=round(store_gib, 2), **common, note=note)  # fmt: skip
+    record("chunk_vs_cp_sharded", round(cp_s / sharded_s, 3), "x cp throughput", ">= 0.5",
+           chunk_gib_s=round(gib / sharded_s, 3), cp_gib_s=round(gib / cp_s, 3), rounds=rounds,
+           **{**common, "shards": shard.replace(",", "x")}, note=note)  # fmt: skip
 
 
 def direct_vs_zarr(tiff: Path, folder: Path, common: dict, rounds: int = 2) -> None:
@@ -119,14 +123,13 @@ def direct_vs_zarr(tiff: Path, folder: Path, common: dict, rounds: int = 2) -> N
         return time.perf_counter() - started
 
     depth = 64  # the first GiB of the volume
-    times = {"blocks": [], "zarr": []}
-    for round_ in range(rounds):
-        for name, write in (("blocks", by_blocks), ("zarr", by_zarr))[
-            :: 1 if round_ % 2 == 0 else -1
-        ]:
-            times[name].append(copy_seconds(write, folder / f"{name}-{round_}.zarr"))
+    medians = alternating_medians(
+        {"blocks": lambda r: copy_seconds(by_blocks, folder / f"blocks-{r}.zarr"),
+         "zarr": lambda r: copy_seconds(by_zarr, folder / f"zarr-{r}.zarr")},
+        rounds,
+    )  # fmt: skip
     gib = depth * SIDE * SIDE / 2**30
-    ours, theirs = np.median(times["blocks"]), np.median(times["zarr"])
+    ours, theirs = medians["blocks"], medians["zarr"]
     record("chunk_direct_vs_zarr", round(theirs / ours, 3), "x zarr's write", "> 1",
            blocks_gib_s=round(gib / ours, 3), zarr_gib_s=round(gib / theirs, 3), rounds=rounds,
            **{**common, "volume": f"{depth}x{SIDE}x{SIDE} uint8, first GiB of the BigTIFF"},

@@ -6,9 +6,11 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,3 +72,13 @@ def seconds(function) -> float:
     started = time.perf_counter()
     function()
     return time.perf_counter() - started
+
+
+def alternating_medians(contenders: dict[str, Callable[[int], float]], rounds: int) -> dict:
+    """Median seconds of each contender (called with the round's number) over `rounds` rounds,
+    the order reversed every other round, so that a noisy spell or a warm cache favours none."""
+    times = {name: [] for name in contenders}
+    for round_ in range(rounds):
+        for name in list(contenders)[:: 1 if round_ % 2 == 0 else -1]:
+            times[name].append(contenders[name](round_))
+    return {name: statistics.median(taken) for name, taken in times.items()}
