@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import zarr
 from conftest import write_tiff
 
 from unetseg import UnetsegError, io
-from unetseg.chunk import TiffPages, chunk_volume
+from unetseg.chunk import TiffPages, chunk_volume, run_on_threads
 from unetseg.cli import main
 from unetseg.export import export_tiff
 
@@ -231,6 +232,23 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case, capsys)
     stderr = capsys.readouterr().err.splitlines()
     errors = [line for line in stderr if line.startswith("unetseg chunk: error:")]
     assert len(errors) == 1 and str(arguments["tiff_path"]) in errors[0] and not out.exists()
+
+
+def test_thread_pool_keeps_order_and_stops_at_the_first_error():
+    started = []
+
+    def square_unless_three(n):
+        started.append(n)
+        if n == 3:
+            raise ValueError("three")
+        time.sleep(0.05)  # long enough for the error to cancel what is queued
+        return n * n
+
+    assert run_on_threads(square_unless_three, [(n,) for n in range(3)], workers=2) == [0, 1, 4]
+    started.clear()
+    with pytest.raises(ValueError, match="three"):
+        run_on_threads(square_unless_three, [(n,) for n in range(3, 40)], workers=1)
+    assert len(started) <= 2, started  # the calls queued behind the error never ran
 
 
 def test_memory_does_not_grow_with_the_volume(tmp_path):

@@ -2,7 +2,6 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import torch
 import zarr
 from conftest import TEST_DEVICE, TEST_PRECISIONS, write_tiff
 
-from unetseg import UnetsegError, io
+from unetseg import UnetsegError, blocks, io
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet
 from unetseg.predict import (
@@ -116,7 +115,7 @@ def test_pretrained_model_with_another_architecture_is_refused(tmp_path, model_f
 
 
 def test_no_two_tasks_write_the_same_chunk(tmp_path, model_file, monkeypatch):
-    """Record every chunk write of chunking, weight maps and prediction with 4 Dask workers, by
+    """Record every chunk write of chunking, weight maps and prediction with 4 workers, by
     zarr's store or straight to the chunk's file (`blocks.write_block`)."""
     from zarr.storage import LocalStore
 
@@ -133,14 +132,14 @@ def test_no_two_tasks_write_the_same_chunk(tmp_path, model_file, monkeypatch):
     write_tiff(tmp_path / "raw.tif", rng.integers(0, 255, (4, 70, 50)).astype(np.uint8))
     labels = np.where(rng.random((4, 70, 50)) > 0.3, 255, 0).astype(np.uint8)
     write_tiff(tmp_path / "labels.tif", labels)
-    original_write_bytes = Path.write_bytes
+    original_write_file = blocks.write_file
 
-    def recording_write_bytes(self, data):
-        writes.append(str(self))
-        return original_write_bytes(self, data)
+    def recording_write_file(path, data):
+        writes.append(path)
+        return original_write_file(path, data)
 
     monkeypatch.setattr(LocalStore, "set", recording_set)
-    monkeypatch.setattr(Path, "write_bytes", recording_write_bytes)
+    monkeypatch.setattr(blocks, "write_file", recording_write_file)
     chunk_volume(tmp_path / "raw.tif", tmp_path / "raw.zarr", chunks=(1, 32, 32), workers=4)
     chunk_volume(
         tmp_path / "labels.tif", tmp_path / "l.zarr", chunks=(1, 32, 32), is_labels=True, workers=4

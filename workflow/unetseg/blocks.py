@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from pathlib import Path
+import os
 
 import numcodecs
 import numpy as np
@@ -42,11 +42,23 @@ def write_block(array: zarr.Array, offset: tuple[int, ...], block: np.ndarray) -
     dtype = array.dtype.newbyteorder("<")  # the bytes codec stores little-endian
     made = set()
     for index, part in whole_chunks(array, offset, block):
-        path = folder / array.metadata.encode_chunk_key(index)
-        if path.parent not in made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made.add(path.parent)
-        path.write_bytes(encoder.encode(np.ascontiguousarray(part, dtype=dtype)))
+        path = os.path.join(folder, array.metadata.encode_chunk_key(index))
+        parent = os.path.dirname(path)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        write_file(path, encoder.encode(np.ascontiguousarray(part, dtype=dtype)))
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Path.write_bytes without its Python file object: one open, write and close per chunk."""
+    file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:  # a regular file takes it all in one write, barring a signal or a full disk
+            view = view[os.write(file, view) :]
+    finally:
+        os.close(file)
 
 
 def whole_chunks(array: zarr.Array, offset, block: np.ndarray):
@@ -65,7 +77,7 @@ def whole_chunks(array: zarr.Array, offset, block: np.ndarray):
         yield tuple(f + i for f, i in zip(first, steps, strict=True)), part
 
 
-def chunk_folder(array: zarr.Array) -> Path | None:
+def chunk_folder(array: zarr.Array) -> str | None:
     """The folder of the array's chunk files, where chunks may be written directly; else None."""
     store = array.store_path.store
     plain_blosc = (
@@ -78,7 +90,7 @@ def chunk_folder(array: zarr.Array) -> Path | None:
     )
     if not plain_blosc or not isinstance(store, LocalStore) or store.read_only:
         return None
-    return Path(store.root) / array.store_path.path
+    return os.path.join(store.root, array.store_path.path)
 
 
 def is_chunk_aligned(array: zarr.Array, offset, shape) -> bool:
