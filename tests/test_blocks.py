@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec
 
 from unetseg import blocks, io
 
@@ -29,6 +30,17 @@ def by_zarr_and_by_blocks(folder: Path, data, **options) -> tuple[zarr.Array, za
     with io.bulk_writes():
         ours = io.create_ome_zarr(folder / "ours.zarr", SHAPE, data.dtype, CHUNKS, **options)
         theirs = io.create_ome_zarr(folder / "theirs.zarr", SHAPE, data.dtype, CHUNKS, **options)
+    return write_both(ours, theirs, data)
+
+
+def array(path: Path, shards, dtype) -> zarr.Array:
+    """A plain array (no OME metadata), unsharded or sharded."""
+    return zarr.create_array(
+        path, shape=SHAPE, chunks=CHUNKS, shards=shards, dtype=dtype, compressors=io.blosc()
+    )
+
+
+def write_both(ours: zarr.Array, theirs: zarr.Array, data) -> tuple[zarr.Array, zarr.Array]:
     theirs[...] = data
     for z in (0, 2):  # two blocks, the second at the edge
         blocks.write_block(ours, (z, 0, 0), data[z : z + 2])
@@ -56,14 +68,63 @@ def test_a_float_block_is_cast_to_the_arrays_type_as_zarr_casts_it(tmp_path):
     assert chunk_files(tmp_path / "ours.zarr") == chunk_files(tmp_path / "theirs.zarr")
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float16"])
+@pytest.mark.parametrize("index_location", ["end", "start"])
+def test_direct_shards_are_zarrs_own_bytes(tmp_path, dtype, index_location):
+    data = volume(dtype)
+    shards = {"shape": (2, 256, 256), "index_location": index_location}  # edge shards too
+    with io.bulk_writes():
+        ours, theirs = (
+            array(tmp_path / name, shards, dtype) for name in ("ours.zarr", "theirs.zarr")
+        )
+    write_both(ours, theirs, data)
+    assert blocks.chunk_folder(ours) is not None
+    written = chunk_files(tmp_path / "ours.zarr")
+    assert len(written) == 2 * 2 * 2
+    assert written == chunk_files(tmp_path / "theirs.zarr")
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours.zarr")[...], data)
+
+
+@pytest.mark.parametrize("shards", [None, (2, 256, 256)], ids=["chunks", "shards"])
+def test_chunks_of_only_the_fill_value_are_skipped_as_zarr_skips_them(tmp_path, shards):
+    """With zarr's default `write_empty_chunks` off, all-zero chunks (and a shard of them) are
+    not stored; a file left from before is removed, as zarr removes it."""
+    data = volume("uint8")
+    data[:, :256] = 0  # the first shard row holds only zeros
+    ours, theirs = (
+        array(tmp_path / name, shards, "uint8") for name in ("ours.zarr", "theirs.zarr")
+    )
+    assert not ours.config.write_empty_chunks
+    blocks.write_block(ours, (0, 0, 0), np.full((2, *SHAPE[1:]), 9, np.uint8))  # to be removed
+    write_both(ours, theirs, data)
+    written = chunk_files(tmp_path / "ours.zarr")
+    assert written == chunk_files(tmp_path / "theirs.zarr")
+    assert len(written) == (2 * 1 * 2 if shards else 2 * 1 * 3)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours.zarr")[...], data)
+
+
 @pytest.mark.parametrize(
-    "options",
-    [{"shards": (2, 256, 256)}, {"quantise_to_uint8": True}],
-    ids=["sharded", "filtered"],
+    "make",
+    [
+        lambda path: io.create_ome_zarr(path, SHAPE, "float32", CHUNKS, quantise_to_uint8=True),
+        lambda path: zarr.create_array(
+            path,
+            shape=SHAPE,
+            chunks=(2, 256, 256),
+            dtype="float32",
+            compressors=None,
+            serializer=ShardingCodec(
+                chunk_shape=CHUNKS, codecs=[BytesCodec(), BloscCodec()], index_codecs=[BytesCodec()]
+            ),
+        ),
+    ],
+    ids=["filtered", "index-without-crc32c"],
 )
-def test_other_layouts_go_through_zarr(tmp_path, options):
-    data = volume("float32") / 200 if "quantise_to_uint8" in options else volume("uint8")
-    ours, theirs = by_zarr_and_by_blocks(tmp_path, data, **options)
+def test_other_layouts_go_through_zarr(tmp_path, make):
+    data = volume("float32") / 200
+    with io.bulk_writes():
+        ours, theirs = make(tmp_path / "ours.zarr"), make(tmp_path / "theirs.zarr")
+    write_both(ours, theirs, data)
     assert blocks.chunk_folder(ours) is None
     np.testing.assert_array_equal(ours[...], theirs[...])
 
