@@ -1,5 +1,7 @@
 """Blocks written straight to chunk files must be what zarr itself writes, byte for byte."""
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +147,16 @@ def test_a_store_in_memory_goes_through_zarr():
     assert blocks.chunk_folder(array) is None
     blocks.write_block(array, (0, 0), np.full((4, 4), 7, np.uint8))
     assert (array[...] == 7).all()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sync_file_range is Linux's")
+def test_writeback_starts_through_libc_on_linux(tmp_path):
+    function = blocks.sync_file_range()
+    assert function is not None
+    file = os.open(tmp_path / "chunk", os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(file, b"x" * 4096)
+        assert function(file, 0, 0, blocks.SYNC_FILE_RANGE_WRITE) == 0
+        assert function(-1, 0, 0, blocks.SYNC_FILE_RANGE_WRITE) == -1  # the call reaches libc
+    finally:
+        os.close(file)
