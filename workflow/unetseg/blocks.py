@@ -5,7 +5,7 @@ to a temporary file that it renames into place. For whole chunks (or whole shard
 store with the default codecs (bytes, then Blosc; inside shards, an index of bytes and crc32c),
 `write_block` instead encodes the chunks with the array's own Blosc settings and writes each
 chunk, or each shard with its index, to the file zarr would have written: the same bytes, checked
-against zarr in tests/test_blocks.py, 1.4-1.8x as fast (`python -m bench chunk`,
+against zarr in tests/test_blocks.py, 1.4-2.0x as fast (`python -m bench chunk`,
 chunk_direct_vs_zarr). Every other layout (filters, other codecs or stores, unaligned blocks)
 goes through zarr.
 
