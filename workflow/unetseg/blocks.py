@@ -43,7 +43,7 @@ def write_block(array: zarr.Array, offset: tuple[int, ...], block: np.ndarray) -
     if folder is None or not is_chunk_aligned(array, offset, block.shape):
         array[tuple(slice(o, o + s) for o, s in zip(offset, block.shape, strict=True))] = block
         return
-    encode = chunk_encoder(array)
+    encode, sharded = chunk_encoder(array), array.shards is not None  # looked up once per block
     made = set()
     for index, piece in whole_pieces(block, offset, file_shape(array), array.fill_value):
         path = os.path.join(folder, array.metadata.encode_chunk_key(index))
@@ -51,10 +51,10 @@ def write_block(array: zarr.Array, offset: tuple[int, ...], block: np.ndarray) -
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
-        if array.shards is None:
-            pieces = [encode(piece)] if keeps(array, piece) else None
-        else:
+        if sharded:
             pieces = encode_shard(piece, index, array, encode)
+        else:
+            pieces = [encode(piece)] if keeps(array, piece) else None
         if pieces is None:  # only the fill value: zarr stores nothing, and removes what was there
             with_no_file(path)
         else:
@@ -69,13 +69,14 @@ def encode_shard(
     stored. Chunks wholly past the array's edge are not stored."""
     import google_crc32c  # zarr's own crc32c; only sharded stores need it
 
-    chunks_per_shard = tuple(s // c for s, c in zip(shard.shape, array.chunks, strict=True))
+    chunk_shape = array.chunks  # a zarr property computed on each access: once per shard
+    chunks_per_shard = tuple(s // c for s, c in zip(shard.shape, chunk_shape, strict=True))
     inside = [n - i * s for n, i, s in zip(array.shape, shard_index, shard.shape, strict=True)]
     index = np.full((*chunks_per_shard, 2), NO_CHUNK, dtype="<u8")
     pieces, start = [], 0
     for coords in morton_order(chunks_per_shard):
-        corner = [i * c for i, c in zip(coords, array.chunks, strict=True)]
-        chunk = shard[tuple(slice(o, o + c) for o, c in zip(corner, array.chunks, strict=True))]
+        corner = [i * c for i, c in zip(coords, chunk_shape, strict=True)]
+        chunk = shard[tuple(slice(o, o + c) for o, c in zip(corner, chunk_shape, strict=True))]
         if all(o < n for o, n in zip(corner, inside, strict=True)) and keeps(array, chunk):
             pieces.append(encode(chunk))
             index[coords] = start, len(pieces[-1])
@@ -85,7 +86,8 @@ def encode_shard(
     at_start = sharding_codec(array).index_location.value == "start"
     if at_start:  # offsets count from the file's start, past the index and its checksum
         index[..., 0][index[..., 0] != NO_CHUNK] += index.nbytes + 4
-    index_bytes = index.tobytes() + np.uint32(google_crc32c.value(index.tobytes())).tobytes()
+    index_bytes = index.tobytes()
+    index_bytes += np.uint32(google_crc32c.value(index_bytes)).tobytes()
     return [index_bytes, *pieces] if at_start else [*pieces, index_bytes]
 
 

@@ -36,15 +36,13 @@ class Volume:
     """A lazy (z, y, x) volume: its shape and type, and whole slices read on demand. Tasks get
     the volume, not its data, so each reads only its own slab."""
 
-    def __init__(self, shape, dtype, read_slices: Callable[[int, int], np.ndarray]):
-        self.shape, self.dtype, self.read_slices = tuple(shape), np.dtype(dtype), read_slices
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.read_slices(start, stop)
+    def __init__(self, shape, dtype, read: Callable[[int, int], np.ndarray]):
+        """`read(start, stop)` returns slices [start, stop) as one array."""
+        self.shape, self.dtype, self.read = tuple(shape), np.dtype(dtype), read
 
     def slices(self, start: int, stop: int) -> Volume:
         shape = (stop - start, *self.shape[1:])
-        return Volume(shape, self.dtype, lambda a, b: self.read_slices(start + a, start + b))
+        return Volume(shape, self.dtype, lambda a, b: self.read(start + a, start + b))
 
 
 def open_tiff(path: Path) -> tuple[Volume, tuple[float, float, float] | None]:
