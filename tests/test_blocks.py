@@ -10,6 +10,7 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec
 
 from unetseg import blocks, io
+from unetseg.errors import UnetsegError
 
 SHAPE, CHUNKS = (3, 300, 270), (2, 128, 128)  # edge chunks on every axis
 
@@ -160,3 +161,74 @@ def test_writeback_starts_through_libc_on_linux(tmp_path):
         assert function(-1, 0, 0, blocks.SYNC_FILE_RANGE_WRITE) == -1  # the call reaches libc
     finally:
         os.close(file)
+
+
+REGIONS = [  # (offset, shape): whole, inside one chunk, across chunks, at every edge
+    ((0, 0, 0), SHAPE),
+    ((1, 10, 20), (1, 50, 60)),
+    ((0, 100, 120), (3, 157, 140)),
+    ((2, 250, 200), (1, 50, 70)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float16"])
+@pytest.mark.parametrize(
+    "shards",
+    [None, {"shape": (2, 256, 256), "index_location": "end"},
+     {"shape": (2, 256, 256), "index_location": "start"}],
+    ids=["chunks", "shards-index-at-end", "shards-index-at-start"],
+)  # fmt: skip
+def test_blocks_read_from_the_files_are_what_zarr_reads(tmp_path, dtype, shards):
+    """Chunks or shards never written, and chunks zarr left out (only the fill value), read as
+    the fill value, as zarr reads them."""
+    data = volume(dtype)
+    data[:, 256:] = 7  # the fill value: not stored, as write_empty_chunks is off
+    stored = zarr.create_array(
+        tmp_path / "a.zarr", shape=SHAPE, chunks=CHUNKS, shards=shards, dtype=dtype,
+        compressors=io.blosc(), fill_value=7,
+    )  # fmt: skip
+    stored[:2] = data[:2]  # the last plane is never written
+    assert blocks.chunk_folder(stored, for_writing=False) is not None
+    for offset, shape in REGIONS:
+        selection = tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
+        read = blocks.read_block(stored, offset, shape)
+        assert read.dtype == stored.dtype
+        np.testing.assert_array_equal(read, stored[selection])
+        if offset[0] + shape[0] == SHAPE[0]:
+            np.testing.assert_array_equal(read[-1], 7)  # the plane never written
+
+
+def test_blocks_read_from_a_read_only_store_and_from_other_arrays(tmp_path):
+    data = volume("float32") / 200
+    quantised = io.create_ome_zarr(tmp_path / "q.zarr", SHAPE, "float32", CHUNKS,
+                                   quantise_to_uint8=True)  # fmt: skip
+    quantised[...] = data
+    plain = io.create_ome_zarr(tmp_path / "p.zarr", SHAPE, "float32", CHUNKS)
+    plain[...] = data
+    offset, shape = REGIONS[2]
+    selection = tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
+    for array in (io.open_zarr(tmp_path / "p.zarr"), io.open_zarr(tmp_path / "q.zarr"), data):
+        np.testing.assert_array_equal(blocks.read_block(array, offset, shape), array[selection])
+    assert blocks.chunk_folder(io.open_zarr(tmp_path / "p.zarr"), for_writing=False)
+
+
+def test_a_big_endian_store_is_neither_read_nor_written_directly(tmp_path):
+    data = volume("uint16")
+    stored = zarr.create_array(
+        tmp_path / "b.zarr", shape=SHAPE, chunks=CHUNKS, dtype="uint16",
+        serializer=BytesCodec(endian="big"), compressors=io.blosc(),
+    )  # fmt: skip
+    assert blocks.chunk_folder(stored) is None
+    blocks.write_block(stored, (0, 0, 0), data)
+    np.testing.assert_array_equal(blocks.read_block(stored, (0, 0, 0), SHAPE), data)
+
+
+def test_a_damaged_shard_index_is_named(tmp_path):
+    stored = array(tmp_path / "s.zarr", (2, 256, 256), "uint8")
+    stored[...] = volume("uint8")
+    shard = tmp_path / "s.zarr" / "c" / "0" / "0" / "0"
+    damaged = bytearray(shard.read_bytes())
+    damaged[-10] ^= 0xFF  # inside the index, at the end of the file
+    shard.write_bytes(bytes(damaged))
+    with pytest.raises(UnetsegError, match=r"c/0/0/0: shard index is damaged"):
+        blocks.read_block(stored, (0, 0, 0), (1, 10, 10))

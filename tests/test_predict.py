@@ -177,6 +177,21 @@ def test_test_time_augmentation_is_invariant_to_flips_and_turns(model):
         assert np.abs(of_moved - transform(averaged)).max() <= 1e-5
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16"])
+def test_integer_tiles_are_scaled_on_the_device_as_on_the_cpu(model, dtype):
+    """Tiles travel to the device as stored and are scaled there: the same probabilities as
+    tiles scaled by io.to_unit_range first; float16 out is the float32 result rounded."""
+    top = np.iinfo(dtype).max
+    tiles = np.random.default_rng(2).integers(0, top, (2, 116, 116), endpoint=True).astype(dtype)
+    cpu = torch.device("cpu")
+    scaled_first = forward_tiles(model, io.to_unit_range(tiles), cpu, "fp32", False)
+    as_stored = forward_tiles(model, tiles, cpu, "fp32", False)
+    np.testing.assert_array_equal(as_stored, scaled_first)
+    as_half = forward_tiles(model, tiles, cpu, "fp32", False, out_dtype="float16")
+    assert as_half.dtype == np.float16
+    np.testing.assert_array_equal(as_half, scaled_first.astype(np.float16))
+
+
 def predict_command(model_file, raw, out, *options):
     return [sys.executable, "-m", "unetseg", "predict", str(model_file), str(raw), str(out),
             "--tile-out", "28", "--block-px", "32", "--dtype", "float32", *options]  # fmt: skip

@@ -29,6 +29,8 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.storage import LocalStore
 
+from unetseg.errors import UnetsegError
+
 SHUFFLES = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE,
             "bitshuffle": numcodecs.Blosc.BITSHUFFLE}  # fmt: skip
 NO_CHUNK = 2**64 - 1  # a shard index entry (offset and length) for a chunk not stored
@@ -59,6 +61,100 @@ def write_block(array: zarr.Array, offset: tuple[int, ...], block: np.ndarray) -
             with_no_file(path)
         else:
             write_file(path, pieces)
+
+
+def read_block(array, offset: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """array[offset : offset + shape], decoded straight from the chunk (or shard) files of a Zarr
+    array that `write_block` would write directly; other arrays (any other Zarr layout, numpy)
+    are sliced. Prediction reads its input this way: per chunk, zarr's event loop costs more than
+    decoding it."""
+    folder = chunk_folder(array, for_writing=False) if isinstance(array, zarr.Array) else None
+    if folder is None:
+        return np.asarray(array[tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))])
+    decode, stored = chunk_decoder(array), StoredChunks(folder, array)
+    out = np.empty(shape, array.dtype)
+    try:
+        for index, into, within in overlapping_chunks(offset, shape, stored.chunks):
+            data = stored.chunk_bytes(index)
+            if data is None:  # never written, or only the fill value: zarr reads the fill value
+                out[into] = array.fill_value
+            else:
+                out[into] = decode(data).reshape(stored.chunks)[within]
+    finally:
+        stored.close()
+    return out
+
+
+def overlapping_chunks(offset, shape, chunk_shape):
+    """(chunk index, where its part lies in the region, where that part lies in the chunk) for
+    each chunk the region offset : offset + shape overlaps."""
+    spans = [
+        range(o // c, (o + s - 1) // c + 1)
+        for o, s, c in zip(offset, shape, chunk_shape, strict=True)
+    ]
+    for index in itertools.product(*spans):
+        into, within = [], []
+        for i, o, s, c in zip(index, offset, shape, chunk_shape, strict=True):
+            start, stop = max(o, i * c), min(o + s, (i + 1) * c)
+            into.append(slice(start - o, stop - o))
+            within.append(slice(start - i * c, stop - i * c))
+        yield index, tuple(into), tuple(within)
+
+
+class StoredChunks:
+    """The encoded bytes of an array's chunks in its local folder: a chunk file each, or inside
+    shard files, found through the shard's index (whose crc32c is checked, as zarr does)."""
+
+    def __init__(self, folder: str, array: zarr.Array):
+        self.folder, self.metadata, self.chunks = folder, array.metadata, array.chunks
+        self.shards = array.shards
+        if self.shards is not None:
+            self.per_shard = tuple(s // c for s, c in zip(self.shards, self.chunks, strict=True))
+            self.index_at_start = sharding_codec(array).index_location.value == "start"
+        self.open_shards: dict[tuple[int, ...], tuple[int, np.ndarray] | None] = {}
+
+    def path(self, index: tuple[int, ...]) -> str:
+        return os.path.join(self.folder, self.metadata.encode_chunk_key(index))
+
+    def chunk_bytes(self, index: tuple[int, ...]) -> bytes | None:
+        if self.shards is None:
+            try:
+                with open(self.path(index), "rb", buffering=0) as file:
+                    return file.readall()
+            except FileNotFoundError:
+                return None
+        shard = tuple(i // n for i, n in zip(index, self.per_shard, strict=True))
+        if shard not in self.open_shards:
+            self.open_shards[shard] = self.open_shard(shard)
+        if self.open_shards[shard] is None:
+            return None
+        file, table = self.open_shards[shard]
+        start, length = table[tuple(i % n for i, n in zip(index, self.per_shard, strict=True))]
+        return None if start == NO_CHUNK else os.pread(file, int(length), int(start))
+
+    def open_shard(self, shard: tuple[int, ...]) -> tuple[int, np.ndarray] | None:
+        """The shard file's descriptor and its (offset, length) table, or None if it is absent."""
+        import google_crc32c
+
+        path = self.path(shard)
+        try:
+            file = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        size = 16 * int(np.prod(self.per_shard)) + 4  # 2 uint64 per chunk, then the crc32c
+        where = 0 if self.index_at_start else os.fstat(file).st_size - size
+        raw = os.pread(file, size, where)
+        if len(raw) != size or google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+            os.close(file)
+            raise UnetsegError(f"{path}: shard index is damaged (its crc32c does not match)")
+        table = np.frombuffer(raw[:-4], dtype="<u8").reshape(*self.per_shard, 2)
+        return file, table
+
+    def close(self) -> None:
+        for opened in self.open_shards.values():
+            if opened is not None:
+                os.close(opened[0])
+        self.open_shards.clear()
 
 
 def encode_shard(
@@ -129,6 +225,15 @@ def chunk_encoder(array: zarr.Array) -> Callable[[np.ndarray], bytes]:
     return lambda chunk: encoder.encode(np.ascontiguousarray(chunk, dtype=dtype))
 
 
+def chunk_decoder(array: zarr.Array) -> Callable[[bytes], np.ndarray]:
+    """The flat values of one encoded chunk (the inverse of `chunk_encoder`)."""
+    codec = array.compressors[0]
+    decoder = blosc_encoder(codec.cname.value, codec.clevel, codec.shuffle.value, codec.blocksize,
+                            codec.typesize)  # fmt: skip
+    dtype = array.dtype.newbyteorder("<")
+    return lambda data: np.frombuffer(decoder.decode(data), dtype=dtype)
+
+
 def write_file(path: str, pieces: list[bytes]) -> None:
     """The pieces, one after the other, as the file at `path`: one open, gathered writes, one
     close, without a Python file object or joining the pieces first."""
@@ -193,19 +298,20 @@ def file_shape(array: zarr.Array) -> tuple[int, ...]:
     return array.shards or array.chunks
 
 
-def chunk_folder(array: zarr.Array) -> str | None:
-    """The folder of the array's chunk (or shard) files, where they may be written directly;
-    else None."""
+def chunk_folder(array: zarr.Array, for_writing: bool = True) -> str | None:
+    """The folder of the array's chunk (or shard) files, where they may be read or written
+    directly; else None."""
     store = array.store_path.store
     plain_blosc = (
         array.metadata.zarr_format == 3
         and not array.filters
         and isinstance(array.serializer, BytesCodec)
+        and getattr(array.serializer.endian, "value", "little") == "little"
         and len(array.compressors) == 1
         and isinstance(array.compressors[0], BloscCodec)
         and (array.shards is None or plain_index(sharding_codec(array)))
     )
-    if not plain_blosc or not isinstance(store, LocalStore) or store.read_only:
+    if not plain_blosc or not isinstance(store, LocalStore) or (for_writing and store.read_only):
         return None
     return os.path.join(store.root, array.store_path.path)
 

@@ -47,25 +47,47 @@ def forward_tiles(
     precision: str,
     channels_last: bool,
     tta: bool = False,
+    out_dtype: np.dtype | str = np.float32,
 ) -> np.ndarray:
-    """Probability of the cell interior (softmax class 1) for a batch of (tile_in, tile_in) tiles.
+    """Probability of the cell interior (softmax class 1) for a batch of (tile_in, tile_in) tiles
+    of grey values, as `out_dtype`.
 
+    Integer tiles travel as they are stored and are scaled to [0, 1] on the device (a quarter of
+    the bytes to copy for uint8); the probabilities are converted to `out_dtype` there too (half
+    the bytes back for float16), so the CPU, which feeds a GPU, does neither.
     With `tta`, the mean over the 8 flips and quarter turns of each tile, each mapped back (the
     authors' ISBI submission averaged these); it costs 8 forward passes.
     """
     with torch.inference_mode(), autocast(device, precision):
-        batch = to_device(torch.from_numpy(tiles[:, np.newaxis]), device, channels_last)
+        batch = to_device(torch.from_numpy(tiles[:, np.newaxis]), device, channels_last=False)
+        batch = unit_range(batch)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         if not tta:
-            return torch.softmax(model(batch).float(), dim=1)[:, 1].cpu().numpy()
-        total = None
-        for flip in (False, True):
-            flipped = batch.flip(-1) if flip else batch
-            for turns in range(4):
-                prob = torch.softmax(model(flipped.rot90(turns, (-2, -1))).float(), dim=1)[:, 1]
-                prob = prob.rot90(-turns, (-2, -1))
-                prob = prob.flip(-1) if flip else prob
-                total = prob if total is None else total + prob
-    return (total / 8).cpu().numpy()
+            prob = torch.softmax(model(batch).float(), dim=1)[:, 1]
+        else:
+            prob = None
+            for flip in (False, True):
+                flipped = batch.flip(-1) if flip else batch
+                for turns in range(4):
+                    turned = torch.softmax(model(flipped.rot90(turns, (-2, -1))).float(), dim=1)
+                    turned = turned[:, 1].rot90(-turns, (-2, -1))
+                    turned = turned.flip(-1) if flip else turned
+                    prob = turned if prob is None else prob + turned
+            prob = prob / 8
+    return prob.to(torch_dtype(out_dtype)).cpu().numpy()
+
+
+def unit_range(batch: torch.Tensor) -> torch.Tensor:
+    """io.to_unit_range on a tensor: integers as float32 in [0, 1] (the release's im2double),
+    floats as float32."""
+    if batch.dtype.is_floating_point:
+        return batch.float()
+    return batch.float() / float(torch.iinfo(batch.dtype).max)
+
+
+def torch_dtype(dtype: np.dtype | str) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype)).dtype
 
 
 def predict_block(
@@ -80,8 +102,10 @@ def predict_block(
     precision: str = "fp32",
     channels_last: bool = False,
     tta: bool = False,
+    out_dtype: np.dtype | str = np.float32,
 ) -> np.ndarray:
-    """Interior probability of raw[z, rows, cols] by overlap-tile; `raw` is any sliceable array."""
+    """Interior probability of raw[z, rows, cols] by overlap-tile, as `out_dtype`; `raw` is any
+    sliceable array of grey values."""
     device = device or torch.device("cpu")
     depth = model.config["depth"]
     context = tiling.context_px(depth)
@@ -95,7 +119,7 @@ def predict_block(
         (origins_x[0] - context, origins_x[-1] - context + tile_in),
     )
 
-    out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), np.float32)
+    out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), out_dtype)
     tiles = [(oy, ox) for oy in origins_y for ox in origins_x]
     for first in range(0, len(tiles), batch_size):
         chunk = tiles[first : first + batch_size]
@@ -109,7 +133,9 @@ def predict_block(
             ]
         )
         for (oy, ox), prob in zip(
-            chunk, forward_tiles(model, inputs, device, precision, channels_last, tta), strict=True
+            chunk,
+            forward_tiles(model, inputs, device, precision, channels_last, tta, out_dtype),
+            strict=True,
         ):
             y0, y1 = max(oy, rows[0]), min(oy + tile_out, rows[1])
             x0, x1 = max(ox, cols[0]), min(ox + tile_out, cols[1])
@@ -120,22 +146,21 @@ def predict_block(
 
 
 def mirrored_region(raw, z: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-    """raw[z, rows, cols] in [0, 1], read once, where the parts outside the slice mirror it as
+    """raw[z, rows, cols] as stored, read once, where the parts outside the slice mirror it as
     numpy's 'reflect' padding of the whole slice would (edge not repeated)."""
     height, width = raw.shape[1:]
     y0, y1, x0, x1 = max(rows[0], 0), min(rows[1], height), max(cols[0], 0), min(cols[1], width)
     pads = ((y0 - rows[0], rows[1] - y1), (x0 - cols[0], cols[1] - x1))
     if max(pads[0]) < y1 - y0 and max(pads[1]) < x1 - x0:
-        region = io.to_unit_range(np.asarray(raw[z, y0:y1, x0:x1]))
+        region = blocks.read_block(raw, (z, y0, x0), (1, y1 - y0, x1 - x0))[0]
         return np.pad(region, pads, mode="reflect") if any(map(any, pads)) else region
     # Margins wider than the part inside the slice (slices smaller than the context): fold the
     # indices, and read the span they reach.
     index_y, index_x = (
         tiling.reflect_indices(*span, n) for span, n in ((rows, height), (cols, width))
     )
-    region = io.to_unit_range(
-        np.asarray(raw[z, index_y.min() : index_y.max() + 1, index_x.min() : index_x.max() + 1])
-    )
+    span_y, span_x = (index.max() + 1 - index.min() for index in (index_y, index_x))
+    region = blocks.read_block(raw, (z, index_y.min(), index_x.min()), (1, span_y, span_x))[0]
     return region[np.ix_(index_y - index_y.min(), index_x - index_x.min())]
 
 
@@ -143,7 +168,7 @@ def predict_whole_slice(model: UNet, image: np.ndarray, precision: str = "fp32")
     """Reference: one network pass over the whole mirror-padded slice (for tests and validation)."""
     depth = model.config["depth"]
     pad = [tiling.whole_image_padding(n, depth) for n in image.shape]
-    padded = np.pad(io.to_unit_range(image), pad, mode="reflect")
+    padded = np.pad(image, pad, mode="reflect")
     prob = forward_tiles(model, padded[np.newaxis], torch.device("cpu"), precision, False)[0]
     return prob[: image.shape[0], : image.shape[1]]
 
@@ -165,7 +190,6 @@ class BlockTask:
     once per worker process (load_model is cached), never shipped with each task."""
 
     model_path: str
-    raw_path: str
     tile_out: int
     batch_size: int
     device: str
@@ -174,13 +198,12 @@ class BlockTask:
     tta: bool
     torch_threads: int
 
-    def __call__(self, target, done_folder: Path, z: int, rows, cols) -> None:
+    def __call__(self, raw, target, done_folder: Path, z: int, rows, cols) -> None:
         torch.set_num_threads(self.torch_threads)  # also in worker processes: no oversubscription
         model, _ = load_model(self.model_path, self.device, self.channels_last)
-        raw = io.open_zarr(self.raw_path)
         probability = predict_block(
             model, raw, z, rows, cols, self.tile_out, self.batch_size,
-            torch.device(self.device), self.precision, self.channels_last, self.tta,
+            torch.device(self.device), self.precision, self.channels_last, self.tta, target.dtype,
         )  # fmt: skip
         blocks.write_block(target, (z, rows[0], cols[0]), probability[np.newaxis])
         (done_folder / block_name(z, rows, cols)).touch()  # after the write: the chunk is whole
@@ -241,23 +264,26 @@ def predict_volume(
         "probability_of": "cell interior",
     }
     task = BlockTask(
-        str(model_path), str(raw_path), tile_out, batch_size, str(torch_device), precision,
+        str(model_path), tile_out, batch_size, str(torch_device), precision,
         channels_last, tta, torch_threads,
     )  # fmt: skip
     started = time.perf_counter()
     partial = Path(out_path).with_name(Path(out_path).name + ".partial")
     with io.bulk_writes():  # zarr takes an array's write settings when it is opened
         target, done_folder = open_partial(partial, raw.shape, out_dtype, chunks, raw_path, attrs)
-    blocks = list(chunk_blocks(raw.shape, target.chunks))
-    todo = [b for b in blocks if not (done_folder / block_name(*b)).exists()]
-    if len(todo) < len(blocks):
+    every_block = list(chunk_blocks(raw.shape, target.chunks))
+    todo = [b for b in every_block if not (done_folder / block_name(*b)).exists()]
+    if len(todo) < len(every_block):
         log.info(
             "resuming %s: %d of %d chunks already done",
             partial,
-            len(blocks) - len(todo),
-            len(blocks),
+            len(every_block) - len(todo),
+            len(every_block),
         )
-    tasks = [dask.delayed(task)(target, done_folder, *block) for block in todo]
+    # The arrays are opened once, here, not in each task (opening reads their metadata: 3 ms),
+    # and given to Dask as one node each, which it would otherwise walk into for every task.
+    raw_node, target_node = (dask.delayed(a, traverse=False) for a in (raw, target))
+    tasks = [dask.delayed(task)(raw_node, target_node, done_folder, *block) for block in todo]
     with dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options:
         dask.compute(*tasks, **compute_options)
     io.remove_path(done_folder)
