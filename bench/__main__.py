@@ -2,7 +2,7 @@
 
 import sys
 
-from bench import chunk, faults, gpu, metrics, predict, train, workflow
+from bench import chunk, faults, gpu, metrics, pipeline, predict, train, workflow
 
 FAMILIES = {
     **workflow.BENCHMARKS,
@@ -10,6 +10,7 @@ FAMILIES = {
     **faults.BENCHMARKS,
     **train.BENCHMARKS,
     **predict.BENCHMARKS,
+    **pipeline.BENCHMARKS,
     **chunk.BENCHMARKS,
     **gpu.BENCHMARKS,
 }

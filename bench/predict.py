@@ -3,8 +3,6 @@ tiles and against MONAI's sliding_window_inference, per precision; peak RSS on g
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -13,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.record import REPO, alternating_medians, peak_rss_mb, record, seconds
+from bench.record import peak_rss_mb, record, seconds
 from unetseg import blocks, io, tiling
 from unetseg.model import UNet, prepare
 from unetseg.predict import forward_tiles, predict_volume
@@ -178,97 +176,6 @@ def predict_small_network(shape=(4, 1024, 1024), base_channels: int = 2, batch_s
                threads=1, workers=1)  # fmt: skip
 
 
-class FreeNetwork(torch.nn.Module):
-    """Stands in for the U-Net at next to no cost: the centre of each input tile (what the
-    U-Net's valid convolutions keep), as two class scores. With it, prediction's time is the
-    pipeline's own: reading, mirroring, batching, softmax, encoding and writing."""
-
-    def __init__(self, depth: int = DEPTH):
-        super().__init__()
-        self.config, self.context = {"depth": depth}, tiling.context_px(depth)
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        centre = batch[..., self.context : -self.context, self.context : -self.context]
-        return torch.cat([-centre, centre], dim=1)
-
-
-def free_network_seconds(folder: str, workers: int, name: str) -> float:
-    """One timed `predict_volume` with FreeNetwork (after a warm-up), in this process: run by
-    predict_pipeline in a fresh process per call, with the unetseg under test on its path."""
-    from unetseg import predict
-
-    def free_model(path, device="cpu", channels_last=False):
-        return FreeNetwork(), {"model_config": {"depth": DEPTH}}
-
-    predict.load_model = free_model  # the pipeline looks it up in its module on each call
-    folder = Path(folder)
-
-    def run(out):
-        predict.predict_volume(
-            folder / "model.pt", folder / "raw.zarr", folder / out, tile_out=TILE_OUT,
-            batch_size=9, block_px=1024, workers=workers, threads=workers, device="cpu",
-        )  # fmt: skip
-
-    run(f"{name}-warm-up.zarr")
-    return seconds(lambda: run(f"{name}.zarr"))
-
-
-def predict_pipeline(shape=(8, 2048, 2048), rounds: int = 5) -> None:
-    """predict_pipeline_mpx_s: prediction with FreeNetwork, so the pipeline's own cost per pixel,
-    with 1 and 2 Dask workers (batches of 9 tiles, 1024-px chunks, float16 out). On a GPU this
-    work runs on the CPU beside the model, and must keep up with it.
-
-    With UNETSEG_BASELINE set to another checkout of unetseg (a `git worktree`), its code runs
-    the same in alternating rounds: predict_pipeline_vs_baseline."""
-    baseline = os.environ.get("UNETSEG_BASELINE")
-    code = {
-        "ours": REPO / "workflow",
-        **({"baseline": Path(baseline) / "workflow"} if baseline else {}),
-    }
-    mpx = np.prod(shape) / 1e6
-    with tempfile.TemporaryDirectory() as folder:
-        make_raw(Path(folder) / "raw.zarr", shape)
-        save_model(Path(folder) / "model.pt", base_channels=2)  # never run: for the hash
-
-        def contender(name, workers):
-            def run(round_):
-                probe = "import sys; from bench.predict import free_network_seconds as f; " \
-                        "print(f(*sys.argv[1:2], int(sys.argv[2]), sys.argv[3]))"  # fmt: skip
-                done = subprocess.run(
-                    [sys.executable, "-c", probe, folder, str(workers), f"{name}-{workers}-{round_}"],
-                    env={**os.environ, "PYTHONPATH": f"{code[name]}{os.pathsep}{REPO}"},
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                return float(done.stdout.split()[-1])
-
-            return run
-
-        contenders = {(name, w): contender(name, w) for name in code for w in (1, 2)}
-        medians = alternating_medians(contenders, rounds)
-        for workers in (1, 2):
-            ours_s = medians["ours", workers]
-            extra = {}
-            if baseline:
-                base_s = medians["baseline", workers]
-                extra = {
-                    "baseline_mpx_s": round(mpx / base_s, 2),
-                    "baseline": baseline_commit(baseline),
-                }
-                record(f"predict_pipeline_vs_baseline_{workers}w", round(base_s / ours_s, 3),
-                       "x baseline pipeline speed", "report", ours_mpx_s=round(mpx / ours_s, 2),
-                       workers=workers, rounds=rounds, volume="x".join(map(str, shape)), **extra)  # fmt: skip
-            record(f"predict_pipeline_mpx_s_{workers}w", round(mpx / ours_s, 2), "Mpx/s",
-                   "report (the GPU's model speed is the bar)", workers=workers, rounds=rounds,
-                   volume="x".join(map(str, shape)), network="FreeNetwork (no model cost)",
-                   batch=9, **extra)  # fmt: skip
-
-
-def baseline_commit(checkout: str) -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          cwd=checkout)  # fmt: skip
-    return done.stdout.strip() or checkout
-
-
 def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
     """Reading the raw chunks and writing float16 probability chunks, timed on their own."""
     source = io.open_zarr(folder / "raw.zarr")
@@ -309,5 +216,4 @@ BENCHMARKS = {
     "predict": predict_speed,
     "predict-small-network": predict_small_network,
     "predict-memory": predict_memory,
-    "predict-pipeline": predict_pipeline,
 }

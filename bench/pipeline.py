@@ -1,0 +1,162 @@
+"""The prediction pipeline's own cost, with the model taken out, on a CPU: what it can feed a GPU.
+
+`python -m bench predict-pipeline`. Two stand-ins replace the model, in a fresh process per run:
+- FreeNetwork, a network that costs next to nothing: the pipeline's speed alone, in Mpx/s;
+- a simulated device: each batch holds one lock (the one GPU) for the time the real model takes
+  on a GPU at a given speed, without using the CPU, and returns probabilities as a GPU returns
+  them (already in the output's dtype). The ratio of that device time to the pipeline's is what
+  `predict_vs_bare_model_cuda` measures on a real GPU, with the CPU of this machine.
+With UNETSEG_BASELINE set to another checkout of unetseg (a `git worktree`), its code runs the
+same, in alternating rounds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.predict import DEPTH, TILE_OUT, make_raw, save_model, tiles_per_slice
+from bench.record import REPO, alternating_medians, record, seconds
+from unetseg import tiling
+
+# The bare paper-size model on the lent H200 (BENCHMARKS.md, GPU run 4), Mpx/s of tile output.
+GPU_MPX_S = {"fp16": 81.4, "fp32": 44.8}
+SHAPE, BATCH = (8, 2048, 2048), 9  # 1024-px chunks of 3 x 3 tiles: batches of 9, as on the GPU
+
+
+class FreeNetwork(torch.nn.Module):
+    """Stands in for the U-Net at next to no cost: the centre of each input tile (what the
+    U-Net's valid convolutions keep), as two class scores."""
+
+    def __init__(self, depth: int = DEPTH):
+        super().__init__()
+        self.config, self.context = {"depth": depth}, tiling.context_px(depth)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        centre = batch[..., self.context : -self.context, self.context : -self.context]
+        return torch.cat([-centre, centre], dim=1)
+
+
+class SimulatedDevice:
+    """forward_tiles on one device that predicts `mpx_s` Mpx/s and leaves the CPU free: batches
+    wait for each other, as on one GPU, and come back in the output's dtype."""
+
+    def __init__(self, mpx_s: float):
+        self.px_s, self.busy, self.results = mpx_s * 1e6, threading.Lock(), {}
+        logits = np.random.default_rng(0).standard_normal((BATCH, TILE_OUT, TILE_OUT))
+        self.probability = 1 / (1 + np.exp(-logits))  # compresses as a real output would
+
+    def __call__(self, model, tiles, device, precision, channels_last, tta=False,
+                 out_dtype=np.float32):  # fmt: skip
+        with self.busy:
+            time.sleep(len(tiles) * TILE_OUT**2 / self.px_s)
+        dtype = np.dtype(out_dtype)
+        if dtype not in self.results:
+            self.results[dtype] = self.probability.astype(dtype)
+        return self.results[dtype][: len(tiles)].copy()  # the copy back from the device
+
+
+def pipeline_seconds(folder: str, workers: int, name: str, device_mpx_s: float) -> float:
+    """One timed predict_volume, after a warm-up, in this process, with the model replaced by
+    FreeNetwork (device_mpx_s 0) or by a SimulatedDevice of that speed."""
+    from unetseg import predict
+
+    def free_model(path, device="cpu", channels_last=False):
+        return FreeNetwork(), {"model_config": {"depth": DEPTH}}
+
+    predict.load_model = free_model  # looked up in the module on each call, so replaced there
+    if device_mpx_s:
+        predict.forward_tiles = SimulatedDevice(device_mpx_s)
+    folder = Path(folder)
+
+    def run(out):
+        predict.predict_volume(
+            folder / "model.pt", folder / "raw.zarr", folder / out, tile_out=TILE_OUT,
+            batch_size=BATCH, block_px=1024, workers=workers, threads=workers, device="cpu",
+        )  # fmt: skip
+
+    run(f"{name}-warm-up.zarr")
+    return seconds(lambda: run(f"{name}.zarr"))
+
+
+def in_fresh_process(code: Path, folder: str, workers: int, name: str, device_mpx_s: float):
+    """A contender for alternating_medians: pipeline_seconds with the unetseg in `code`."""
+
+    def run(round_: int) -> float:
+        probe = (
+            "import sys; from bench.pipeline import pipeline_seconds as f; "
+            "print(f(sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe, folder, str(workers), f"{name}-{round_}",
+             str(device_mpx_s)],
+            env={**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{REPO}"},
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode:
+            raise RuntimeError(done.stderr[-3000:])
+        return float(done.stdout.split()[-1])
+
+    return run
+
+
+CONTENDERS = [  # (what stands in for the model, Mpx/s of the simulated device or 0, workers)
+    ("free", 0, 1),
+    ("free", 0, 2),
+    ("fp16", GPU_MPX_S["fp16"], 4),
+    ("fp32", GPU_MPX_S["fp32"], 4),
+]
+
+
+def predict_pipeline(rounds: int = 3) -> None:
+    """predict_pipeline_mpx_s (FreeNetwork) and predict_vs_simulated_gpu (the simulated H200),
+    and each against the baseline checkout when UNETSEG_BASELINE names one."""
+    baseline = os.environ.get("UNETSEG_BASELINE")
+    code = {"ours": REPO / "workflow"}
+    if baseline:
+        code["baseline"] = Path(baseline) / "workflow"
+    mpx = np.prod(SHAPE) / 1e6
+    device_px = SHAPE[0] * tiles_per_slice(SHAPE[1]) * TILE_OUT**2
+    with tempfile.TemporaryDirectory() as folder:
+        make_raw(Path(folder) / "raw.zarr", SHAPE)
+        save_model(Path(folder) / "model.pt", base_channels=2)  # hashed into the output's attrs
+        contenders = {
+            (who, model, workers): in_fresh_process(path, folder, workers, f"{who}-{model}-{workers}", mpx_s)
+            for who, path in code.items()
+            for model, mpx_s, workers in CONTENDERS
+        }  # fmt: skip
+        medians = alternating_medians(contenders, rounds)
+    common = {"volume": "x".join(map(str, SHAPE)), "batch": BATCH, "rounds": rounds}
+    for model, mpx_s, workers in CONTENDERS:
+        ours_s = medians["ours", model, workers]
+        extra = {**common, "workers": workers, "ours_mpx_s": round(mpx / ours_s, 2)}
+        if baseline:
+            base_s = medians["baseline", model, workers]
+            extra |= {"baseline": commit_of(baseline), "baseline_mpx_s": round(mpx / base_s, 2)}
+        if model == "free":
+            record(f"predict_pipeline_mpx_s_{workers}w", extra.pop("ours_mpx_s"), "Mpx/s",
+                   "report (what the CPU can feed a GPU)", network="FreeNetwork", **extra)  # fmt: skip
+        else:
+            device_s = device_px / (mpx_s * 1e6)
+            if baseline:
+                extra["baseline_ratio"] = round(device_s / base_s, 3)
+            record(f"predict_vs_simulated_gpu_{model}", round(device_s / ours_s, 3),
+                   "x simulated device speed", ">= 0.9 (as predict_vs_bare_model_cuda)",
+                   device_mpx_s=mpx_s, note="the H200's bare model speed, GPU run 4", **extra)  # fmt: skip
+
+
+def commit_of(checkout: str) -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=checkout)  # fmt: skip
+    return done.stdout.strip() or checkout
+
+
+BENCHMARKS = {"predict-pipeline": predict_pipeline}
