@@ -272,7 +272,8 @@ def predict_volume(
     with io.bulk_writes():  # zarr takes an array's write settings when it is opened
         target, done_folder = open_partial(partial, raw.shape, out_dtype, chunks, raw_path, attrs)
     every_block = list(chunk_blocks(raw.shape, target.chunks))
-    todo = [b for b in every_block if not (done_folder / block_name(*b)).exists()]
+    done = set(os.listdir(done_folder))  # one listing, not a file test per block
+    todo = [b for b in every_block if block_name(*b) not in done]
     if len(todo) < len(every_block):
         log.info(
             "resuming %s: %d of %d chunks already done",
@@ -283,7 +284,19 @@ def predict_volume(
     # The arrays are opened once, here, not in each task (opening reads their metadata: 3 ms),
     # and given to Dask as one node each, which it would otherwise walk into for every task.
     raw_node, target_node = (dask.delayed(a, traverse=False) for a in (raw, target))
-    tasks = [dask.delayed(task)(raw_node, target_node, done_folder, *block) for block in todo]
+    # Each task is named by its output and chunk (as Dask's dashboard shows it), which spares
+    # hashing its arguments; the output's token keeps two predictions on one cluster apart.
+    token = dask.base.tokenize(str(partial.resolve()), attrs)[:12]
+    tasks = [
+        dask.delayed(task)(
+            raw_node,
+            target_node,
+            done_folder,
+            *block,
+            dask_key_name=f"predict-{token}-{block_name(*block)}",
+        )
+        for block in todo
+    ]
     with dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options:
         dask.compute(*tasks, **compute_options)
     io.remove_path(done_folder)
