@@ -177,7 +177,7 @@ def test_test_time_augmentation_is_invariant_to_flips_and_turns(model):
         assert np.abs(of_moved - transform(averaged)).max() <= 1e-5
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "int16"])
 def test_integer_tiles_are_scaled_on_the_device_as_on_the_cpu(model, dtype):
     """Tiles travel to the device as stored and are scaled there: the same probabilities as
     tiles scaled by io.to_unit_range first; float16 out is the float32 result rounded."""

@@ -59,8 +59,10 @@ def forward_tiles(
     authors' ISBI submission averaged these); it costs 8 forward passes.
     """
     with torch.inference_mode(), autocast(device, precision):
-        batch = to_device(torch.from_numpy(tiles[:, np.newaxis]), device, channels_last=False)
-        batch = unit_range(batch)
+        scale = grey_scale(tiles.dtype)
+        batch = torch.from_numpy(transferable(tiles)[:, np.newaxis])
+        batch = to_device(batch, device, channels_last=False)
+        batch = batch.float() / scale if scale else batch.float()
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         if not tta:
@@ -78,12 +80,18 @@ def forward_tiles(
     return prob.to(torch_dtype(out_dtype)).cpu().numpy()
 
 
-def unit_range(batch: torch.Tensor) -> torch.Tensor:
-    """io.to_unit_range on a tensor: integers as float32 in [0, 1] (the release's im2double),
-    floats as float32."""
-    if batch.dtype.is_floating_point:
-        return batch.float()
-    return batch.float() / float(torch.iinfo(batch.dtype).max)
+def grey_scale(dtype: np.dtype) -> float | None:
+    """What io.to_unit_range divides grey values of this type by (None: floats stay as-is)."""
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else None
+
+
+def transferable(tiles: np.ndarray) -> np.ndarray:
+    """The tiles in a type torch supports on every device: uint16 and uint32 (only "limited
+    support" in torch) become the next wider signed type, exactly; uint64 becomes float64."""
+    wider = {2: np.int32, 4: np.int64, 8: np.float64}
+    if tiles.dtype.kind == "u" and tiles.dtype.itemsize > 1:
+        return tiles.astype(wider[tiles.dtype.itemsize])
+    return tiles
 
 
 def torch_dtype(dtype: np.dtype | str) -> torch.dtype:
