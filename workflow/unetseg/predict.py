@@ -19,6 +19,8 @@ from pathlib import Path
 import dask
 import numpy as np
 import torch
+from dask._task_spec import DataNode, Task, TaskRef  # the task spec of Dask's docs (spec.html)
+from dask.delayed import Delayed
 
 from unetseg import blocks, io, tiling
 from unetseg.errors import UnetsegError
@@ -289,24 +291,10 @@ def predict_volume(
             len(every_block) - len(todo),
             len(every_block),
         )
-    # The arrays are opened once, here, not in each task (opening reads their metadata: 3 ms),
-    # and given to Dask as one node each, which it would otherwise walk into for every task.
-    raw_node, target_node = (dask.delayed(a, traverse=False) for a in (raw, target))
-    # Each task is named by its output and chunk (as Dask's dashboard shows it), which spares
-    # hashing its arguments; the output's token keeps two predictions on one cluster apart.
     token = dask.base.tokenize(str(partial.resolve()), attrs)[:12]
-    tasks = [
-        dask.delayed(task)(
-            raw_node,
-            target_node,
-            done_folder,
-            *block,
-            dask_key_name=f"predict-{token}-{block_name(*block)}",
-        )
-        for block in todo
-    ]
+    every_task = block_tasks(task, raw, target, done_folder, todo, f"predict-{token}")
     with dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options:
-        dask.compute(*tasks, **compute_options)
+        dask.compute(every_task, **compute_options)
     io.remove_path(done_folder)
     with io.atomic_output(out_path) as tmp:
         os.replace(partial, tmp)
@@ -319,6 +307,26 @@ def predict_volume(
         pixels / seconds / 1e6,
         out_path,
     )
+
+
+def block_tasks(task: BlockTask, raw, target, done_folder: Path, todo, name: str) -> Delayed:
+    """One Dask task per block, as one graph in Dask's task spec: each task is named by the block
+    (as Dask's dashboard shows it), and the arrays, opened once here, are one node each. Built
+    with dask.delayed instead, the graph cost 0.5 ms a task to build and cull (measured with
+    cProfile on 1024 blocks), a few % of a GPU's time per block.
+    `name` keeps two predictions on one Dask cluster apart."""
+    raw_node, target_node = DataNode(f"{name}-raw", raw), DataNode(f"{name}-target", target)
+    graph = {node.key: node for node in (raw_node, target_node)}
+    for block in todo:
+        key = f"{name}-{block_name(*block)}"
+        graph[key] = Task(key, task, raw_node.ref(), target_node.ref(), done_folder, *block)
+    keys = [key for key in graph if key not in (raw_node.key, target_node.key)]
+    graph[name] = Task(name, count_done, *(TaskRef(key) for key in keys))
+    return Delayed(name, graph)
+
+
+def count_done(*results) -> int:
+    return len(results)
 
 
 def open_partial(partial: Path, shape, dtype, chunks, raw_path, attrs: dict):
