@@ -89,7 +89,7 @@ def cuda_training(device=CUDA, base_channels=64, steps=20, variants=VARIANTS):
 
 
 def cuda_prediction(device=CUDA, base_channels=64, shape=(8, 2048, 2048),
-                    batch_size=9, variants=VARIANTS, workers=(2, 8)) -> None:  # fmt: skip
+                    batch_size=9, variants=VARIANTS, workers=(4, 8)) -> None:  # fmt: skip
     """predict_vs_bare_model_cuda: the Dask overlap-tile pipeline (Zarr in and out) against the
     bare model's forward over the same number of tiles, paper-size network, per precision and
     number of Dask workers (they overlap the CPU's reading, tiling and writing with the GPU).

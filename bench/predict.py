@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.record import peak_rss_mb, record, seconds
+from bench.record import alternating_medians, peak_rss_mb, record, seconds
 from unetseg import blocks, io, tiling
 from unetseg.model import UNet, prepare
 from unetseg.predict import forward_tiles, predict_volume
@@ -176,6 +176,34 @@ def predict_small_network(shape=(4, 1024, 1024), base_channels: int = 2, batch_s
                threads=1, workers=1)  # fmt: skip
 
 
+def predict_block_px(shape=(1, 2048, 2048), rounds: int = 3) -> None:
+    """predict_block_px_768_vs_512: the new default output chunk (768 px, two tile strides)
+    against the old one (512 px, where 2 x 2 tiles of 388 px hang over each chunk), ISBI CPU
+    network, 2 workers; medians of alternating rounds. The output is the same either way."""
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        make_raw(folder / "raw.zarr", shape)
+        save_model(folder / "model.pt")
+
+        def ours(block_px):
+            return lambda round_: seconds(
+                lambda: predict_volume(
+                    folder / "model.pt", folder / "raw.zarr", folder / f"p{block_px}-{round_}.zarr",
+                    tile_out=TILE_OUT, block_px=block_px, threads=2, workers=2, device="cpu",
+                )
+            )  # fmt: skip
+
+        medians = alternating_medians({768: ours(768), 512: ours(512)}, rounds)
+        mpx = np.prod(shape) / 1e6
+        record("predict_block_px_768_vs_512", round(medians[512] / medians[768], 3),
+               "x speed with 512-px chunks", "report (sets the default)",
+               mpx_s_768=round(mpx / medians[768], 3), mpx_s_512=round(mpx / medians[512], 3),
+               tiles_768=len(tiling.tile_origins(0, shape[1], TILE_OUT, DEPTH)) ** 2 * shape[0],
+               tiles_512=4 * (shape[1] // 512) ** 2 * shape[0], volume="x".join(map(str, shape)),
+               network=f"depth {DEPTH}, {CHANNELS} channels", rounds=rounds, workers=2)  # fmt: skip
+
+
 def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
     """Reading the raw chunks and writing float16 probability chunks, timed on their own."""
     source = io.open_zarr(folder / "raw.zarr")
@@ -216,4 +244,5 @@ BENCHMARKS = {
     "predict": predict_speed,
     "predict-small-network": predict_small_network,
     "predict-memory": predict_memory,
+    "predict-block-px": predict_block_px,
 }

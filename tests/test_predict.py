@@ -59,6 +59,20 @@ def test_tiles_off_the_grid_would_not_be_seamless(model):
     assert np.abs(on_grid - shifted).max() > 1e-4
 
 
+def test_chunks_that_make_tiles_hang_over_warn(tmp_path, model_file, caplog):
+    """Depth 3, tile_out 28: the stride is 24. Blocks of 32 px take 2 x 2 tiles each."""
+    raw = np.random.default_rng(0).integers(0, 255, (1, 96, 96)).astype(np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    with caplog.at_level("WARNING", logger="unetseg.predict"):
+        predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "a.zarr", 28, block_px=32)
+    assert "predict.block_px 32 with tile_out 28 takes 2.25x the tiles" in caplog.text
+    assert "such as 24" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="unetseg.predict"):
+        predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "b.zarr", 28, block_px=48)
+    assert "block_px" not in caplog.text
+
+
 def test_predict_volume_store(tmp_path, model, model_file):
     raw = np.random.default_rng(0).integers(0, 255, (3, 70, 50)).astype(np.uint8)
     chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")

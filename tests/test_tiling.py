@@ -47,3 +47,18 @@ def test_tile_origins_are_on_grid_and_cover():
     assert all(o % 16 == 0 for o in origins)
     assert origins[-1] + 388 >= 1000
     assert tiling.tile_origins(410, 900, 388, 4) == [400, 784]  # from the grid point below 410
+
+
+@pytest.mark.parametrize(
+    ("size", "block_px", "cost"),
+    [
+        ((4096, 4096), 512, (16 / 11) ** 2),  # 2 x 2 tiles for each 512-px block: 16 across
+        ((4096, 4096), 768, 1.0),  # a multiple of the stride (384): the fewest, 11 across
+        ((4096, 4096), 1024, (12 / 11) ** 2),
+        ((512, 512), 512, 1.0),  # a block the size of the slice is never worse
+        ((300, 5000), 768, 1.0),
+    ],
+)
+def test_blocking_cost_counts_the_tiles_that_hang_over_blocks(size, block_px, cost):
+    assert tiling.tile_stride(388, 4) == 384
+    assert tiling.blocking_cost(size, block_px, 388, 4) == pytest.approx(cost)

@@ -1,4 +1,4 @@
-"""Chunk-aligned blocks written into Zarr arrays, as fast as the codec allows.
+"""Blocks written into and read from Zarr arrays, as fast as the codec allows.
 
 zarr-python hands each chunk of a write through its event loop and a thread pool, and writes it
 to a temporary file that it renames into place. For whole chunks (or whole shards) of a local
@@ -6,8 +6,9 @@ store with the default codecs (bytes, then Blosc; inside shards, an index of byt
 `write_block` instead encodes the chunks with the array's own Blosc settings and writes each
 chunk, or each shard with its index, to the file zarr would have written: the same bytes, checked
 against zarr in tests/test_blocks.py, 1.4-2.0x as fast (`python -m bench chunk`,
-chunk_direct_vs_zarr). Every other layout (filters, other codecs or stores, unaligned blocks)
-goes through zarr.
+chunk_direct_vs_zarr). `read_block` reads any region of such an array the same way, chunk
+files decoded straight into the region. Every other layout (filters, other codecs or stores,
+unaligned blocks for writing) goes through zarr.
 
 Writing a file in place is safe here because every store is written under a temporary name
 (`io.atomic_output`, or prediction's `.partial` store whose finished blocks are recorded only

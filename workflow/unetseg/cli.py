@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("out", help="output probability .zarr store")
     sub.add_argument("--tile-out", type=int, default=388, help="output tile size (paper: 388)")
     sub.add_argument("--batch-size", type=int, default=1)
-    sub.add_argument("--block-px", type=int, default=512, help="y/x size of an output chunk")
+    sub.add_argument("--block-px", type=int, default=768,
+                     help="y/x size of an output chunk (best a multiple of the tile stride)")  # fmt: skip
     sub.add_argument(
         "--scheduler", default="threads",
         choices=("threads", "processes", "sync", "distributed", "slurm"),

@@ -229,7 +229,7 @@ def predict_volume(
     out_path: str | os.PathLike,
     tile_out: int = 388,
     batch_size: int = 1,
-    block_px: int = 512,
+    block_px: int = 768,
     scheduler: str = "threads",
     workers: int = 1,
     threads: int = 1,
@@ -262,6 +262,7 @@ def predict_volume(
             )
     tiling.check_output_size(tile_out, model.config["depth"], "predict.tile_out")
     raw = io.open_zarr(raw_path)
+    warn_if_tiles_overhang(raw.shape[1:], block_px, tile_out, model.config["depth"])
     chunks = (1, block_px, block_px)
     attrs = {
         "model": str(Path(model_path).resolve()),
@@ -307,6 +308,19 @@ def predict_volume(
         pixels / seconds / 1e6,
         out_path,
     )
+
+
+def warn_if_tiles_overhang(size, block_px: int, tile_out: int, depth: int) -> None:
+    """Warn when the chunks make the network compute much more than the slices need."""
+    cost = tiling.blocking_cost(size, block_px, tile_out, depth)
+    if cost > 1.1:
+        stride = tiling.tile_stride(tile_out, depth)
+        log.warning(
+            "predict.block_px %d with tile_out %d takes %.2fx the tiles these slices need "
+            "(tiles hang over the chunks' edges); a multiple of the tile stride %d, such as %d, "
+            "does not",
+            block_px, tile_out, cost, stride, max(stride, round(block_px / stride) * stride),
+        )  # fmt: skip
 
 
 def block_tasks(task: BlockTask, raw, target, done_folder: Path, todo, name: str) -> Delayed:

@@ -92,8 +92,27 @@ def tile_origins(start: int, stop: int, tile_out: int, depth: int) -> list[int]:
     Origins on that grid make stitched tiles equal whole-image inference exactly (PAPER.md §5).
     """
     grid = grid_px(depth)
-    stride = tile_out - tile_out % grid
-    return list(range(start - start % grid, stop, stride))
+    return list(range(start - start % grid, stop, tile_stride(tile_out, depth)))
+
+
+def tile_stride(tile_out: int, depth: int) -> int:
+    """Distance between neighbouring tile origins: the output size rounded down to the grid."""
+    return tile_out - tile_out % grid_px(depth)
+
+
+def blocking_cost(size: tuple[int, int], block_px: int, tile_out: int, depth: int) -> float:
+    """How many tiles a slice of `size` takes when cut into blocks of block_px, relative to the
+    fewest it could take (blocks the size of the slice). A block that is not a multiple of the
+    tile stride makes its last tiles hang over its edge, and what they compute there is dropped:
+    blocks of 512 px with 388-px tiles take 2 x 2 tiles each, 2.3 times the area they keep."""
+
+    def tiles(length: int, block: int) -> int:
+        return sum(
+            len(tile_origins(start, min(start + block, length), tile_out, depth))
+            for start in range(0, length, block)
+        )
+
+    return float(np.prod([tiles(n, block_px) / tiles(n, n) for n in size]))
 
 
 def whole_image_padding(length: int, depth: int) -> tuple[int, int]:
