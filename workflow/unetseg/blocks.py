@@ -219,20 +219,24 @@ def keeps(array: zarr.Array, chunk: np.ndarray) -> bool:
 
 def chunk_encoder(array: zarr.Array) -> Callable[[np.ndarray], bytes]:
     """What the array's bytes and Blosc codecs make of one chunk."""
-    codec = array.compressors[0]
-    encoder = blosc_encoder(codec.cname.value, codec.clevel, codec.shuffle.value, codec.blocksize,
-                            codec.typesize)  # fmt: skip
-    dtype = array.dtype.newbyteorder("<")  # the bytes codec stores little-endian
-    return lambda chunk: encoder.encode(np.ascontiguousarray(chunk, dtype=dtype))
+    blosc, dtype = array_blosc(array), stored_dtype(array)
+    return lambda chunk: blosc.encode(np.ascontiguousarray(chunk, dtype=dtype))
 
 
 def chunk_decoder(array: zarr.Array) -> Callable[[bytes], np.ndarray]:
     """The flat values of one encoded chunk (the inverse of `chunk_encoder`)."""
+    blosc, dtype = array_blosc(array), stored_dtype(array)
+    return lambda data: np.frombuffer(blosc.decode(data), dtype=dtype)
+
+
+def array_blosc(array: zarr.Array) -> numcodecs.Blosc:
     codec = array.compressors[0]
-    decoder = blosc_encoder(codec.cname.value, codec.clevel, codec.shuffle.value, codec.blocksize,
-                            codec.typesize)  # fmt: skip
-    dtype = array.dtype.newbyteorder("<")
-    return lambda data: np.frombuffer(decoder.decode(data), dtype=dtype)
+    return blosc_codec(codec.cname.value, codec.clevel, codec.shuffle.value, codec.blocksize,
+                         codec.typesize)  # fmt: skip
+
+
+def stored_dtype(array: zarr.Array) -> np.dtype:
+    return array.dtype.newbyteorder("<")  # the bytes codec stores little-endian (chunk_folder)
 
 
 def write_file(path: str, pieces: list[bytes]) -> None:
@@ -342,7 +346,7 @@ def is_chunk_aligned(array: zarr.Array, offset, shape) -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def blosc_encoder(cname: str, clevel: int, shuffle: str, blocksize: int, typesize: int):
+def blosc_codec(cname: str, clevel: int, shuffle: str, blocksize: int, typesize: int):
     """numcodecs' Blosc with a BloscCodec's settings, as zarr builds it."""
     return numcodecs.Blosc(cname=cname, clevel=clevel, shuffle=SHUFFLES[shuffle],
                            blocksize=blocksize, typesize=typesize)  # fmt: skip
