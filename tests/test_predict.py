@@ -73,6 +73,25 @@ def test_chunks_that_make_tiles_hang_over_warn(tmp_path, model_file, caplog):
     assert "block_px" not in caplog.text
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_prediction_reads_sharded_and_uint16_raw_stores_directly(
+    tmp_path, model, model_file, dtype
+):
+    """The input comes straight from the shard files (blocks.read_block), mirrored at the
+    slice's edges, and equals whole-slice inference."""
+    top = np.iinfo(dtype).max
+    raw = np.random.default_rng(3).integers(0, top, (2, 70, 50), endpoint=True).astype(dtype)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr", (1, 16, 16),
+                 shards=(1, 32, 32))  # fmt: skip
+    stored = io.open_zarr(tmp_path / "raw.zarr")
+    assert stored.shards == (1, 32, 32) and blocks.chunk_folder(stored, for_writing=False)
+    predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr", tile_out=28,
+                   block_px=48, out_dtype="float32")  # fmt: skip
+    probability = io.open_zarr(tmp_path / "p.zarr")
+    for z in range(2):
+        assert np.abs(probability[z] - predict_whole_slice(model, raw[z])).max() <= 1e-5
+
+
 def test_predict_volume_store(tmp_path, model, model_file):
     raw = np.random.default_rng(0).integers(0, 255, (3, 70, 50)).astype(np.uint8)
     chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
