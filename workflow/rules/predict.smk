@@ -15,6 +15,8 @@ rule predict:
         channels_last="--channels-last" if config["predict"]["channels_last"] else "",
         device=config["predict"]["device"],
         dtype=config["predict"]["dtype"],
+        cname=config["predict"]["compressor"],
+        clevel=config["predict"]["clevel"],
         architecture=architecture_option(),
         tta="--tta" if config["predict"]["tta"] else "",
         address=scheduler_address_option(),
@@ -34,5 +36,6 @@ rule predict:
         " --batch-size {params.batch_size} --block-px {params.block_px}"
         " --scheduler {params.scheduler} --workers {params.workers} --threads {threads}"
         " --precision {params.precision} {params.channels_last} --device {params.device}"
-        " --dtype {params.dtype} {params.architecture} {params.tta} {params.address}"
+        " --dtype {params.dtype} --cname {params.cname} --clevel {params.clevel}"
+        " {params.architecture} {params.tta} {params.address}"
         " > {log} 2>&1"

@@ -117,6 +117,7 @@ def cmd_predict(args) -> None:
         channels_last=args.channels_last,
         device=args.device,
         out_dtype=args.dtype,
+        compression={"cname": args.cname, "clevel": args.clevel},
         expect_architecture=settings(args.expect_architecture)
         if args.expect_architecture
         else None,
@@ -298,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, default=1, help="Dask workers")
     sub.add_argument("--threads", type=int, default=1, help="CPU threads in all")
     sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    sub.add_argument("--cname", default="lz4", help="Blosc compressor of the probability store")
+    sub.add_argument("--clevel", type=int, default=1, help="its Blosc compression level")
     sub.add_argument("--channels-last", action="store_true")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sub.add_argument(

@@ -192,6 +192,9 @@ def chunk_blocks(shape: tuple[int, int, int], chunks: tuple[int, int, int]):
 
 
 SCHEDULERS = ("threads", "processes", "sync", "distributed", "slurm")
+# Probability maps barely compress (1.2-1.4x), and zstd encodes them a third as fast as lz4,
+# which on a GPU is the CPU's largest cost per chunk (BENCHMARKS.md, predict-codecs).
+PROBABILITY_CODEC = {"cname": "lz4", "clevel": 1}
 
 
 @dataclass(frozen=True)
@@ -240,10 +243,12 @@ def predict_volume(
     expect_architecture: dict | None = None,
     tta: bool = False,
     scheduler_address: str | None = None,
+    compression: dict | None = None,
 ) -> None:
     """Predict a raw OME-Zarr volume into a probability OME-Zarr, one Dask task per output chunk.
 
     `expect_architecture` (e.g. {"depth": 4, "base_channels": 64}) must match the model's.
+    `compression` is the store's Blosc codec, PROBABILITY_CODEC unless given.
     Chunks are written into `<out>.partial` and recorded when whole, so a killed prediction
     resumes where it stopped; the store is renamed to `out_path` when every chunk is there.
     """
@@ -273,6 +278,7 @@ def predict_volume(
         "test_time_augmentation": tta,
         "dtype": out_dtype,
         "probability_of": "cell interior",
+        "compression": compression or PROBABILITY_CODEC,
     }
     task = BlockTask(
         str(model_path), tile_out, batch_size, str(torch_device), precision,
@@ -355,7 +361,7 @@ def open_partial(partial: Path, shape, dtype, chunks, raw_path, attrs: dict):
         io.remove_path(partial)
     target = io.create_ome_zarr(
         partial, shape, dtype, chunks, io.voxel_size(raw_path), attrs,
-        quantise_to_uint8=dtype == "uint8",
+        compression=attrs["compression"], quantise_to_uint8=dtype == "uint8",
     )  # fmt: skip
     done_folder.mkdir()
     return target, done_folder
