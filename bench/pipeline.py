@@ -57,9 +57,9 @@ class SimulatedDevice:
         self.busy, self.results = threading.Lock(), {}
         from scipy import ndimage
 
-        # Smooth regions and sharp edges: encodes about as fast, and to about the same size, as
-        # the shipped ISBI model's probability maps (by hand: zstd 79 against 103 MB/s, lz4 197
-        # against 325 MB/s; ratio 1.40 against 1.35).
+        # Smooth regions and sharp edges: encodes a little slower than the shipped ISBI model's
+        # probability maps, to about the same size (by hand, one thread: zstd 1 156 against
+        # 195 MiB/s, lz4 1 486 against 652 MiB/s; ratios 1.39 / 1.26 against 1.34 / 1.23).
         field = ndimage.gaussian_filter(
             np.random.default_rng(0).standard_normal((BATCH, TILE_OUT, TILE_OUT)), (0, 6, 6)
         )
