@@ -89,7 +89,7 @@ def cuda_training(device=CUDA, base_channels=64, steps=20, variants=VARIANTS):
 
 
 def cuda_prediction(device=CUDA, base_channels=64, shape=(8, 2048, 2048),
-                    batch_size=9, variants=VARIANTS, workers=(4, 8)) -> None:  # fmt: skip
+                    batch_size=9, variants=VARIANTS, workers=(4, 8)) -> dict[str, float]:  # fmt: skip
     """predict_vs_bare_model_cuda: the Dask overlap-tile pipeline (Zarr in and out) against the
     bare model's forward over the same number of tiles, paper-size network, per precision and
     number of Dask workers (they overlap the CPU's reading, tiling and writing with the GPU).
@@ -103,7 +103,9 @@ def cuda_prediction(device=CUDA, base_channels=64, shape=(8, 2048, 2048),
         predict_bench.make_raw(folder / "raw.zarr", shape)
         model = predict_bench.save_model(folder / "model.pt", depth, base_channels)
         runs = itertools.count()
-        tiles = np.random.default_rng(0).random((batch_size, tile_in, tile_in), dtype=np.float32)
+        # uint8 tiles, as the pipeline sends them (scaled to [0, 1] on the device)
+        tiles = np.random.default_rng(0).integers(0, 256, (batch_size, tile_in, tile_in), np.uint8)
+        bare_mpx_s = {}  # per precision, the fastest layout: for the simulated GPU
         for precision, channels_last in variants:
             net = prepare(
                 UNet(depth=depth, base_channels=base_channels), device, channels_last
@@ -139,6 +141,8 @@ def cuda_prediction(device=CUDA, base_channels=64, shape=(8, 2048, 2048),
                        volume="x".join(map(str, shape)), tiles=n_tiles, batch=batch_size,
                        gpu=device_name(device), rounds=3,
                        network=f"depth 4, {base_channels} channels, 572 -> 388")  # fmt: skip
+                bare_mpx_s[precision] = max(bare_mpx_s.get(precision, 0), mpx / bare_s)
+    return bare_mpx_s
 
 
 def on_gpu_machine() -> None:
@@ -147,7 +151,11 @@ def on_gpu_machine() -> None:
         return
     train_bench.cpu_bf16_cl_vs_fp32(repeats=3)
     cuda_training()
-    cuda_prediction()
+    bare_mpx_s = cuda_prediction()
+    from bench import pipeline  # the simulated GPU at this GPU's speeds, on this machine's CPU
+
+    pipeline.predict_pipeline(device_mpx_s=bare_mpx_s, free=False,
+                              note=f"this machine's bare model speed ({device_name(CUDA)})")  # fmt: skip
 
 
 def cuda_prediction_profile(shape=(2, 2048, 2048), batch_size=9) -> None:

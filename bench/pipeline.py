@@ -109,7 +109,8 @@ def in_fresh_process(code: Path, folder: str, workers: int, name: str, device_mp
         done = subprocess.run(
             [sys.executable, "-c", probe, folder, str(workers), f"{name}-{round_}",
              str(device_mpx_s)],
-            env={**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{REPO}"},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                [str(code), str(REPO), os.environ.get("PYTHONPATH", "")])},
             capture_output=True, text=True,
         )  # fmt: skip
         if done.returncode:
@@ -119,17 +120,18 @@ def in_fresh_process(code: Path, folder: str, workers: int, name: str, device_mp
     return run
 
 
-CONTENDERS = [  # (what stands in for the model, Mpx/s of the simulated device or 0, workers)
-    ("free", 0, 1),
-    ("free", 0, 2),
-    ("fp16", GPU_MPX_S["fp16"], 4),
-    ("fp32", GPU_MPX_S["fp32"], 4),
-]
-
-
-def predict_pipeline(rounds: int = 3) -> None:
-    """predict_pipeline_mpx_s (FreeNetwork) and predict_vs_simulated_gpu (the simulated H200),
+def predict_pipeline(
+    rounds: int = 3,
+    device_mpx_s: dict[str, float] = GPU_MPX_S,
+    free: bool = True,
+    note: str = "the H200's bare model speed (GPU run 4), per volume px",
+) -> None:
+    """predict_pipeline_mpx_s (FreeNetwork, if `free`) and predict_vs_simulated_gpu (a device of
+    each precision's speed in `device_mpx_s`: by default the H200's; `bench gpu` passes the
+    speeds it measured, so the simulation can be set beside the real ratio on that machine),
     and each against the baseline checkout when UNETSEG_BASELINE names one."""
+    contenders_ = [("free", 0, 1), ("free", 0, 2)] * free  # (stand-in, device Mpx/s, workers)
+    contenders_ += [(precision, mpx_s, 4) for precision, mpx_s in device_mpx_s.items()]
     baseline = os.environ.get("UNETSEG_BASELINE")
     code = {"ours": REPO / "workflow"}
     if baseline:
@@ -141,11 +143,11 @@ def predict_pipeline(rounds: int = 3) -> None:
         contenders = {
             (who, model, workers): in_fresh_process(path, folder, workers, f"{who}-{model}-{workers}", mpx_s)
             for who, path in code.items()
-            for model, mpx_s, workers in CONTENDERS
+            for model, mpx_s, workers in contenders_
         }  # fmt: skip
         medians = alternating_medians(contenders, rounds)
     common = {"volume": "x".join(map(str, SHAPE)), "batch": BATCH, "rounds": rounds}
-    for model, mpx_s, workers in CONTENDERS:
+    for model, mpx_s, workers in contenders_:
         ours_s = medians["ours", model, workers]
         extra = {**common, "workers": workers, "ours_mpx_s": round(mpx / ours_s, 2)}
         if baseline:
@@ -160,8 +162,7 @@ def predict_pipeline(rounds: int = 3) -> None:
                 extra["baseline_ratio"] = round(device_s / base_s, 3)
             record(f"predict_vs_simulated_gpu_{model}", round(device_s / ours_s, 3),
                    "x simulated device speed", ">= 0.9 (as predict_vs_bare_model_cuda)",
-                   device_mpx_s=mpx_s, note="the H200's bare model speed (GPU run 4), per volume px",
-                   **extra)  # fmt: skip
+                   device_mpx_s=mpx_s, note=note, **extra)  # fmt: skip
 
 
 def device_seconds(mpx_s: float) -> float:

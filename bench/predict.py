@@ -47,7 +47,8 @@ def bare_model_seconds(
 ) -> float:
     """The model's forward alone over n tiles already in memory, in batches as predict feeds it."""
     tile_in = tiling.input_size(TILE_OUT, DEPTH)
-    tiles = np.random.default_rng(0).random((batch_size, tile_in, tile_in), dtype=np.float32)
+    # uint8 tiles, as the pipeline sends them (forward_tiles scales them to [0, 1])
+    tiles = np.random.default_rng(0).integers(0, 256, (batch_size, tile_in, tile_in), np.uint8)
     device = torch.device("cpu")
     net = prepare(model, device, channels_last)
     forward_tiles(net, tiles, device, precision, channels_last)  # warm-up
