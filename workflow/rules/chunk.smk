@@ -7,11 +7,11 @@ rule chunk_raw:
     params:
         slices=slice_option,
         voxel_size=voxel_size_option,
-        chunks=",".join(str(n) for n in config["chunk"]["chunk_shape"]),
-        cname=config["chunk"]["compressor"],
-        clevel=config["chunk"]["clevel"],
+        chunks=f"--chunks {','.join(str(n) for n in config['chunk']['chunk_shape'])}",
+        cname=f"--cname {config['chunk']['compressor']}",
+        clevel=f"--clevel {config['chunk']['clevel']}",
         shards=shards_option(),
-        levels=config["chunk"]["levels"],
+        levels=f"--levels {config['chunk']['levels']}",
     log:
         log_path("chunk_raw", "{volume}"),
     benchmark:
@@ -23,9 +23,9 @@ rule chunk_raw:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg chunk {input.raw} {output} --chunks {params.chunks} {params.slices}"
-        " {params.voxel_size} --cname {params.cname} --clevel {params.clevel}"
-        " {params.shards} --levels {params.levels} --threads {threads} > {log} 2>&1"
+        "unetseg chunk {input.raw} {output} {params.chunks} {params.slices}"
+        " {params.voxel_size} {params.cname} {params.clevel}"
+        " {params.shards} {params.levels} --threads {threads} > {log} 2>&1"
 
 
 rule chunk_labels:
@@ -38,12 +38,12 @@ rule chunk_labels:
     params:
         slices=slice_option,
         voxel_size=voxel_size_option,
-        chunks=",".join(str(n) for n in config["chunk"]["chunk_shape"]),
-        cname=config["chunk"]["compressor"],
-        clevel=config["chunk"]["clevel"],
+        chunks=f"--chunks {','.join(str(n) for n in config['chunk']['chunk_shape'])}",
+        cname=f"--cname {config['chunk']['compressor']}",
+        clevel=f"--clevel {config['chunk']['clevel']}",
         shards=shards_option(),
-        levels=config["chunk"]["levels"],
-        label_kind=lambda wildcards: VOLUMES[wildcards.volume].get("label_kind", "auto"),
+        levels=f"--levels {config['chunk']['levels']}",
+        label_kind=lambda wildcards: f"--label-kind {VOLUMES[wildcards.volume].get('label_kind', 'auto')}",
     log:
         log_path("chunk_labels", "{volume}"),
     benchmark:
@@ -56,7 +56,7 @@ rule chunk_labels:
         "../../envs/unetseg.yaml"
     shell:
         "unetseg chunk {input.labels} {output} --labels --match {input.raw}"
-        " --chunks {params.chunks} {params.slices} {params.voxel_size}"
-        " --cname {params.cname} --clevel {params.clevel} {params.shards}"
-        " --levels {params.levels} --label-kind {params.label_kind}"
+        " {params.chunks} {params.slices} {params.voxel_size}"
+        " {params.cname} {params.clevel} {params.shards}"
+        " {params.levels} {params.label_kind}"
         " --threads {threads} > {log} 2>&1"

@@ -6,8 +6,8 @@ rule demo_data:
         labels=f"{RESULTS}/demo/labels.tif",
     params:
         shape=" ".join(str(n) for n in config["demo"]["shape"]),
-        seed=config["demo"]["seed"],
-        noise=config["demo"]["noise"],
+        seed=f"--seed {config['demo']['seed']}",  # options, not bare values: see predict.smk
+        noise=f"--noise {config['demo']['noise']}",
     log:
         log_path("demo_data"),
     benchmark:
@@ -20,4 +20,4 @@ rule demo_data:
         "../../envs/unetseg.yaml"
     shell:
         "unetseg demo-data --raw {output.raw} --labels {output.labels} --shape {params.shape}"
-        " --seed {params.seed} --noise {params.noise} > {log} 2>&1"
+        " {params.seed} {params.noise} > {log} 2>&1"

@@ -5,18 +5,18 @@ rule predict:
         raw=raw_store_of,
     output:
         directory(volume_path("{volume}", "probability.zarr")),
-    params:
-        tile_out=config["predict"]["tile_out"],
-        batch_size=config["predict"]["batch_size"],
-        block_px=config["predict"]["block_px"],
-        scheduler=config["predict"]["scheduler"],
-        workers=config["predict"]["workers"],
-        precision=config["predict"]["precision"],
+    params:  # each as its option: Snakemake compares params as a set of values
+        tile_out=f"--tile-out {config['predict']['tile_out']}",
+        batch_size=f"--batch-size {config['predict']['batch_size']}",
+        block_px=f"--block-px {config['predict']['block_px']}",
+        scheduler=f"--scheduler {config['predict']['scheduler']}",
+        workers=f"--workers {config['predict']['workers']}",
+        precision=f"--precision {config['predict']['precision']}",
         channels_last="--channels-last" if config["predict"]["channels_last"] else "",
-        device=config["predict"]["device"],
-        dtype=config["predict"]["dtype"],
-        cname=config["predict"]["compressor"],
-        clevel=config["predict"]["clevel"],
+        device=f"--device {config['predict']['device']}",
+        dtype=f"--dtype {config['predict']['dtype']}",
+        cname=f"--cname {config['predict']['compressor']}",
+        clevel=f"--clevel {config['predict']['clevel']}",
         architecture=architecture_option(),
         tta="--tta" if config["predict"]["tta"] else "",
         address=scheduler_address_option(),
@@ -32,10 +32,9 @@ rule predict:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg predict {input.model} {input.raw} {output} --tile-out {params.tile_out}"
-        " --batch-size {params.batch_size} --block-px {params.block_px}"
-        " --scheduler {params.scheduler} --workers {params.workers} --threads {threads}"
-        " --precision {params.precision} {params.channels_last} --device {params.device}"
-        " --dtype {params.dtype} --cname {params.cname} --clevel {params.clevel}"
+        "unetseg predict {input.model} {input.raw} {output} {params.tile_out}"
+        " {params.batch_size} {params.block_px} {params.scheduler} {params.workers}"
+        " --threads {threads} {params.precision} {params.channels_last} {params.device}"
+        " {params.dtype} {params.cname} {params.clevel}"
         " {params.architecture} {params.tta} {params.address}"
         " > {log} 2>&1"

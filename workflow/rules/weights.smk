@@ -5,8 +5,8 @@ rule weights:
     output:
         directory(volume_path("{volume}", "weights.zarr")),
     params:
-        w0=config["weights"]["w0"],
-        sigma_px=config["weights"]["sigma_px"],
+        w0=f"--w0 {config['weights']['w0']}",  # options, not bare values: see predict.smk
+        sigma_px=f"--sigma-px {config['weights']['sigma_px']}",
     log:
         log_path("weights", "{volume}"),
     benchmark:
@@ -18,5 +18,5 @@ rule weights:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg weights {input.labels} {output} --w0 {params.w0} --sigma-px {params.sigma_px}"
+        "unetseg weights {input.labels} {output} {params.w0} {params.sigma_px}"
         " --threads {threads} > {log} 2>&1"
