@@ -61,7 +61,7 @@ def forward_tiles(
     authors' ISBI submission averaged these); it costs 8 forward passes.
     """
     with torch.inference_mode(), autocast(device, precision):
-        scale = grey_scale(tiles.dtype)
+        scale = io.grey_scale(tiles.dtype)
         batch = torch.from_numpy(transferable(tiles)[:, np.newaxis])
         batch = to_device(batch, device, channels_last=False)
         batch = batch.float() / scale if scale else batch.float()
@@ -80,11 +80,6 @@ def forward_tiles(
                     prob = turned if prob is None else prob + turned
             prob = prob / 8
     return prob.to(torch_dtype(out_dtype)).cpu().numpy()
-
-
-def grey_scale(dtype: np.dtype) -> float | None:
-    """What io.to_unit_range divides grey values of this type by (None: floats stay as-is)."""
-    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else None
 
 
 def transferable(tiles: np.ndarray) -> np.ndarray:
