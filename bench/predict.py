@@ -39,7 +39,12 @@ def save_model(path: Path, depth: int = DEPTH, base_channels: int = CHANNELS) ->
 
 
 def tiles_per_slice(size_px: int) -> int:
-    return len(tiling.tile_origins(0, size_px, TILE_OUT, DEPTH)) ** 2
+    return tiles_across_slice(size_px, size_px)
+
+
+def tiles_across_slice(size_px: int, block_px: int) -> int:
+    """Tiles of a square slice cut into square blocks."""
+    return tiling.tiles_across(size_px, block_px, TILE_OUT, DEPTH) ** 2
 
 
 def bare_model_seconds(
@@ -200,8 +205,9 @@ def predict_block_px(shape=(1, 2048, 2048), rounds: int = 3) -> None:
         record("predict_block_px_768_vs_512", round(medians[512] / medians[768], 3),
                "x speed with 512-px chunks", "report (sets the default)",
                mpx_s_768=round(mpx / medians[768], 3), mpx_s_512=round(mpx / medians[512], 3),
-               tiles_768=len(tiling.tile_origins(0, shape[1], TILE_OUT, DEPTH)) ** 2 * shape[0],
-               tiles_512=4 * (shape[1] // 512) ** 2 * shape[0], volume="x".join(map(str, shape)),
+               tiles_768=shape[0] * tiles_across_slice(shape[1], 768),
+               tiles_512=shape[0] * tiles_across_slice(shape[1], 512),
+               volume="x".join(map(str, shape)),
                network=f"depth {DEPTH}, {CHANNELS} channels", rounds=rounds, workers=2)  # fmt: skip
 
 

@@ -105,14 +105,17 @@ def blocking_cost(size: tuple[int, int], block_px: int, tile_out: int, depth: in
     fewest it could take (blocks the size of the slice). A block that is not a multiple of the
     tile stride makes its last tiles hang over its edge, and what they compute there is dropped:
     blocks of 512 px with 388-px tiles take 2 x 2 tiles each, 2.3 times the area they keep."""
+    ratios = [tiles_across(n, block_px, tile_out, depth) / tiles_across(n, n, tile_out, depth)
+              for n in size]  # fmt: skip
+    return float(np.prod(ratios))
 
-    def tiles(length: int, block: int) -> int:
-        return sum(
-            len(tile_origins(start, min(start + block, length), tile_out, depth))
-            for start in range(0, length, block)
-        )
 
-    return float(np.prod([tiles(n, block_px) / tiles(n, n) for n in size]))
+def tiles_across(length: int, block_px: int, tile_out: int, depth: int) -> int:
+    """Tiles along one axis of `length` px cut into blocks of block_px, each tiled on its own."""
+    return sum(
+        len(tile_origins(start, min(start + block_px, length), tile_out, depth))
+        for start in range(0, length, block_px)
+    )
 
 
 def whole_image_padding(length: int, depth: int) -> tuple[int, int]:
