@@ -111,7 +111,7 @@ class StoredChunks:
         self.shards = array.shards
         if self.shards is not None:
             self.per_shard = tuple(s // c for s, c in zip(self.shards, self.chunks, strict=True))
-            self.index_at_start = sharding_codec(array).index_location.value == "start"
+            self.index_at_start = index_at_start(array)
         self.open_shards: dict[tuple[int, ...], tuple[int, np.ndarray] | None] = {}
 
     def path(self, index: tuple[int, ...]) -> str:
@@ -180,7 +180,7 @@ def encode_shard(
             start += len(pieces[-1])
     if not pieces:
         return None
-    at_start = sharding_codec(array).index_location.value == "start"
+    at_start = index_at_start(array)
     if at_start:  # offsets count from the file's start, past the index and its checksum
         index[..., 0][index[..., 0] != NO_CHUNK] += index.nbytes + 4
     index_bytes = index.tobytes()
@@ -232,7 +232,7 @@ def chunk_decoder(array: zarr.Array) -> Callable[[bytes], np.ndarray]:
 def array_blosc(array: zarr.Array) -> numcodecs.Blosc:
     codec = array.compressors[0]
     return blosc_codec(codec.cname.value, codec.clevel, codec.shuffle.value, codec.blocksize,
-                         codec.typesize)  # fmt: skip
+                       codec.typesize)  # fmt: skip
 
 
 def stored_dtype(array: zarr.Array) -> np.dtype:
@@ -323,6 +323,11 @@ def chunk_folder(array: zarr.Array, for_writing: bool = True) -> str | None:
 
 def sharding_codec(array: zarr.Array) -> ShardingCodec:
     return array.metadata.codecs[0]
+
+
+def index_at_start(array: zarr.Array) -> bool:
+    """Whether the array's shard files hold their index before the chunks (else after)."""
+    return sharding_codec(array).index_location.value == "start"
 
 
 def plain_index(codec: ShardingCodec) -> bool:

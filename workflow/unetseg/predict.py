@@ -332,11 +332,12 @@ def block_tasks(task: BlockTask, raw, target, done_folder: Path, todo, name: str
     `name` keeps two predictions on one Dask cluster apart."""
     raw_node, target_node = DataNode(f"{name}-raw", raw), DataNode(f"{name}-target", target)
     graph = {node.key: node for node in (raw_node, target_node)}
+    finished = []
     for block in todo:
         key = f"{name}-{block_name(*block)}"
         graph[key] = Task(key, task, raw_node.ref(), target_node.ref(), done_folder, *block)
-    keys = [key for key in graph if key not in (raw_node.key, target_node.key)]
-    graph[name] = Task(name, count_done, *(TaskRef(key) for key in keys))
+        finished.append(TaskRef(key))
+    graph[name] = Task(name, count_done, *finished)
     return Delayed(name, graph)
 
 
