@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench.predict import DEPTH, TILE_OUT, make_raw, save_model, tiles_per_slice
-from bench.record import REPO, alternating_medians, record, seconds
+from bench.record import REPO, alternating_medians, commit, record, seconds
 from unetseg import tiling
 
 SHAPE, BATCH = (8, 2048, 2048), 9  # 1024-px chunks of 3 x 3 tiles: batches of 9, as on the GPU
@@ -130,8 +130,8 @@ def predict_pipeline(
     each precision's speed in `device_mpx_s`: by default the H200's; `bench gpu` passes the
     speeds it measured, so the simulation can be set beside the real ratio on that machine),
     and each against the baseline checkout when UNETSEG_BASELINE names one."""
-    contenders_ = [("free", 0, 1), ("free", 0, 2)] * free  # (stand-in, device Mpx/s, workers)
-    contenders_ += [(precision, mpx_s, 4) for precision, mpx_s in device_mpx_s.items()]
+    stand_ins = [("free", 0, 1), ("free", 0, 2)] if free else []  # (model, device Mpx/s, workers)
+    stand_ins += [(precision, mpx_s, 4) for precision, mpx_s in device_mpx_s.items()]
     baseline = os.environ.get("UNETSEG_BASELINE")
     code = {"ours": REPO / "workflow"}
     if baseline:
@@ -143,16 +143,16 @@ def predict_pipeline(
         contenders = {
             (who, model, workers): in_fresh_process(path, folder, workers, f"{who}-{model}-{workers}", mpx_s)
             for who, path in code.items()
-            for model, mpx_s, workers in contenders_
+            for model, mpx_s, workers in stand_ins
         }  # fmt: skip
         medians = alternating_medians(contenders, rounds)
     common = {"volume": "x".join(map(str, SHAPE)), "batch": BATCH, "rounds": rounds}
-    for model, mpx_s, workers in contenders_:
+    for model, mpx_s, workers in stand_ins:
         ours_s = medians["ours", model, workers]
         extra = {**common, "workers": workers, "ours_mpx_s": round(mpx / ours_s, 2)}
         if baseline:
             base_s = medians["baseline", model, workers]
-            extra |= {"baseline": commit_of(baseline), "baseline_mpx_s": round(mpx / base_s, 2)}
+            extra |= {"baseline": commit(Path(baseline)), "baseline_mpx_s": round(mpx / base_s, 2)}
         if model == "free":
             record(f"predict_pipeline_mpx_s_{workers}w", extra.pop("ours_mpx_s"), "Mpx/s",
                    "report (what the CPU can feed a GPU)", network="FreeNetwork", **extra)  # fmt: skip
@@ -168,12 +168,6 @@ def predict_pipeline(
 def device_seconds(mpx_s: float) -> float:
     """The simulated device's time for the whole volume."""
     return np.prod(SHAPE) / (mpx_s * 1e6)
-
-
-def commit_of(checkout: str) -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          cwd=checkout)  # fmt: skip
-    return done.stdout.strip() or checkout
 
 
 BENCHMARKS = {"predict-pipeline": predict_pipeline}

@@ -29,9 +29,10 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def commit() -> str:
+def commit(checkout: Path = REPO) -> str:
+    """The short commit of a checkout (this one, by default)."""
     done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=checkout
     )
     return done.stdout.strip() or "unknown"
 
