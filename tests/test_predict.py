@@ -293,6 +293,19 @@ def test_unknown_scheduler_is_named(tmp_path, model_file):
     assert not list(tmp_path.glob("p.zarr*"))  # refused before anything was written
 
 
+def test_unknown_compressor_is_named_before_anything_is_written(tmp_path, model_file):
+    raw = np.zeros((1, 32, 32), np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    with pytest.raises(UnetsegError, match="predict.compressor: 'foo' is not one of zstd, lz4"):
+        predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr",
+                       compression={"cname": "foo", "clevel": 1})  # fmt: skip
+    assert not list(tmp_path.glob("p.zarr*"))
+    done = subprocess.run(predict_command(model_file, tmp_path / "raw.zarr", tmp_path / "q.zarr",
+                                          "--cname", "foo"), capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and "argument --cname: invalid choice: 'foo'" in done.stderr
+    assert not list(tmp_path.glob("q.zarr*"))
+
+
 def test_uint8_quantised_probabilities_read_back_as_floats(tmp_path, model_file):
     raw = np.random.default_rng(4).integers(0, 255, (2, 64, 48)).astype(np.uint8)
     chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from unetseg.errors import UnetsegError
+from unetseg.stores import BLOSC_COMPRESSORS
 
 log = logging.getLogger("unetseg")
 
@@ -253,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--voxel-size", type=lambda t: triple(t, float), help="z,y,x in micrometres")
     sub.add_argument("--shards", type=triple, help="z,y,x shard shape (Zarr v3 sharding)")
     sub.add_argument("--levels", type=int, default=1, help="pyramid levels (1: none)")
-    sub.add_argument("--cname", default="zstd", help="Blosc compressor")
+    sub.add_argument("--cname", default="zstd", choices=BLOSC_COMPRESSORS,
+                     help="Blosc compressor")  # fmt: skip
     sub.add_argument("--clevel", type=int, default=1, help="Blosc compression level")
     sub.add_argument("--threads", type=int, default=2)
 
@@ -299,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, default=1, help="Dask workers")
     sub.add_argument("--threads", type=int, default=1, help="CPU threads in all")
     sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    sub.add_argument("--cname", default="lz4", help="Blosc compressor of the probability store")
+    sub.add_argument("--cname", default="lz4", choices=BLOSC_COMPRESSORS,
+                     help="Blosc compressor of the probability store")  # fmt: skip
     sub.add_argument("--clevel", type=int, default=1, help="its Blosc compression level")
     sub.add_argument("--channels-last", action="store_true")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")

@@ -25,6 +25,7 @@ from dask.delayed import Delayed
 from unetseg import blocks, io, tiling
 from unetseg.errors import UnetsegError
 from unetseg.model import UNet, autocast, pick_device, prepare, to_device
+from unetseg.stores import BLOSC_COMPRESSORS
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,12 @@ def predict_volume(
         raise UnetsegError(
             f"predict.scheduler: '{scheduler}' is not one of {', '.join(SCHEDULERS)}"
         )
+    compression = compression or PROBABILITY_CODEC
+    if compression["cname"] not in BLOSC_COMPRESSORS:
+        raise UnetsegError(
+            f"predict.compressor: '{compression['cname']}' is not one of "
+            f"{', '.join(BLOSC_COMPRESSORS)}"
+        )
     torch_device = pick_device(device)
     torch_threads = max(1, threads // workers)  # each task sets it in its own worker
     model, checkpoint = load_model(str(model_path), str(torch_device), channels_last)
@@ -273,7 +280,7 @@ def predict_volume(
         "test_time_augmentation": tta,
         "dtype": out_dtype,
         "probability_of": "cell interior",
-        "compression": compression or PROBABILITY_CODEC,
+        "compression": compression,
     }
     task = BlockTask(
         str(model_path), tile_out, batch_size, str(torch_device), precision,

@@ -1,9 +1,12 @@
-"""What kind of input a path is; pure pathlib, so the Snakefile can ask without importing zarr."""
+"""What kind of input a path is, and the codecs a store may use: without importing zarr, so the
+Snakefile and the CLI's parser can ask cheaply."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+BLOSC_COMPRESSORS = ("zstd", "lz4", "lz4hc", "blosclz", "zlib")  # as the config schema offers
 
 
 def is_zarr(path: str | os.PathLike) -> bool:
