@@ -211,6 +211,43 @@ def predict_block_px(shape=(1, 2048, 2048), rounds: int = 3) -> None:
                network=f"depth {DEPTH}, {CHANNELS} channels", rounds=rounds, workers=2)  # fmt: skip
 
 
+def predict_raw_cache(shape=(2, 4096, 4096), chunk_px=512, rounds: int = 5) -> None:
+    """predict_raw_cache_speedup: each task's input read (its block with the tiles' mirrored
+    context) of the default layout (512-px raw chunks, 768-px blocks, 388-px tiles), in the
+    blocks' order on one thread, with a worker's cache of decoded chunks against without."""
+    import numcodecs.blosc
+
+    from unetseg.blocks import DecodedChunks
+    from unetseg.predict import RAW_CACHE_BYTES, chunk_blocks, mirrored_region
+
+    numcodecs.blosc.use_threads = False  # one thread per chunk, as in a Dask worker
+    context, tile_in = tiling.context_px(DEPTH), tiling.input_size(TILE_OUT, DEPTH)
+    with tempfile.TemporaryDirectory() as folder:
+        make_raw(Path(folder) / "raw.zarr", shape, chunk_px)
+        raw = io.open_zarr(Path(folder) / "raw.zarr")
+        regions = []
+        for z, rows, cols in chunk_blocks(shape, (1, 768, 768)):
+            ys, xs = (tiling.tile_origins(*span, TILE_OUT, DEPTH) for span in (rows, cols))
+            regions.append((z, (ys[0] - context, ys[-1] - context + tile_in),
+                            (xs[0] - context, xs[-1] - context + tile_in)))  # fmt: skip
+
+        def read_all(cache_bytes):
+            def run(round_):
+                cache = DecodedChunks(cache_bytes) if cache_bytes else None
+                return seconds(lambda: [mirrored_region(raw, *r, cache) for r in regions])
+
+            return run
+
+        medians = alternating_medians({"cached": read_all(RAW_CACHE_BYTES), "not": read_all(0)},
+                                      rounds)  # fmt: skip
+    mpx = np.prod(shape) / 1e6
+    record("predict_raw_cache_speedup", round(medians["not"] / medians["cached"], 3),
+           "x speed without the cache", "report (what each task's input read costs)",
+           cached_mpx_s=round(mpx / medians["cached"], 1), uncached_mpx_s=round(mpx / medians["not"], 1),
+           volume="x".join(map(str, shape)), raw_chunk_px=chunk_px, block_px=768,
+           tile_out=TILE_OUT, blocks=len(regions), rounds=rounds, threads=1)  # fmt: skip
+
+
 def predict_codecs(settings=(("zstd", 1), ("lz4", 1)), slices: int = 8) -> None:
     """predict_codec_lz4_vs_zstd: Blosc (byte shuffle) encoding speed on one thread, as each
     prediction task encodes its chunk, and the size, for float16 probability maps of the shipped
@@ -287,4 +324,5 @@ BENCHMARKS = {
     "predict-memory": predict_memory,
     "predict-block-px": predict_block_px,
     "predict-codecs": predict_codecs,
+    "predict-raw-cache": predict_raw_cache,
 }

@@ -1,6 +1,7 @@
 """Blocks written straight to chunk files must be what zarr itself writes, byte for byte."""
 
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -189,13 +190,43 @@ def test_blocks_read_from_the_files_are_what_zarr_reads(tmp_path, dtype, shards)
     )  # fmt: skip
     stored[:2] = data[:2]  # the last plane is never written
     assert blocks.chunk_folder(stored, for_writing=False) is not None
-    for offset, shape in REGIONS:
+    cache = blocks.DecodedChunks(max_bytes=2**20)  # shared by the regions, as in prediction
+    for offset, shape in REGIONS * 2:
         selection = tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
-        read = blocks.read_block(stored, offset, shape)
-        assert read.dtype == stored.dtype
-        np.testing.assert_array_equal(read, stored[selection])
-        if offset[0] + shape[0] == SHAPE[0]:
-            np.testing.assert_array_equal(read[-1], 7)  # the plane never written
+        for read in (blocks.read_block(stored, offset, shape),
+                     blocks.read_block(stored, offset, shape, cache)):  # fmt: skip
+            assert read.dtype == stored.dtype
+            np.testing.assert_array_equal(read, stored[selection])
+            if offset[0] + shape[0] == SHAPE[0]:
+                np.testing.assert_array_equal(read[-1], 7)  # the plane never written
+    assert 0 < cache.nbytes <= cache.max_bytes
+
+
+def test_decoded_chunks_are_kept_up_to_their_bound_least_recently_used_first():
+    decoded = []
+
+    def decode(index):
+        decoded.append(index)
+        return None if index == (9,) else np.full(100, index[0], np.uint8)
+
+    cache = blocks.DecodedChunks(max_bytes=300)  # three chunks
+    for index in [(0,), (1,), (2,), (0,), (3,), (0,), (1,), (9,), (9,)]:
+        chunk = cache.get(index, decode)
+        assert chunk is None if index == (9,) else chunk[0] == index[0]
+    # (1,) was the least recently used when (3,) came; a chunk not stored is never kept
+    assert decoded == [(0,), (1,), (2,), (3,), (1,), (9,), (9,)]
+    assert list(cache.chunks) == [(3,), (0,), (1,)] and cache.nbytes == 300
+    assert not cache.get((0,), decode).flags.writeable  # shared: no region may change it
+    assert cache.get((5,), lambda index: np.zeros(301, np.uint8)).nbytes == 301  # not kept
+    assert list(cache.chunks) == [(3,), (1,), (0,)]
+
+
+def test_decoded_chunks_pickled_for_another_process_start_empty():
+    cache = blocks.DecodedChunks(max_bytes=300)
+    cache.get((0,), lambda index: np.zeros(100, np.uint8))
+    copy = pickle.loads(pickle.dumps(cache))
+    assert (copy.max_bytes, copy.nbytes, len(copy.chunks)) == (300, 0, 0)
+    assert copy.get((1,), lambda index: np.ones(100, np.uint8))[0] == 1
 
 
 def test_blocks_read_from_a_read_only_store_and_from_other_arrays(tmp_path):

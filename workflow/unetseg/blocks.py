@@ -22,6 +22,8 @@ import ctypes
 import functools
 import itertools
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numcodecs
@@ -64,26 +66,71 @@ def write_block(array: zarr.Array, offset: tuple[int, ...], block: np.ndarray) -
             write_file(path, pieces)
 
 
-def read_block(array, offset: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+def read_block(
+    array, offset: tuple[int, ...], shape: tuple[int, ...], cache: DecodedChunks | None = None
+) -> np.ndarray:
     """array[offset : offset + shape], decoded straight from the chunk (or shard) files of a Zarr
     array that `write_block` would write directly; other arrays (any other Zarr layout, numpy)
     are sliced. Prediction reads its input this way: per chunk, zarr's event loop costs more than
-    decoding it."""
+    decoding it. With a `cache` (of this array, not written meanwhile), chunks decoded for an
+    earlier region are taken from it."""
     folder = chunk_folder(array, for_writing=False) if isinstance(array, zarr.Array) else None
     if folder is None:
         return np.asarray(array[tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))])
     decode, stored = chunk_decoder(array), StoredChunks(folder, array)
+
+    def decoded(index: tuple[int, ...]) -> np.ndarray | None:
+        data = stored.chunk_bytes(index)
+        return None if data is None else decode(data).reshape(stored.chunks)
+
     out = np.empty(shape, array.dtype)
     try:
         for index, into, within in overlapping_chunks(offset, shape, stored.chunks):
-            data = stored.chunk_bytes(index)
-            if data is None:  # never written, or only the fill value: zarr reads the fill value
+            chunk = decoded(index) if cache is None else cache.get(index, decoded)
+            if chunk is None:  # never written, or only the fill value: zarr reads the fill value
                 out[into] = array.fill_value
             else:
-                out[into] = decode(data).reshape(stored.chunks)[within]
+                out[into] = chunk[within]
     finally:
         stored.close()
     return out
+
+
+class DecodedChunks:
+    """The most recently used decoded chunks of one array that nothing writes meanwhile (such as
+    prediction's input), at most `max_bytes` of them, shared by the threads of a process.
+    Overlapping regions (blocks with their halo) then decode each chunk about once, not once
+    per region. A copy pickled for another process starts empty."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.lock = threading.Lock()
+        self.chunks: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self.nbytes = 0
+
+    def get(self, index: tuple[int, ...], decode: Callable) -> np.ndarray | None:
+        """The chunk at `index`, decoded by `decode(index)` (None: not stored) unless cached."""
+        with self.lock:
+            if index in self.chunks:
+                self.chunks.move_to_end(index)
+                return self.chunks[index]
+        chunk = decode(index)  # outside the lock: threads decode different chunks at once
+        if chunk is None or chunk.nbytes > self.max_bytes:
+            return chunk
+        chunk.flags.writeable = False  # shared by every region that reads it
+        with self.lock:
+            if index not in self.chunks:
+                self.chunks[index] = chunk
+                self.nbytes += chunk.nbytes
+            while self.nbytes > self.max_bytes:
+                self.nbytes -= self.chunks.popitem(last=False)[1].nbytes
+        return chunk
+
+    def __getstate__(self) -> dict:
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["max_bytes"])
 
 
 def overlapping_chunks(offset, shape, chunk_shape):

@@ -109,9 +109,10 @@ def predict_block(
     channels_last: bool = False,
     tta: bool = False,
     out_dtype: np.dtype | str = np.float32,
+    raw_chunks: blocks.DecodedChunks | None = None,
 ) -> np.ndarray:
     """Interior probability of raw[z, rows, cols] by overlap-tile, as `out_dtype`; `raw` is any
-    sliceable array of grey values."""
+    sliceable array of grey values (a Zarr array's chunks kept decoded in `raw_chunks`)."""
     device = device or torch.device("cpu")
     depth = model.config["depth"]
     context = tiling.context_px(depth)
@@ -123,6 +124,7 @@ def predict_block(
         z,
         (origins_y[0] - context, origins_y[-1] - context + tile_in),
         (origins_x[0] - context, origins_x[-1] - context + tile_in),
+        raw_chunks,
     )
 
     out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), out_dtype)
@@ -151,14 +153,16 @@ def predict_block(
     return out
 
 
-def mirrored_region(raw, z: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+def mirrored_region(
+    raw, z: int, rows: tuple[int, int], cols: tuple[int, int], raw_chunks=None
+) -> np.ndarray:
     """raw[z, rows, cols] as stored, read once, where the parts outside the slice mirror it as
     numpy's 'reflect' padding of the whole slice would (edge not repeated)."""
     height, width = raw.shape[1:]
     y0, y1, x0, x1 = max(rows[0], 0), min(rows[1], height), max(cols[0], 0), min(cols[1], width)
     pads = ((y0 - rows[0], rows[1] - y1), (x0 - cols[0], cols[1] - x1))
     if max(pads[0]) < y1 - y0 and max(pads[1]) < x1 - x0:
-        region = blocks.read_block(raw, (z, y0, x0), (1, y1 - y0, x1 - x0))[0]
+        region = blocks.read_block(raw, (z, y0, x0), (1, y1 - y0, x1 - x0), raw_chunks)[0]
         return np.pad(region, pads, mode="reflect") if any(map(any, pads)) else region
     # Margins wider than the part inside the slice (slices smaller than the context): fold the
     # indices, and read the span they reach.
@@ -166,7 +170,9 @@ def mirrored_region(raw, z: int, rows: tuple[int, int], cols: tuple[int, int]) -
         tiling.reflect_indices(*span, n) for span, n in ((rows, height), (cols, width))
     )
     span_y, span_x = (index.max() + 1 - index.min() for index in (index_y, index_x))
-    region = blocks.read_block(raw, (z, index_y.min(), index_x.min()), (1, span_y, span_x))[0]
+    region = blocks.read_block(
+        raw, (z, index_y.min(), index_x.min()), (1, span_y, span_x), raw_chunks
+    )[0]
     return region[np.ix_(index_y - index_y.min(), index_x - index_x.min())]
 
 
@@ -191,6 +197,10 @@ SCHEDULERS = ("threads", "processes", "sync", "distributed", "slurm")
 # Probability maps barely compress (1.2-1.3x); lz4 encodes them 2.8x as fast as zstd, for files
 # 8.5 % larger, and on a GPU encoding is the CPU's largest cost per chunk (predict-codecs).
 PROBABILITY_CODEC = {"cname": "lz4", "clevel": 1}
+# Decoded input chunks a worker keeps: a block's halo reaches into up to 8 neighbouring chunks,
+# which its neighbours' blocks read again (predict-raw-cache). 64 MiB holds three rows of 512 px
+# uint8 chunks across a 40 000 px wide slice; a bound, whatever the volume's size.
+RAW_CACHE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -207,12 +217,13 @@ class BlockTask:
     tta: bool
     torch_threads: int
 
-    def __call__(self, raw, target, done_folder: Path, z: int, rows, cols) -> None:
+    def __call__(self, raw, raw_chunks, target, done_folder: Path, z: int, rows, cols) -> None:
         torch.set_num_threads(self.torch_threads)  # also in worker processes: no oversubscription
         model, _ = load_model(self.model_path, self.device, self.channels_last)
         probability = predict_block(
             model, raw, z, rows, cols, self.tile_out, self.batch_size,
             torch.device(self.device), self.precision, self.channels_last, self.tta, target.dtype,
+            raw_chunks,
         )  # fmt: skip
         blocks.write_block(target, (z, rows[0], cols[0]), probability[np.newaxis])
         (done_folder / block_name(z, rows, cols)).touch()  # after the write: the chunk is whole
@@ -338,11 +349,14 @@ def block_tasks(task: BlockTask, raw, target, done_folder: Path, todo, name: str
     cProfile on 1024 blocks), a few % of a GPU's time per block.
     `name` keeps two predictions on one Dask cluster apart."""
     raw_node, target_node = DataNode(f"{name}-raw", raw), DataNode(f"{name}-target", target)
-    graph = {node.key: node for node in (raw_node, target_node)}
+    cache_node = DataNode(f"{name}-raw-chunks", blocks.DecodedChunks(RAW_CACHE_BYTES))
+    graph = {node.key: node for node in (raw_node, cache_node, target_node)}
     finished = []
     for block in todo:
         key = f"{name}-{block_name(*block)}"
-        graph[key] = Task(key, task, raw_node.ref(), target_node.ref(), done_folder, *block)
+        graph[key] = Task(
+            key, task, raw_node.ref(), cache_node.ref(), target_node.ref(), done_folder, *block
+        )
         finished.append(TaskRef(key))
     graph[name] = Task(name, count_done, *finished)
     return Delayed(name, graph)
