@@ -3,6 +3,7 @@
 import os
 import pickle
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +220,58 @@ def test_decoded_chunks_are_kept_up_to_their_bound_least_recently_used_first():
     assert not cache.get((0,), decode).flags.writeable  # shared: no region may change it
     assert cache.get((5,), lambda index: np.zeros(301, np.uint8)).nbytes == 301  # not kept
     assert list(cache.chunks) == [(3,), (1,), (0,)]
+
+
+def test_a_chunk_that_one_thread_decodes_is_waited_for_not_decoded_again():
+    calls, started, release = [], threading.Event(), threading.Event()
+
+    def slow_decode(index):
+        calls.append(index)
+        started.set()
+        release.wait(5)
+        return np.zeros(10, np.uint8)
+
+    cache = blocks.DecodedChunks(max_bytes=100)
+    got = []
+    first = threading.Thread(target=lambda: got.append(cache.get((0,), slow_decode)))
+    first.start()
+    assert started.wait(5)
+    second = threading.Thread(target=lambda: got.append(cache.get((0,), slow_decode)))
+    second.start()
+    second.join(0.2)  # waiting for the first thread's chunk, not decoding it again
+    assert second.is_alive() and calls == [(0,)]
+    release.set()
+    first.join(5), second.join(5)
+    assert calls == [(0,)] and len(got) == 2 and got[0] is got[1]
+
+
+def test_a_failed_decode_reaches_the_waiting_threads_and_is_not_kept():
+    started, release, errors = threading.Event(), threading.Event(), []
+    cache = blocks.DecodedChunks(max_bytes=100)
+
+    def damaged(index):
+        started.set()
+        release.wait(5)
+        raise UnetsegError("c/0: damaged")
+
+    def read():
+        try:
+            cache.get((0,), damaged)
+        except UnetsegError as error:
+            errors.append(str(error))
+
+    threads = [threading.Thread(target=read)]
+    threads[0].start()
+    assert started.wait(5)
+    threads.append(threading.Thread(target=read))
+    threads[1].start()
+    threads[1].join(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert errors == ["c/0: damaged"] * 2
+    assert not cache.chunks and not cache.decoding
+    assert cache.get((0,), lambda index: np.ones(10, np.uint8))[0] == 1  # tried again
 
 
 def test_decoded_chunks_pickled_for_another_process_start_empty():

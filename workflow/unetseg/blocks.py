@@ -25,6 +25,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import numcodecs
 import numpy as np
@@ -100,30 +101,44 @@ class DecodedChunks:
     """The most recently used decoded chunks of one array that nothing writes meanwhile (such as
     prediction's input), at most `max_bytes` of them, shared by the threads of a process.
     Overlapping regions (blocks with their halo) then decode each chunk about once, not once
-    per region. A copy pickled for another process starts empty."""
+    per region, even when neighbouring regions are read at the same time. A copy pickled for
+    another process starts empty."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.lock = threading.Lock()
         self.chunks: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self.decoding: dict[tuple[int, ...], Future] = {}
         self.nbytes = 0
 
     def get(self, index: tuple[int, ...], decode: Callable) -> np.ndarray | None:
-        """The chunk at `index`, decoded by `decode(index)` (None: not stored) unless cached."""
+        """The chunk at `index`, decoded by `decode(index)` (None: not stored) unless cached or
+        being decoded by another thread, whose result is then waited for."""
         with self.lock:
             if index in self.chunks:
                 self.chunks.move_to_end(index)
                 return self.chunks[index]
-        chunk = decode(index)  # outside the lock: threads decode different chunks at once
-        if chunk is None or chunk.nbytes > self.max_bytes:
-            return chunk
-        chunk.flags.writeable = False  # shared by every region that reads it
+            pending = self.decoding.get(index)
+            if pending is None:
+                self.decoding[index] = decoded = Future()
+        if pending is not None:
+            return pending.result()
+        try:
+            chunk = decode(index)  # outside the lock: threads decode different chunks at once
+        except BaseException as error:
+            with self.lock:
+                del self.decoding[index]
+            decoded.set_exception(error)
+            raise
         with self.lock:
-            if index not in self.chunks:
+            del self.decoding[index]
+            if chunk is not None and chunk.nbytes <= self.max_bytes:
+                chunk.flags.writeable = False  # shared by every region that reads it
                 self.chunks[index] = chunk
                 self.nbytes += chunk.nbytes
-            while self.nbytes > self.max_bytes:
-                self.nbytes -= self.chunks.popitem(last=False)[1].nbytes
+                while self.nbytes > self.max_bytes:
+                    self.nbytes -= self.chunks.popitem(last=False)[1].nbytes
+        decoded.set_result(chunk)
         return chunk
 
     def __getstate__(self) -> dict:
