@@ -32,6 +32,10 @@ TILES = SHAPE[0] * tiles_per_slice(SHAPE[1])  # 288
 # The bare paper-size model on the lent H200 (BENCHMARKS.md, GPU run 4): Mpx/s of this volume,
 # whose 288 tiles it ran in batches of 9 (1.43 ms a tile in fp16).
 GPU_MPX_S = {"fp16": 81.4, "fp32": 44.8}
+# The volume above, and one 4x as deep: what a prediction costs once (opening the stores, the
+# first block's read before the device starts, the last one's write after it stops) weighs 4x
+# less in the second, which comes closer to the steady state of a large volume.
+SLICES = (8, 32)
 
 
 class FreeNetwork(torch.nn.Module):
@@ -48,9 +52,9 @@ class FreeNetwork(torch.nn.Module):
 
 
 class SimulatedDevice:
-    """forward_tiles on one device that runs the volume's tiles at `mpx_s` Mpx/s of the volume
-    (as the bare model's speed is measured) and leaves the CPU free: batches wait for each
-    other, as on one GPU, and come back in the output's dtype."""
+    """forward_tiles on one device that runs SHAPE's tiles at `mpx_s` Mpx/s of SHAPE (as the
+    bare model's speed is measured) and leaves the CPU free: batches wait for each other, as on
+    one GPU, and come back in the output's dtype."""
 
     def __init__(self, mpx_s: float):
         self.tile_s = device_seconds(mpx_s) / TILES
@@ -75,9 +79,12 @@ class SimulatedDevice:
         return self.results[dtype][: len(tiles)].copy()  # the copy back from the device
 
 
-def pipeline_seconds(folder: str, workers: int, name: str, device_mpx_s: float) -> float:
-    """One timed predict_volume, after a warm-up, in this process, with the model replaced by
-    FreeNetwork (device_mpx_s 0) or by a SimulatedDevice of that speed."""
+def pipeline_seconds(
+    folder: str, workers: int, name: str, device_mpx_s: float, slices: int = SHAPE[0]
+) -> float:
+    """One timed predict_volume of the volume of `slices` slices, after a warm-up, in this
+    process, with the model replaced by FreeNetwork (device_mpx_s 0) or by a SimulatedDevice of
+    that speed."""
     from unetseg import predict
 
     def free_model(path, device="cpu", channels_last=False):
@@ -90,7 +97,7 @@ def pipeline_seconds(folder: str, workers: int, name: str, device_mpx_s: float) 
 
     def run(out):
         predict.predict_volume(
-            folder / "model.pt", folder / "raw.zarr", folder / out, tile_out=TILE_OUT,
+            folder / "model.pt", folder / raw_name(slices), folder / out, tile_out=TILE_OUT,
             batch_size=BATCH, block_px=1024, workers=workers, threads=workers, device="cpu",
         )  # fmt: skip
 
@@ -98,17 +105,24 @@ def pipeline_seconds(folder: str, workers: int, name: str, device_mpx_s: float) 
     return seconds(lambda: run(f"{name}.zarr"))
 
 
-def in_fresh_process(code: Path, folder: str, workers: int, name: str, device_mpx_s: float):
+def raw_name(slices: int) -> str:
+    return f"raw-{slices}.zarr"
+
+
+def in_fresh_process(
+    code: Path, folder: str, workers: int, name: str, device_mpx_s: float, slices: int
+):
     """A contender for alternating_medians: pipeline_seconds with the unetseg in `code`."""
 
     def run(round_: int) -> float:
         probe = (
             "import sys; from bench.pipeline import pipeline_seconds as f; "
-            "print(f(sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])))"
+            "print(f(sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), "
+            "int(sys.argv[5])))"
         )
         done = subprocess.run(
             [sys.executable, "-c", probe, folder, str(workers), f"{name}-{round_}",
-             str(device_mpx_s)],
+             str(device_mpx_s), str(slices)],
             env={**os.environ, "PYTHONPATH": os.pathsep.join(
                 [str(code), str(REPO), os.environ.get("PYTHONPATH", "")])},
             capture_output=True, text=True,
@@ -128,46 +142,55 @@ def predict_pipeline(
 ) -> None:
     """predict_pipeline_mpx_s (FreeNetwork, if `free`) and predict_vs_simulated_gpu (a device of
     each precision's speed in `device_mpx_s`: by default the H200's; `bench gpu` passes the
-    speeds it measured, so the simulation can be set beside the real ratio on that machine),
-    and each against the baseline checkout when UNETSEG_BASELINE names one."""
-    stand_ins = [("free", 0, 1), ("free", 0, 2)] if free else []  # (model, device Mpx/s, workers)
-    stand_ins += [(precision, mpx_s, 4) for precision, mpx_s in device_mpx_s.items()]
+    speeds it measured, so the simulation can be set beside the real ratio on that machine) on
+    SHAPE, the latter also on the deeper volume of SLICES, and each against the baseline
+    checkout when UNETSEG_BASELINE names one."""
+    # (model, device Mpx/s, workers, slices)
+    stand_ins = [("free", 0, 1, SHAPE[0]), ("free", 0, 2, SHAPE[0])] if free else []
+    stand_ins += [(precision, mpx_s, 4, slices) for slices in SLICES
+                  for precision, mpx_s in device_mpx_s.items()]  # fmt: skip
     baseline = os.environ.get("UNETSEG_BASELINE")
     code = {"ours": REPO / "workflow"}
     if baseline:
         code["baseline"] = Path(baseline) / "workflow"
-    mpx = np.prod(SHAPE) / 1e6
     with tempfile.TemporaryDirectory() as folder:
-        make_raw(Path(folder) / "raw.zarr", SHAPE)
+        for slices in SLICES:
+            make_raw(Path(folder) / raw_name(slices), (slices, *SHAPE[1:]))
         save_model(Path(folder) / "model.pt", base_channels=2)  # hashed into the output's attrs
-        contenders = {
-            (who, model, workers): in_fresh_process(path, folder, workers, f"{who}-{model}-{workers}", mpx_s)
-            for who, path in code.items()
-            for model, mpx_s, workers in stand_ins
-        }  # fmt: skip
+        contenders = {}
+        for who, path in code.items():
+            for model, mpx_s, workers, slices in stand_ins:
+                key = (who, model, mpx_s, workers, slices)
+                contenders[key] = in_fresh_process(
+                    path, folder, workers, "-".join(map(str, key)), mpx_s, slices
+                )
         medians = alternating_medians(contenders, rounds)
-    common = {"volume": "x".join(map(str, SHAPE)), "batch": BATCH, "rounds": rounds}
-    for model, mpx_s, workers in stand_ins:
-        ours_s = medians["ours", model, workers]
-        extra = {**common, "workers": workers, "ours_mpx_s": round(mpx / ours_s, 2)}
+    for model, mpx_s, workers, slices in stand_ins:
+        mpx = slices * np.prod(SHAPE[1:]) / 1e6
+        ours_s = medians["ours", model, mpx_s, workers, slices]
+        extra = {"volume": "x".join(map(str, (slices, *SHAPE[1:]))), "batch": BATCH,
+                 "rounds": rounds, "workers": workers, "ours_mpx_s": round(mpx / ours_s, 2)}  # fmt: skip
         if baseline:
-            base_s = medians["baseline", model, workers]
+            base_s = medians["baseline", model, mpx_s, workers, slices]
             extra |= {"baseline": commit(Path(baseline)), "baseline_mpx_s": round(mpx / base_s, 2)}
         if model == "free":
             record(f"predict_pipeline_mpx_s_{workers}w", extra.pop("ours_mpx_s"), "Mpx/s",
                    "report (what the CPU can feed a GPU)", network="FreeNetwork", **extra)  # fmt: skip
-        else:
-            device_s = device_seconds(mpx_s)
-            if baseline:
-                extra["baseline_ratio"] = round(device_s / base_s, 3)
-            record(f"predict_vs_simulated_gpu_{model}", round(device_s / ours_s, 3),
-                   "x simulated device speed", ">= 0.9 (as predict_vs_bare_model_cuda)",
-                   device_mpx_s=mpx_s, note=note, **extra)  # fmt: skip
+            continue
+        device_s = device_seconds(mpx_s, slices)
+        if baseline:
+            extra["baseline_ratio"] = round(device_s / base_s, 3)
+        name = f"predict_vs_simulated_gpu_{model}" + (
+            f"_{slices}_slices" if slices != SHAPE[0] else ""
+        )
+        record(name, round(device_s / ours_s, 3), "x simulated device speed",
+               ">= 0.9 (as predict_vs_bare_model_cuda)", device_mpx_s=mpx_s, note=note, **extra)  # fmt: skip
 
 
-def device_seconds(mpx_s: float) -> float:
-    """The simulated device's time for the whole volume."""
-    return np.prod(SHAPE) / (mpx_s * 1e6)
+def device_seconds(mpx_s: float, slices: int = SHAPE[0]) -> float:
+    """The simulated device's time for the volume of `slices` slices, at `mpx_s` Mpx/s of SHAPE
+    (the same time per tile whatever the depth)."""
+    return slices * np.prod(SHAPE[1:]) / (mpx_s * 1e6)
 
 
 BENCHMARKS = {"predict-pipeline": predict_pipeline}
