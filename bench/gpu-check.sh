@@ -21,5 +21,5 @@ UNETSEG_TEST_DEVICE=cuda timeout 180 python3 -m pytest -q -p no:cacheprovider \
     tests/test_predict.py::test_predict_on_the_test_device_agrees_with_cpu_fp32 2>&1 |
     tee "$out/pytest.log"
 before=$(wc -l <bench/results.jsonl)
-timeout 270 python3 -m bench gpu 2>&1 | tee "$out/bench.log"
+timeout 330 python3 -m bench gpu 2>&1 | tee "$out/bench.log"
 tail -n "+$((before + 1))" bench/results.jsonl >"$out/results.jsonl"  # this run's figures
