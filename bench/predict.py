@@ -218,7 +218,7 @@ def predict_raw_cache(shape=(2, 4096, 4096), chunk_px=512, rounds: int = 5) -> N
     import numcodecs.blosc
 
     from unetseg.blocks import DecodedChunks
-    from unetseg.predict import RAW_CACHE_BYTES, chunk_blocks, mirrored_region
+    from unetseg.predict import chunk_blocks, mirrored_region, raw_cache_bytes
 
     numcodecs.blosc.use_threads = False  # one thread per chunk, as in a Dask worker
     context, tile_in = tiling.context_px(DEPTH), tiling.input_size(TILE_OUT, DEPTH)
@@ -238,14 +238,16 @@ def predict_raw_cache(shape=(2, 4096, 4096), chunk_px=512, rounds: int = 5) -> N
 
             return run
 
-        medians = alternating_medians({"cached": read_all(RAW_CACHE_BYTES), "not": read_all(0)},
+        cache_bytes = raw_cache_bytes(raw, 768, DEPTH)  # as predict_volume sizes it
+        medians = alternating_medians({"cached": read_all(cache_bytes), "not": read_all(0)},
                                       rounds)  # fmt: skip
     mpx = np.prod(shape) / 1e6
     record("predict_raw_cache_speedup", round(medians["not"] / medians["cached"], 3),
            "x speed without the cache", "report (what each task's input read costs)",
            cached_mpx_s=round(mpx / medians["cached"], 1), uncached_mpx_s=round(mpx / medians["not"], 1),
            volume="x".join(map(str, shape)), raw_chunk_px=chunk_px, block_px=768,
-           tile_out=TILE_OUT, blocks=len(regions), rounds=rounds, threads=1)  # fmt: skip
+           tile_out=TILE_OUT, blocks=len(regions), cache_mib=cache_bytes / 2**20, rounds=rounds,
+           threads=1)  # fmt: skip
 
 
 def predict_codecs(settings=(("zstd", 1), ("lz4", 1)), slices: int = 8) -> None:

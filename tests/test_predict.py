@@ -13,11 +13,13 @@ from unetseg import UnetsegError, blocks, io
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet
 from unetseg.predict import (
+    RAW_CACHE_BYTES,
     forward_tiles,
     load_model,
     predict_block,
     predict_volume,
     predict_whole_slice,
+    raw_cache_bytes,
 )
 
 
@@ -71,6 +73,20 @@ def test_chunks_that_make_tiles_hang_over_warn(tmp_path, model_file, caplog):
     with caplog.at_level("WARNING", logger="unetseg.predict"):
         predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "b.zarr", 28, block_px=48)
     assert "block_px" not in caplog.text
+
+
+def test_each_worker_keeps_the_input_chunks_under_a_row_of_blocks_up_to_a_bound():
+    """Default layout (512-px chunks, 768-px blocks, depth 4: 952 px of input per block row):
+    2 rows of chunks, one more where the row starts off the grid, one for the blocks running
+    at the same time; 8 chunks across a 4096-px slice."""
+
+    def raw(width, dtype="uint8"):
+        return zarr.create_array(zarr.storage.MemoryStore(), shape=(3, 4096, width),
+                                 chunks=(1, 512, 512), dtype=dtype)  # fmt: skip
+
+    assert raw_cache_bytes(raw(4096), 768, 4) == 4 * 8 * 512 * 512
+    assert raw_cache_bytes(raw(4096, "uint16"), 768, 4) == 2 * 4 * 8 * 512 * 512
+    assert raw_cache_bytes(raw(100_000), 768, 4) == RAW_CACHE_BYTES  # the bound
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16"])

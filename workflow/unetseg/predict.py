@@ -154,7 +154,11 @@ def predict_block(
 
 
 def mirrored_region(
-    raw, z: int, rows: tuple[int, int], cols: tuple[int, int], raw_chunks=None
+    raw,
+    z: int,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    raw_chunks: blocks.DecodedChunks | None = None,
 ) -> np.ndarray:
     """raw[z, rows, cols] as stored, read once, where the parts outside the slice mirror it as
     numpy's 'reflect' padding of the whole slice would (edge not repeated)."""
@@ -197,9 +201,7 @@ SCHEDULERS = ("threads", "processes", "sync", "distributed", "slurm")
 # Probability maps barely compress (1.2-1.3x); lz4 encodes them 2.8x as fast as zstd, for files
 # 8.5 % larger, and on a GPU encoding is the CPU's largest cost per chunk (predict-codecs).
 PROBABILITY_CODEC = {"cname": "lz4", "clevel": 1}
-# Decoded input chunks a worker keeps: a block's halo reaches into up to 8 neighbouring chunks,
-# which its neighbours' blocks read again (predict-raw-cache). 64 MiB holds three rows of 512 px
-# uint8 chunks across a 40 000 px wide slice; a bound, whatever the volume's size.
+# The most decoded input chunks a worker keeps (raw_cache_bytes), whatever the volume's size.
 RAW_CACHE_BYTES = 64 * 2**20
 
 
@@ -312,7 +314,9 @@ def predict_volume(
             len(every_block),
         )
     token = dask.base.tokenize(str(partial.resolve()), attrs)[:12]
-    every_task = block_tasks(task, raw, target, done_folder, todo, f"predict-{token}")
+    cache_bytes = raw_cache_bytes(raw, target.chunks[1], model.config["depth"])
+    raw_chunks = blocks.DecodedChunks(cache_bytes)
+    every_task = block_tasks(task, raw, raw_chunks, target, done_folder, todo, f"predict-{token}")
     with dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options:
         dask.compute(every_task, **compute_options)
     io.remove_path(done_folder)
@@ -342,14 +346,29 @@ def warn_if_tiles_overhang(size, block_px: int, tile_out: int, depth: int) -> No
         )  # fmt: skip
 
 
-def block_tasks(task: BlockTask, raw, target, done_folder: Path, todo, name: str) -> Delayed:
+def raw_cache_bytes(raw, block_px: int, depth: int) -> int:
+    """How much of the decoded input chunks each worker keeps. A block's context reaches into
+    up to 8 neighbouring chunks, which the neighbouring blocks read again (predict-raw-cache).
+    Blocks run row by row, so what is read again lies in the chunks under one row of blocks
+    (its input, block and context, starts off the chunk grid: one row of chunks more); one row
+    more leaves room for the blocks running at the same time. At most RAW_CACHE_BYTES: enough
+    for 512-px uint8 chunks and 768-px blocks on slices up to 32 000 px wide."""
+    chunk_rows = -(-(block_px + 2 * tiling.context_px(depth)) // raw.chunks[1]) + 2
+    chunks_across = -(-raw.shape[2] // raw.chunks[2])
+    chunk_bytes = int(np.prod(raw.chunks)) * raw.dtype.itemsize
+    return min(RAW_CACHE_BYTES, chunk_rows * chunks_across * chunk_bytes)
+
+
+def block_tasks(
+    task: BlockTask, raw, raw_chunks, target, done_folder: Path, todo, name: str
+) -> Delayed:
     """One Dask task per block, as one graph in Dask's task spec: each task is named by the block
     (as Dask's dashboard shows it), and the arrays, opened once here, are one node each. Built
     with dask.delayed instead, the graph cost 0.5 ms a task to build and cull (measured with
     cProfile on 1024 blocks), a few % of a GPU's time per block.
     `name` keeps two predictions on one Dask cluster apart."""
     raw_node, target_node = DataNode(f"{name}-raw", raw), DataNode(f"{name}-target", target)
-    cache_node = DataNode(f"{name}-raw-chunks", blocks.DecodedChunks(RAW_CACHE_BYTES))
+    cache_node = DataNode(f"{name}-raw-chunks", raw_chunks)
     graph = {node.key: node for node in (raw_node, cache_node, target_node)}
     finished = []
     for block in todo:
