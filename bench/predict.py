@@ -250,6 +250,45 @@ def predict_raw_cache(shape=(2, 4096, 4096), chunk_px=512, rounds: int = 5) -> N
            threads=1)  # fmt: skip
 
 
+def predict_isbi_tile(tiles=(516, 388), rounds: int = 3) -> None:
+    """predict_isbi_tile_516_vs_388: `predict_volume` on the 30 ISBI 2012 test slices (512²)
+    with the shipped CPU model, with one 516-px tile per slice (700 px in) against 2 x 2 tiles
+    of 388 px (572 in), 2 workers, medians of alternating rounds; and how far the two outputs
+    differ (skipped without the ISBI data)."""
+    from bench.record import REPO
+    from bench.train import ISBI
+    from unetseg.chunk import chunk_volume
+
+    if not (ISBI / "test-volume.tif").exists():
+        print(f"bench predict-isbi-tile: no ISBI 2012 data at {ISBI}; skipped")
+        return
+    model_file = REPO / "models/isbi2012-cpu-16ch/model.pt"
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        chunk_volume(ISBI / "test-volume.tif", folder / "raw.zarr", (1, 512, 512))
+
+        def ours(tile_out):
+            return lambda round_: seconds(
+                lambda: predict_volume(
+                    model_file, folder / "raw.zarr", folder / f"p{tile_out}-{round_}.zarr",
+                    tile_out=tile_out, block_px=512, threads=2, workers=2, device="cpu",
+                )
+            )  # fmt: skip
+
+        medians = alternating_medians({tile: ours(tile) for tile in tiles}, rounds)
+        outputs = [
+            io.open_zarr(folder / f"p{tile}-0.zarr")[...].astype(np.float32) for tile in tiles
+        ]
+        differ = float(np.abs(outputs[0] - outputs[1]).max())
+    mpx = 30 * 512 * 512 / 1e6
+    record(f"predict_isbi_tile_{tiles[0]}_vs_{tiles[1]}", round(medians[tiles[1]] / medians[tiles[0]], 3),
+           f"x speed with {tiles[1]}-px tiles", "report (sets the ISBI config's predict.tile_out)",
+           **{f"mpx_s_{tile}": round(mpx / medians[tile], 3) for tile in tiles},
+           max_abs_difference=differ, output="float16", volume="30x512x512 (ISBI test)",
+           network="models/isbi2012-cpu-16ch", rounds=rounds, workers=2)  # fmt: skip
+
+
 def predict_codecs(settings=(("zstd", 1), ("lz4", 1)), slices: int = 8) -> None:
     """predict_codec_lz4_vs_zstd: Blosc (byte shuffle) encoding speed on one thread, as each
     prediction task encodes its chunk, and the size, for float16 probability maps of the shipped
@@ -327,4 +366,5 @@ BENCHMARKS = {
     "predict-block-px": predict_block_px,
     "predict-codecs": predict_codecs,
     "predict-raw-cache": predict_raw_cache,
+    "predict-isbi-tile": predict_isbi_tile,
 }
