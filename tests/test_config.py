@@ -4,6 +4,8 @@ from pathlib import Path
 
 import yaml
 
+from unetseg import tiling
+
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 DEMO_ONLY = {"demo", "volumes", "results"}
 
@@ -28,5 +30,9 @@ def test_isbi_config_sets_every_key_the_demo_sets():
 def test_isbi_config_is_the_papers_network():
     isbi = yaml.safe_load((CONFIG / "isbi2012.yaml").read_text())
     assert isbi["model"] == {"depth": 4, "base_channels": 64}
-    assert isbi["train"]["tile_out"] == isbi["predict"]["tile_out"] == 388
+    assert isbi["train"]["tile_out"] == 388
+    # prediction: one tile covers a 512-px slice (the output equals the paper's tiles', seamless)
+    assert (
+        tiling.tiles_across(512, isbi["predict"]["block_px"], isbi["predict"]["tile_out"], 4) == 1
+    )
     assert isbi["weights"] == {"w0": 10.0, "sigma_px": 5.0}
