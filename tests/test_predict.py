@@ -80,13 +80,15 @@ def test_each_worker_keeps_the_input_chunks_under_a_row_of_blocks_up_to_a_bound(
     2 rows of chunks, one more where the row starts off the grid, one for the blocks running
     at the same time; 8 chunks across a 4096-px slice."""
 
-    def raw(width, dtype="uint8"):
+    def raw(width, dtype="uint8", chunks=(1, 512, 512)):
         return zarr.create_array(zarr.storage.MemoryStore(), shape=(3, 4096, width),
-                                 chunks=(1, 512, 512), dtype=dtype)  # fmt: skip
+                                 chunks=chunks, dtype=dtype)  # fmt: skip
 
     assert raw_cache_bytes(raw(4096), 768, 4) == 4 * 8 * 512 * 512
     assert raw_cache_bytes(raw(4096, "uint16"), 768, 4) == 2 * 4 * 8 * 512 * 512
     assert raw_cache_bytes(raw(100_000), 768, 4) == RAW_CACHE_BYTES  # the bound
+    # chunks 2 slices deep, which the next slice reads again: the whole slice's 4 x 4 chunks
+    assert raw_cache_bytes(raw(4096, chunks=(2, 1024, 1024)), 768, 4) == 4 * 4 * 2 * 1024**2
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16"])
