@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from unetseg.errors import UnetsegError
-from unetseg.stores import BLOSC_COMPRESSORS
+from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC
 
 log = logging.getLogger("unetseg")
 
@@ -301,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, default=1, help="Dask workers")
     sub.add_argument("--threads", type=int, default=1, help="CPU threads in all")
     sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    sub.add_argument("--cname", default="lz4", choices=BLOSC_COMPRESSORS,
+    sub.add_argument("--cname", default=PROBABILITY_CODEC["cname"], choices=BLOSC_COMPRESSORS,
                      help="Blosc compressor of the probability store")  # fmt: skip
-    sub.add_argument("--clevel", type=int, default=1, help="its Blosc compression level")
+    sub.add_argument("--clevel", type=int, default=PROBABILITY_CODEC["clevel"],
+                     help="its Blosc compression level")  # fmt: skip
     sub.add_argument("--channels-last", action="store_true")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sub.add_argument(

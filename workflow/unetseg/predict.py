@@ -25,7 +25,7 @@ from dask.delayed import Delayed
 from unetseg import blocks, io, tiling
 from unetseg.errors import UnetsegError
 from unetseg.model import UNet, autocast, pick_device, prepare, to_device
-from unetseg.stores import BLOSC_COMPRESSORS
+from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +198,6 @@ def chunk_blocks(shape: tuple[int, int, int], chunks: tuple[int, int, int]):
 
 
 SCHEDULERS = ("threads", "processes", "sync", "distributed", "slurm")
-# Probability maps barely compress (1.2-1.3x); lz4 encodes them 2.8x as fast as zstd, for files
-# 8.5 % larger, and on a GPU encoding is the CPU's largest cost per chunk (predict-codecs).
-PROBABILITY_CODEC = {"cname": "lz4", "clevel": 1}
 # The most decoded input chunks a worker keeps (raw_cache_bytes), whatever the volume's size.
 RAW_CACHE_BYTES = 64 * 2**20
 

@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 
 BLOSC_COMPRESSORS = ("zstd", "lz4", "lz4hc", "blosclz", "zlib")  # as the config schema offers
+# Probability maps barely compress (1.2-1.3x); lz4 encodes them 2.8x as fast as zstd, for files
+# 8.5 % larger, and on a GPU encoding is the CPU's largest cost per chunk (predict-codecs).
+PROBABILITY_CODEC = {"cname": "lz4", "clevel": 1}
 
 
 def is_zarr(path: str | os.PathLike) -> bool:
