@@ -221,15 +221,14 @@ def predict_raw_cache(shape=(2, 4096, 4096), chunk_px=512, rounds: int = 5) -> N
     from unetseg.predict import chunk_blocks, mirrored_region, raw_cache_bytes
 
     numcodecs.blosc.use_threads = False  # one thread per chunk, as in a Dask worker
-    context, tile_in = tiling.context_px(DEPTH), tiling.input_size(TILE_OUT, DEPTH)
     with tempfile.TemporaryDirectory() as folder:
         make_raw(Path(folder) / "raw.zarr", shape, chunk_px)
         raw = io.open_zarr(Path(folder) / "raw.zarr")
-        regions = []
-        for z, rows, cols in chunk_blocks(shape, (1, 768, 768)):
-            ys, xs = (tiling.tile_origins(*span, TILE_OUT, DEPTH) for span in (rows, cols))
-            regions.append((z, (ys[0] - context, ys[-1] - context + tile_in),
-                            (xs[0] - context, xs[-1] - context + tile_in)))  # fmt: skip
+        regions = [  # each block's input, as predict_block reads it
+            (z, *(tiling.input_span(tiling.tile_origins(*span, TILE_OUT, DEPTH), TILE_OUT, DEPTH)
+                  for span in (rows, cols)))
+            for z, rows, cols in chunk_blocks(shape, (1, 768, 768))
+        ]  # fmt: skip
 
         def read_all(cache_bytes):
             def run(round_):

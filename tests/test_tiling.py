@@ -47,6 +47,8 @@ def test_tile_origins_are_on_grid_and_cover():
     assert all(o % 16 == 0 for o in origins)
     assert origins[-1] + 388 >= 1000
     assert tiling.tile_origins(410, 900, 388, 4) == [400, 784]  # from the grid point below 410
+    # their input: 92 px of context before the first tile, 572 - 92 px after the last origin
+    assert tiling.input_span([400, 784], 388, 4) == (308, 1264)
 
 
 @pytest.mark.parametrize(

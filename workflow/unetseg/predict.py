@@ -115,15 +115,14 @@ def predict_block(
     sliceable array of grey values (a Zarr array's chunks kept decoded in `raw_chunks`)."""
     device = device or torch.device("cpu")
     depth = model.config["depth"]
-    context = tiling.context_px(depth)
     tile_in = tiling.input_size(tile_out, depth)
     origins_y = tiling.tile_origins(*rows, tile_out, depth)
     origins_x = tiling.tile_origins(*cols, tile_out, depth)
     padded = mirrored_region(
         raw,
         z,
-        (origins_y[0] - context, origins_y[-1] - context + tile_in),
-        (origins_x[0] - context, origins_x[-1] - context + tile_in),
+        tiling.input_span(origins_y, tile_out, depth),
+        tiling.input_span(origins_x, tile_out, depth),
         raw_chunks,
     )
 

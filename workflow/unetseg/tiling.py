@@ -95,6 +95,13 @@ def tile_origins(start: int, stop: int, tile_out: int, depth: int) -> list[int]:
     return list(range(start - start % grid, stop, tile_stride(tile_out, depth)))
 
 
+def input_span(origins: list[int], tile_out: int, depth: int) -> tuple[int, int]:
+    """The input px (start, stop) along one axis that tiles at these output origins read: their
+    outputs and the context around them."""
+    context = context_px(depth)
+    return origins[0] - context, origins[-1] - context + input_size(tile_out, depth)
+
+
 def tile_stride(tile_out: int, depth: int) -> int:
     """Distance between neighbouring tile origins: the output size rounded down to the grid."""
     return tile_out - tile_out % grid_px(depth)
