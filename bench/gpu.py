@@ -130,7 +130,7 @@ def cuda_prediction(device=CUDA, base_channels=64, slices=(8, 32), batch_size=9,
                 timed += [(workers[0], depth_z) for depth_z in slices[1:]]
             for n_workers, depth_z in timed:
                 shape = (depth_z, 2048, 2048)
-                n_tiles = depth_z * len(tiling.tile_origins(0, 2048, tile_out, depth)) ** 2
+                n_tiles = depth_z * predict_bench.tiles_per_slice(2048)
                 rounds = [
                     (
                         device_seconds(functools.partial(ours, n_workers, depth_z), device),

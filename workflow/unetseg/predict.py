@@ -351,9 +351,10 @@ def raw_cache_bytes(raw, block_px: int, depth: int) -> int:
     are read again by the next slice's blocks: then a whole slice of them. At most
     RAW_CACHE_BYTES: enough for 512-px uint8 chunks and 768-px blocks on slices up to 32 000 px
     wide."""
-    chunk_rows = -(-(block_px + 2 * tiling.context_px(depth)) // raw.chunks[1]) + 2
     if raw.chunks[0] > 1:
         chunk_rows = -(-raw.shape[1] // raw.chunks[1])
+    else:
+        chunk_rows = -(-(block_px + 2 * tiling.context_px(depth)) // raw.chunks[1]) + 2
     chunks_across = -(-raw.shape[2] // raw.chunks[2])
     chunk_bytes = int(np.prod(raw.chunks)) * raw.dtype.itemsize
     return min(RAW_CACHE_BYTES, chunk_rows * chunks_across * chunk_bytes)
