@@ -22,7 +22,8 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
-# Light steps run on the submitting node when a cluster executor is used.
+# Light steps run on the submitting node when a cluster executor is used (report_volume reads a
+# whole volume: a job of its own).
 localrules:
     all,
     summarize,

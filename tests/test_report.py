@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import write_tiff
 
-from unetseg import report
+from unetseg import io, report
 from unetseg.chunk import chunk_volume
 from unetseg.evaluate import evaluate_arrays
 from unetseg.weights import compute_weights
@@ -40,7 +40,50 @@ def test_data_and_prediction_figures(stores):
         stores / "m.json", stores / "pred.png",
     )  # fmt: skip
     report.metrics_figure(stores / "m.json", stores / "metrics.png", "demo")
-    assert all(is_png_with_content(stores / n) for n in ("d.png", "pred.png", "metrics.png"))
+    report.volume_figure(
+        stores / "raw.zarr", stores / "p.zarr", stores / "s.zarr", stores / "v.png", "demo"
+    )
+    figures = ("d.png", "pred.png", "metrics.png", "v.png")
+    assert all(is_png_with_content(stores / name) for name in figures)
+
+
+def test_figures_of_slices_larger_than_a_panel_show_a_window_of_them(stores, monkeypatch):
+    """Slices over VIEW_PX a side are shown by their centre window (and, in the volume
+    figure, subsampled whole), so that a figure's memory does not grow with the slice."""
+    monkeypatch.setattr(report, "VIEW_PX", 40)
+    assert report.centre_window((96, 30)) == (slice(28, 68), slice(0, 30))
+    assert report.window_note((slice(28, 68), slice(0, 30)), (96, 30)) == " (y 28:68, x 0:30)"
+    assert report.window_note((slice(0, 96), slice(0, 30)), (96, 30)) == ""
+    compute_weights(stores / "labels.zarr", stores / "w.zarr")
+    report.data_figure(
+        stores / "raw.zarr", stores / "labels.zarr", stores / "w.zarr", stores / "d.png"
+    )
+    report.prediction_figure(
+        stores / "raw.zarr", stores / "labels.zarr", stores / "p.zarr", stores / "s.zarr",
+        stores / "m.json", stores / "pred.png",
+    )  # fmt: skip
+    report.volume_figure(
+        stores / "raw.zarr", stores / "p.zarr", stores / "s.zarr", stores / "v.png", "demo"
+    )
+    assert all(is_png_with_content(stores / name) for name in ("d.png", "pred.png", "v.png"))
+
+
+def test_volume_statistics_count_cells_across_chunk_borders(tmp_path):
+    segmentation = np.zeros((3, 50, 70), np.uint32)
+    segmentation[0, 5:25, 10:60] = 7  # 1000 px, across 3 x 2 chunks of 16 px
+    segmentation[0, 30:33, 1:2] = 9  # 3 px
+    segmentation[2, :, :] = 4  # one cell filling the slice; slice 1 has none
+    probability = np.random.default_rng(0).random((3, 50, 70)).astype(np.float32)
+    probability[0, 0, 0], probability[1, 0, 0] = 0.0, 1.0  # both ends fall in a bin
+    for name, array in (("s", segmentation), ("p", probability)):
+        chunk_volume(write_tiff(tmp_path / f"{name}.tif", array), tmp_path / f"{name}.zarr",
+                     chunks=(1, 16, 16), is_labels=name == "s")  # fmt: skip
+    cells, areas, histogram = report.volume_statistics(
+        io.open_zarr(tmp_path / "p.zarr"), io.open_zarr(tmp_path / "s.zarr"), bins=10
+    )
+    assert cells.tolist() == [2, 0, 1]
+    assert sorted(areas.tolist()) == [3, 1000, 50 * 70]
+    assert histogram.tolist() == np.histogram(probability, bins=10, range=(0, 1))[0].tolist()
 
 
 def test_training_figure(tmp_path):

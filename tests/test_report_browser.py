@@ -33,11 +33,21 @@ def test_report_renders_sections_and_figures(finished_run):
         sidebar = page.inner_text("body")
         assert all(section in sidebar for section in SECTIONS), sidebar[:500]
         page.get_by_text("Prediction", exact=True).click()
-        page.locator("a[iconname=eye]").first.click()
-        figure = page.locator("img[src^='data:image/png']").first
-        figure.wait_for(timeout=10_000)
-        assert figure.evaluate("image => image.complete && image.naturalWidth") > 500
-        page.screenshot(path=str(workdir / "report.png"))
+        page.get_by_text("tiny_val", exact=True).click()  # one subcategory per volume
+        # Its two figures, one per tab: the held-out errors, then the volume's overview.
+        previous = ""
+        for tab in ("held-out slices and errors", "slices, cells and probabilities"):
+            page.get_by_text(tab, exact=True).click()
+            page.locator("a[iconname=eye]").first.click()
+            figure = page.wait_for_function(
+                "previous => [...document.images].find(image => image.complete"
+                " && image.src.startsWith('data:image/png') && image.src !== previous)",
+                arg=previous,
+                timeout=10_000,
+            )
+            assert figure.evaluate("image => image.naturalWidth") > 500, tab
+            previous = figure.evaluate("image => image.src")
+            page.screenshot(path=str(workdir / "report.png"))
         browser.close()
     pixels = imread(workdir / "report.png")[..., :3]
     # Not a blank page: the figure's grey-scale EM and colour maps give a broad spread of values.

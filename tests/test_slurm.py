@@ -21,7 +21,7 @@ from bench.faults import digest_outputs
 
 HARD_TIMEOUT_S = 900  # a stuck run fails the test instead of hanging CI
 NON_LOCAL_RULES = {"demo_data", "chunk_raw", "chunk_labels", "weights", "train", "predict",
-                   "segment", "evaluate", "evaluate_instances"}  # fmt: skip
+                   "segment", "evaluate", "evaluate_instances", "report_volume"}  # fmt: skip
 
 
 def cluster_is_up() -> bool:

@@ -34,6 +34,8 @@ def test_every_output_is_there_and_sound(finished_run):
         "tiny_train/data.png",
         "tiny_val/prediction.png",
         "tiny_val/metrics.png",
+        "tiny_val/volume.png",
+        "tiny_extra/volume.png",
     ):
         assert (results / "report" / figure).read_bytes()[:4] == b"\x89PNG"
     for rule in ("chunk_raw", "weights", "train", "predict", "segment", "evaluate"):
@@ -70,7 +72,9 @@ def dry_run_jobs(workdir: Path, config: dict) -> dict[str, int]:
 
 
 # What follows the predictions of one volume: (validate volumes only) evaluation and its reports.
-SEGMENT_ON = {"segment": 1, "export_segmentation": 1, "report_run": 1, "all": 1}
+SEGMENT_ON = {
+    "segment": 1, "export_segmentation": 1, "report_volume": 1, "report_run": 1, "all": 1,
+}  # fmt: skip
 EVALUATE_ON = {
     "evaluate": 1, "evaluate_instances": 1, "summarize": 1, "report_prediction": 1,
     "report_metrics": 1,
@@ -87,6 +91,7 @@ def test_changed_predict_parameter_reruns_predict_and_downstream_only(finished_r
         **SEGMENT_ON,
         "segment": 2,
         "export_segmentation": 2,
+        "report_volume": 2,
         **EVALUATE_ON,
     }
 
@@ -100,7 +105,7 @@ def test_changed_weight_map_parameter_reruns_weights_train_and_downstream_not_ch
     assert jobs == {
         "weights": 1, "report_data": 1, "report_augmentation": 1, "train": 1,
         "report_training": 1, "predict": 2, **SEGMENT_ON, "segment": 2,
-        "export_segmentation": 2, **EVALUATE_ON,
+        "export_segmentation": 2, "report_volume": 2, **EVALUATE_ON,
     }  # fmt: skip
 
 
@@ -131,8 +136,8 @@ def test_changed_stage_code_reruns_that_stage_and_downstream(finished_run):
     with replaced(REPO / "workflow/unetseg/segment.py", lambda code: code + b"# edited\n"):
         jobs = dry_run_jobs(workdir, TINY_CONFIG)
     assert jobs == {
-        **SEGMENT_ON, "segment": 2, "export_segmentation": 2, "evaluate_instances": 1,
-        "summarize": 1, "report_prediction": 1,
+        **SEGMENT_ON, "segment": 2, "export_segmentation": 2, "report_volume": 2,
+        "evaluate_instances": 1, "summarize": 1, "report_prediction": 1,
     }  # fmt: skip
 
 

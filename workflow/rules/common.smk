@@ -172,7 +172,9 @@ def run_report_inputs():
 
 def final_outputs():
     evaluated = volumes_with_role("validate")
-    outputs = stores(volumes_with_role("validate", "predict"), "segmentation.tif")
+    predicted = volumes_with_role("validate", "predict")
+    outputs = stores(predicted, "segmentation.tif")
+    outputs += [f"{RESULTS}/report/{name}/volume.png" for name in predicted]
     outputs += stores(evaluated, "metrics.json")
     outputs += [f"{RESULTS}/metrics_summary.tsv"] if evaluated else []
     outputs += [f"{RESULTS}/report/{name}/prediction.png" for name in evaluated]

@@ -84,6 +84,36 @@ rule report_prediction:
         " --metrics {input.metrics} --out {output} > {log} 2>&1"
 
 
+rule report_volume:
+    input:
+        code=stage_code("report"),
+        raw=raw_store_of,
+        probability=volume_path("{volume}", "probability.zarr"),
+        segmentation=volume_path("{volume}", "segmentation.zarr"),
+    output:
+        report(
+            f"{RESULTS}/report/{{volume}}/volume.png",
+            caption="../report/volume.rst",
+            category="Prediction",
+            subcategory="{volume}",
+            labels={"volume": "{volume}", "figure": "slices, cells and probabilities"},
+        ),
+    log:
+        log_path("report_volume", "{volume}"),
+    benchmark:
+        benchmark_path("report_volume", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg report volume --raw {input.raw} --probability {input.probability}"
+        " --segmentation {input.segmentation} --volume {wildcards.volume} --out {output}"
+        " > {log} 2>&1"
+
+
 rule report_metrics:
     input:
         code=stage_code("report"),

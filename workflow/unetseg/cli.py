@@ -217,6 +217,8 @@ def cmd_report(args) -> None:
         report.prediction_figure(
             args.raw, args.labels, args.probability, args.segmentation, args.metrics, args.out
         )
+    elif args.figure == "volume":
+        report.volume_figure(args.raw, args.probability, args.segmentation, args.out, args.volume)
     else:
         report.metrics_figure(args.metrics, args.out, args.volume)
 
@@ -347,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("report", cmd_report, "QC figures for the report.")
     sub.add_argument(
-        "figure", choices=("data", "augmentation", "training", "prediction", "metrics", "run")
+        "figure",
+        choices=("data", "augmentation", "training", "prediction", "volume", "metrics", "run"),
     )
     sub.add_argument("--out", required=True, help="output PNG")
     for name in ("raw", "labels", "weights", "log", "probability", "segmentation", "metrics"):

@@ -9,7 +9,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
@@ -25,10 +27,32 @@ PAPER_TABLE_1 = {
 FALSE_POSITIVE = (0.8, 0.0, 0.8)  # magenta and green: distinguishable by colour-blind readers
 FALSE_NEGATIVE = (0.0, 0.7, 0.3)
 MAX_SLICES = 4
+# A panel shows at most VIEW_PX px a side: the whole slice when it is smaller, else its centre at
+# full resolution (where membranes and contours can still be seen), so that what a figure reads
+# and draws does not grow with the slice.
+VIEW_PX = 1024
 
 
 def pick_slices(n_slices: int) -> list[int]:
     return sorted(set(np.linspace(0, n_slices - 1, min(n_slices, MAX_SLICES)).astype(int)))
+
+
+def centre_window(shape_yx) -> tuple[slice, slice]:
+    """The centre VIEW_PX x VIEW_PX of a slice of this (y, x) shape, or all of it."""
+    starts = [max(0, (n - VIEW_PX) // 2) for n in shape_yx]
+    return tuple(slice(s, s + min(n, VIEW_PX)) for s, n in zip(starts, shape_yx, strict=True))
+
+
+def read_view(array, z: int, window: tuple[slice, slice]) -> np.ndarray:
+    return np.asarray(array[(z, *window)])
+
+
+def window_note(window: tuple[slice, slice], shape_yx) -> str:
+    """'' for a whole slice, else where the panel's centre crop lies."""
+    if all(w.stop - w.start == n for w, n in zip(window, shape_yx, strict=True)):
+        return ""
+    (y, x) = window
+    return f" (y {y.start}:{y.stop}, x {x.start}:{x.stop})"
 
 
 def boundaries(ids: np.ndarray) -> np.ndarray:
@@ -55,15 +79,16 @@ def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
     """Raw slices with the label boundaries overlaid, and the weight map of the first slice."""
     raw, labels, weights = (io.open_zarr(p) for p in (raw_path, labels_path, weights_path))
     slices = pick_slices(raw.shape[0])
+    window = centre_window(raw.shape[1:])
+    where = window_note(window, raw.shape[1:])
     figure, axes = plt.subplots(1, len(slices) + 2, figsize=(3 * (len(slices) + 2), 3.3))
     for axis, z in zip(axes, slices, strict=False):
-        overlay(
-            axis, raw[z], boundaries(labels[z] > 0), (1.0, 0.6, 0.0), f"raw z={z} + label borders"
-        )
-    axes[-2].imshow(labels[slices[0]] > 0, cmap="gray")
+        image, borders = read_view(raw, z, window), boundaries(read_view(labels, z, window) > 0)
+        overlay(axis, image, borders, (1.0, 0.6, 0.0), f"raw z={z}{where} + label borders")
+    axes[-2].imshow(read_view(labels, slices[0], window) > 0, cmap="gray")
     axes[-2].set_title(f"labels z={slices[0]} (white = cell)", fontsize=9)
     axes[-2].axis("off")
-    shown = axes[-1].imshow(weights[slices[0]], cmap="viridis")
+    shown = axes[-1].imshow(read_view(weights, slices[0], window), cmap="viridis")
     axes[-1].set_title(f"weight map w(x) z={slices[0]}", fontsize=9)
     axes[-1].axis("off")
     figure.colorbar(shown, ax=axes[-1], fraction=0.046)
@@ -162,29 +187,30 @@ def prediction_figure(
     threshold = metrics["pixel"]["best_threshold"]
     warping_threshold = metrics["warping"]["best_threshold"]
     slices = pick_slices(raw.shape[0])
+    window = centre_window(raw.shape[1:])  # splits and merges are those of this window
     figure, axes = plt.subplots(len(slices), 4, figsize=(13, 3.3 * len(slices)), squeeze=False)
     for row, z in zip(axes, slices, strict=True):
-        row[0].imshow(raw[z], cmap="gray")
-        row[0].set_title(f"raw z={z}", fontsize=9)
+        image = read_view(raw, z, window)
+        chance = read_view(probability, z, window).astype(np.float32)
+        truth_ids = read_view(labels, z, window)
+        row[0].imshow(image, cmap="gray")
+        row[0].set_title(f"raw z={z}{window_note(window, raw.shape[1:])}", fontsize=9)
         row[0].axis("off")
-        shown = row[1].imshow(
-            np.asarray(probability[z], np.float32), cmap="cividis", vmin=0, vmax=1
-        )
+        shown = row[1].imshow(chance, cmap="cividis", vmin=0, vmax=1)
         row[1].set_title("P(cell interior)", fontsize=9)
         row[1].axis("off")
         figure.colorbar(shown, ax=row[1], fraction=0.046)
-        overlay(
-            row[2], raw[z], boundaries(segmentation[z]), (1.0, 0.6, 0.0), "segmentation contours"
-        )
-        predicted = np.asarray(probability[z], np.float32) > threshold
-        truth = labels[z] > 0
-        row[3].imshow(raw[z], cmap="gray", alpha=0.5)
+        contours = boundaries(read_view(segmentation, z, window))
+        overlay(row[2], image, contours, (1.0, 0.6, 0.0), "segmentation contours")
+        predicted = chance > threshold
+        truth = truth_ids > 0
+        row[3].imshow(image, cmap="gray", alpha=0.5)
         errors = np.zeros((*truth.shape, 4))
         errors[predicted & ~truth] = (*FALSE_POSITIVE, 1)
         errors[~predicted & truth] = (*FALSE_NEGATIVE, 1)
         row[3].imshow(errors)
         marks = np.zeros(truth.shape, np.int8)
-        topology_errors(labels[z], np.asarray(probability[z], np.float32), warping_threshold, marks)
+        topology_errors(truth_ids, chance, warping_threshold, marks)
         for value, marker, colour, name in (
             (1, "x", "#F0E442", "split"),
             (2, "o", "#0072B2", "merge"),
@@ -199,6 +225,102 @@ def prediction_figure(
             fontsize=9,
         )
         row[3].axis("off")
+    save(figure, out_path)
+
+
+def block_windows(shape_yx, chunks_yx):
+    """(y, x) windows of a slice, one per chunk."""
+    for y in range(0, shape_yx[0], chunks_yx[0]):
+        for x in range(0, shape_yx[1], chunks_yx[1]):
+            yield (
+                slice(y, min(y + chunks_yx[0], shape_yx[0])),
+                slice(x, min(x + chunks_yx[1], shape_yx[1])),
+            )
+
+
+def volume_statistics(probability, segmentation, bins: int = 50):
+    """(cells per slice, every cell's area in px, histogram of P over `bins` equal bins of
+    [0, 1]), read chunk by chunk: memory does not grow with the slices. A cell is an id of a
+    slice (the ids of a segmentation are per-slice components)."""
+    cells_per_slice = np.zeros(segmentation.shape[0], np.int64)
+    areas, histogram = [], np.zeros(bins, np.int64)
+    for z in range(segmentation.shape[0]):
+        ids, counts = [], []
+        for window in block_windows(segmentation.shape[1:], segmentation.chunks[1:]):
+            found, found_counts = np.unique(read_view(segmentation, z, window), return_counts=True)
+            ids.append(found)
+            counts.append(found_counts)
+            chance = read_view(probability, z, window).astype(np.float32)
+            histogram += np.histogram(chance, bins=bins, range=(0, 1))[0]
+        cells, where = np.unique(np.concatenate(ids), return_inverse=True)
+        cell_areas = np.bincount(where, weights=np.concatenate(counts)).astype(np.int64)
+        cell_areas = cell_areas[cells != 0]  # 0 is the background
+        cells_per_slice[z] = len(cell_areas)
+        areas.append(cell_areas)
+    return cells_per_slice, np.concatenate(areas), histogram
+
+
+def volume_figure(raw_path, probability_path, segmentation_path, out_path, volume: str) -> None:
+    """For any predicted volume, labelled or not: per slice the whole slice (subsampled) and a
+    full-resolution window with the segmentation's contours and P(cell interior); then cells per
+    slice, the cells' areas and the histogram of P, which show a model that does not fit the
+    data (few, huge or tiny cells; many uncertain pixels) without ground truth."""
+    raw, probability, segmentation = (
+        io.open_zarr(p) for p in (raw_path, probability_path, segmentation_path)
+    )
+    threshold = io.zarr_attrs(segmentation_path).get("threshold")
+    slices = pick_slices(raw.shape[0])
+    window = centre_window(raw.shape[1:])
+    step = -(-max(raw.shape[1:]) // VIEW_PX)
+    figure, axes = plt.subplots(
+        len(slices) + 1, 3, figsize=(13, 3.6 * (len(slices) + 1)), squeeze=False
+    )
+    for row, z in zip(axes, slices, strict=False):
+        row[0].imshow(np.asarray(raw[z, ::step, ::step]), cmap="gray")
+        where = window_note(window, raw.shape[1:])
+        if where:  # the window of the next two panels
+            (y, x) = window
+            corner = (x.start / step - 0.5, y.start / step - 0.5)
+            size = ((x.stop - x.start) / step, (y.stop - y.start) / step)
+            row[0].add_patch(
+                matplotlib.patches.Rectangle(corner, *size, fill=False, edgecolor=(1.0, 0.6, 0.0))
+            )
+        subsampled = f", 1 px in {step} a side" if step > 1 else ""
+        row[0].set_title(f"raw z={z}, whole slice{subsampled}", fontsize=9)
+        row[0].axis("off")
+        image = read_view(raw, z, window)
+        contours = boundaries(read_view(segmentation, z, window))
+        overlay(row[1], image, contours, (1.0, 0.6, 0.0), f"segmentation contours{where}")
+        chance = read_view(probability, z, window).astype(np.float32)
+        shown = row[2].imshow(chance, cmap="cividis", vmin=0, vmax=1)
+        row[2].set_title("P(cell interior)", fontsize=9)
+        row[2].axis("off")
+        figure.colorbar(shown, ax=row[2], fraction=0.046)
+    cells_per_slice, areas, histogram = volume_statistics(probability, segmentation)
+    counts_axis, areas_axis, chance_axis = axes[-1]
+    counts_axis.plot(np.arange(len(cells_per_slice)), cells_per_slice, marker=".", color="#0072B2")
+    counts_axis.set(xlabel="slice z", ylabel="cells", ylim=(0, None))
+    counts_axis.set_xlim(-0.5, len(cells_per_slice) - 0.5)
+    counts_axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    counts_axis.set_title(f"cells per slice ({cells_per_slice.sum()} in all)", fontsize=10)
+    if len(areas):
+        edges = np.geomspace(1, max(2, areas.max()) + 1, 40)
+        areas_axis.hist(areas, bins=edges, color="#009E73")
+        areas_axis.set_xscale("log")
+        areas_axis.set_title(f"cell areas (median {np.median(areas):.0f} px)", fontsize=10)
+    else:
+        areas_axis.set_title("cell areas: no cells", fontsize=10)
+    areas_axis.set(xlabel="area (px)", ylabel="cells")
+    centres = (np.arange(len(histogram)) + 0.5) / len(histogram)
+    chance_axis.bar(centres, histogram, width=1 / len(histogram), color="#E69F00")
+    chance_axis.set_yscale("log")
+    if threshold is not None:
+        chance_axis.axvline(threshold, color="grey", linestyle="--", label=f"threshold {threshold}")
+        chance_axis.legend(fontsize=8)
+    uncertain = histogram[(centres > 0.1) & (centres < 0.9)].sum() / max(1, histogram.sum())
+    chance_axis.set(xlabel="P(cell interior)", ylabel="pixels")
+    chance_axis.set_title(f"P of every pixel ({100 * uncertain:.1f} % within 0.1-0.9)", fontsize=10)
+    figure.suptitle(f"{volume}: {' x '.join(map(str, raw.shape))} px", fontsize=11)
     save(figure, out_path)
 
 
