@@ -2,7 +2,7 @@
 
 import sys
 
-from bench import chunk, faults, gpu, metrics, pipeline, predict, train, workflow
+from bench import chunk, faults, gpu, metrics, pipeline, predict, segment, train, workflow
 
 FAMILIES = {
     **workflow.BENCHMARKS,
@@ -12,6 +12,7 @@ FAMILIES = {
     **predict.BENCHMARKS,
     **pipeline.BENCHMARKS,
     **chunk.BENCHMARKS,
+    **segment.BENCHMARKS,
     **gpu.BENCHMARKS,
 }
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from conftest import write_tiff
 
 from unetseg import io
@@ -48,3 +49,40 @@ def test_auto_threshold_pools_validation_counts(tmp_path):
     probability[2:5, 3] = 0.55  # merges the cells below t = 0.6 (METRICS.md E7)
     (tmp_path / "m.json").write_text(json.dumps(evaluate_arrays(truth, probability)))
     assert best_threshold([tmp_path / "m.json"]) == 0.6
+
+
+@pytest.mark.parametrize("chunk_px", [5, 16, 64])
+def test_labelling_chunk_by_chunk_equals_labelling_the_whole_slice(tmp_path, chunk_px):
+    """Components that wind through many chunks (and join only in a later chunk) get the ids
+    that ndimage.label gives on the whole slice, numbered from first_id on; so does a slice of
+    one chunk and slices whose size is not a multiple of the chunk."""
+    from scipy import ndimage
+
+    from unetseg.labels import FOUR_CONNECTED
+
+    field = ndimage.gaussian_filter(np.random.default_rng(1).standard_normal((3, 61, 45)), 2)
+    probability = (1 / (1 + np.exp(-field / field.std()))).astype(np.float16)
+    probability[2, 20, :] = probability[2, :, 30] = 0.0  # a U joined at its bottom only
+    probability[2, 21:, 10:12] = probability[2, 50:52, 10:30] = probability[2, 21:52, 28:30] = 1
+    store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16,
+                               (1, chunk_px, chunk_px), (1, 1, 1))  # fmt: skip
+    store[...] = probability
+    segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", threshold=0.6)
+    ids = io.open_zarr(tmp_path / "s.zarr")[...]
+    first_id = 0
+    for z in range(3):
+        expected, count = ndimage.label(probability[z].astype(np.float64) > 0.6, FOUR_CONNECTED)
+        expected[expected > 0] += first_id
+        assert np.array_equal(ids[z], expected), z
+        first_id += count
+    assert first_id > 20  # many cells, most of them across chunk borders at 5 px
+
+
+def test_the_float32_threshold_compares_as_the_float64_one():
+    from unetseg.segment import float32_threshold
+
+    for threshold in (0.1, 0.3, 0.5, 0.7, 1 / 3):
+        near = np.float32(threshold)
+        values = np.array([np.nextafter(near, -1), near, np.nextafter(near, 2)], np.float32)
+        expected = values.astype(np.float64) > threshold
+        assert np.array_equal(values > float32_threshold(threshold), expected), threshold

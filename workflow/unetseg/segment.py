@@ -54,7 +54,9 @@ def segment_volume(
     threshold: float = 0.5,
     seed_threshold: float | None = None,
 ) -> int:
-    """Segment every slice into an OME-Zarr of uint32 ids, unique across the volume."""
+    """Segment every slice into an OME-Zarr of uint32 ids, unique across the volume. Plain
+    components are found one chunk at a time (label_slice_by_chunks), in bounded memory; the
+    seeded watershed takes a whole slice at once."""
     probability = io.open_zarr(probability_path)
     next_id = 0
     with io.atomic_output(out_path) as tmp:
@@ -72,12 +74,83 @@ def segment_volume(
             },
         )
         for z in range(probability.shape[0]):
-            ids, count = segment_slice(probability[z], threshold, seed_threshold)
-            ids[ids > 0] += next_id
-            target[z] = ids
+            if seed_threshold is None:
+                count = label_slice_by_chunks(probability, target, z, threshold, next_id)
+            else:
+                ids, count = segment_slice(probability[z], threshold, seed_threshold)
+                ids[ids > 0] += next_id
+                target[z] = ids
             next_id += count
     log.info(
         "segmented %d cells in %d slices at threshold %s into %s",
         next_id, probability.shape[0], threshold, out_path,
     )  # fmt: skip
     return next_id
+
+
+def float32_threshold(threshold: float) -> np.float32:
+    """The float32 t with (x > t) == (float64(x) > threshold) for every float32 x: the threshold
+    rounded down to float32. It compares as segment_slice and evaluate.binarize do, without
+    their float64 copy."""
+    rounded = np.float32(threshold)
+    above = np.float64(rounded) > threshold  # in float64: numpy would compare in float32
+    return np.nextafter(rounded, np.float32(-np.inf)) if above else rounded
+
+
+def chunk_windows(shape_yx, chunks_yx):
+    """(column, (y slice, x slice)) of every chunk of a slice, row by row; column 0 starts a row."""
+    for y in range(0, shape_yx[0], chunks_yx[0]):
+        for column, x in enumerate(range(0, shape_yx[1], chunks_yx[1])):
+            ys = slice(y, min(y + chunks_yx[0], shape_yx[0]))
+            yield column, (ys, slice(x, min(x + chunks_yx[1], shape_yx[1])))
+
+
+def label_slice_by_chunks(probability, target, z: int, threshold: float, first_id: int) -> int:
+    """4-connected components of probability[z] > threshold into target[z], with one chunk of
+    target in memory at a time, whatever the slice's size; returns their count. The ids are
+    first_id + 1, ... in the order ndimage.label numbers them on the whole slice (the raster
+    order of each component's first pixel): the result is that of labelling the slice at once.
+
+    Pass 1 labels each chunk on its own, with provisional ids unique in the slice, and notes the
+    ids that touch across chunk borders and each id's first pixel; pass 2 rewrites each chunk
+    with the final id of the component its provisional ids join into."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    width = probability.shape[2]
+    cut = float32_threshold(threshold)
+    count, joins = 0, []
+    first_pixel = [np.array([-1])]  # provisional id 0, the background, ranks first
+    last_row = np.zeros(width, np.uint32)  # provisional ids of the row above this chunk row
+    last_column = None  # of the chunk to the left
+    windows = list(chunk_windows(probability.shape[1:], target.chunks[1:]))
+    for column, (ys, xs) in windows:
+        interior = np.asarray(probability[z, ys, xs]).astype(np.float32) > cut
+        ids, found = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
+        ids[interior] += count
+        # The chunk's raster order is the slice's among the chunk's pixels, so an id's first
+        # occurrence in the chunk is its first pixel in the slice.
+        present, first = np.unique(ids, return_index=True)
+        first_y, first_x = np.divmod(first[present > 0], ids.shape[1])
+        first_pixel.append((ys.start + first_y) * width + xs.start + first_x)
+        borders = [(ids[0], last_row[xs])] + ([(ids[:, 0], last_column)] if column else [])
+        for here, there in borders:
+            touching = (here > 0) & (there > 0)
+            joins.append(np.stack([here[touching], there[touching]]))
+        last_row[xs], last_column = ids[-1], ids[:, -1].copy()
+        target[z, ys, xs] = ids
+        count += found
+
+    edges = np.concatenate(joins, axis=1)
+    graph = coo_matrix((np.ones(edges.shape[1], np.int8), tuple(edges)), (count + 1, count + 1))
+    n_components, component = connected_components(graph, directed=False)
+    first_of_component = np.full(n_components, np.iinfo(np.int64).max)
+    np.minimum.at(first_of_component, component, np.concatenate(first_pixel))
+    rank = np.empty(n_components, np.int64)
+    rank[np.argsort(first_of_component)] = np.arange(n_components)  # the background: 0
+    final_ids = rank[component]
+    final_ids[final_ids > 0] += first_id
+    final_ids = final_ids.astype(np.uint32)
+    for _, (ys, xs) in windows:
+        target[z, ys, xs] = final_ids[np.asarray(target[z, ys, xs])]
+    return n_components - 1
