@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from unetseg import evaluate, io
+from unetseg import blocks, evaluate, io
 from unetseg.errors import UnetsegError
 from unetseg.labels import FOUR_CONNECTED
 
@@ -125,20 +125,18 @@ def label_slice_by_chunks(probability, target, z: int, threshold: float, first_i
     last_column = None  # of the chunk to the left
     windows = list(chunk_windows(probability.shape[1:], target.chunks[1:]))
     for column, (ys, xs) in windows:
-        interior = np.asarray(probability[z, ys, xs]).astype(np.float32) > cut
+        offset, shape = (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
+        interior = blocks.read_block(probability, offset, shape)[0].astype(np.float32) > cut
         ids, found = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
-        ids[interior] += count
-        # The chunk's raster order is the slice's among the chunk's pixels, so an id's first
-        # occurrence in the chunk is its first pixel in the slice.
-        present, first = np.unique(ids, return_index=True)
-        first_y, first_x = np.divmod(first[present > 0], ids.shape[1])
+        first_y, first_x = first_pixels(ids, found)
         first_pixel.append((ys.start + first_y) * width + xs.start + first_x)
+        ids[interior] += count
         borders = [(ids[0], last_row[xs])] + ([(ids[:, 0], last_column)] if column else [])
         for here, there in borders:
             touching = (here > 0) & (there > 0)
             joins.append(np.stack([here[touching], there[touching]]))
         last_row[xs], last_column = ids[-1], ids[:, -1].copy()
-        target[z, ys, xs] = ids
+        blocks.write_block(target, offset, ids[np.newaxis])
         count += found
 
     edges = np.concatenate(joins, axis=1)
@@ -152,5 +150,19 @@ def label_slice_by_chunks(probability, target, z: int, threshold: float, first_i
     final_ids[final_ids > 0] += first_id
     final_ids = final_ids.astype(np.uint32)
     for _, (ys, xs) in windows:
-        target[z, ys, xs] = final_ids[np.asarray(target[z, ys, xs])]
+        offset, shape = (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
+        blocks.write_block(target, offset, final_ids[blocks.read_block(target, offset, shape)])
     return n_components - 1
+
+
+def first_pixels(ids: np.ndarray, found: int) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) of the first pixel in raster order of each of ids 1 .. found: in the first row of
+    its bounding box, the leftmost pixel of that id. Their rank in the slice is the same, as
+    a chunk's raster order is the slice's among the chunk's pixels."""
+    first_y = np.array([box[0].start for box in ndimage.find_objects(ids)], np.int64)
+    first_row_of = np.concatenate([[-1], first_y])  # the background's: none
+    in_first_row = first_row_of[ids] == np.arange(ids.shape[0])[:, np.newaxis]
+    ys, xs = np.nonzero(in_first_row)
+    first_x = np.full(found + 1, ids.shape[1])
+    np.minimum.at(first_x, ids[ys, xs], xs)
+    return first_y, first_x[1:]
