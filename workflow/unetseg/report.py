@@ -286,7 +286,8 @@ def volume_figure(raw_path, probability_path, segmentation_path, out_path, volum
                 matplotlib.patches.Rectangle(corner, *size, fill=False, edgecolor=(1.0, 0.6, 0.0))
             )
         subsampled = f", 1 px in {step} a side" if step > 1 else ""
-        row[0].set_title(f"raw z={z}, whole slice{subsampled}", fontsize=9)
+        named = f"{volume} ({' x '.join(map(str, raw.shape))} px)\n" if z == slices[0] else ""
+        row[0].set_title(f"{named}raw z={z}, whole slice{subsampled}", fontsize=9)
         row[0].axis("off")
         image = read_view(raw, z, window)
         contours = boundaries(read_view(segmentation, z, window))
@@ -307,7 +308,10 @@ def volume_figure(raw_path, probability_path, segmentation_path, out_path, volum
         edges = np.geomspace(1, max(2, areas.max()) + 1, 40)
         areas_axis.hist(areas, bins=edges, color="#009E73")
         areas_axis.set_xscale("log")
-        areas_axis.set_title(f"cell areas (median {np.median(areas):.0f} px)", fontsize=10)
+        small = int((areas < 10).sum())  # fragments: noise above the threshold, broken cells
+        areas_axis.set_title(
+            f"cell areas (median {np.median(areas):.0f} px; {small} under 10 px)", fontsize=10
+        )
     else:
         areas_axis.set_title("cell areas: no cells", fontsize=10)
     areas_axis.set(xlabel="area (px)", ylabel="cells")
@@ -320,7 +324,6 @@ def volume_figure(raw_path, probability_path, segmentation_path, out_path, volum
     uncertain = histogram[(centres > 0.1) & (centres < 0.9)].sum() / max(1, histogram.sum())
     chance_axis.set(xlabel="P(cell interior)", ylabel="pixels")
     chance_axis.set_title(f"P of every pixel ({100 * uncertain:.1f} % within 0.1-0.9)", fontsize=10)
-    figure.suptitle(f"{volume}: {' x '.join(map(str, raw.shape))} px", fontsize=11)
     save(figure, out_path)
 
 
