@@ -118,6 +118,35 @@ def test_tiffs_the_page_reader_cannot_take_go_through_tifffiles_zarr_view(
     assert np.array_equal(io.open_zarr(tmp_path / "v.zarr")[...], expected)
 
 
+@pytest.mark.parametrize(
+    ("axes", "layout", "read_as"),
+    [("ZCYX", "imagej", "ZCYX"), ("CZYX", "ome", "CZYX"), ("ZYXS", "rgb", "QYXS"),
+     ("CYX", "ome", "CYX")],
+    ids=["imagej-hyperstack", "ome-tiff", "rgb-stack", "one-slice"],
+)  # fmt: skip
+def test_one_channel_of_a_multichannel_tiff(tmp_path, axes, layout, read_as):
+    """The chosen channel, whatever the axis order, also in a slice range; labels are checked
+    against the raw's shape with that channel taken."""
+    rng = np.random.default_rng(0)
+    sizes = {"Z": 4, "C": 3, "S": 3, "Y": 20, "X": 24}
+    data = rng.integers(0, 255, [sizes[axis] for axis in axes], dtype=np.uint8)
+    options = {"imagej": dict(imagej=True, metadata={"axes": axes}),
+               "ome": dict(ome=True, metadata={"axes": axes}),
+               "rgb": dict(photometric="rgb")}[layout]  # fmt: skip
+    source = write_tiff(tmp_path / "multi.tif", data, **options)
+    assert tifffile.TiffFile(source).series[0].axes == read_as  # Q: tifffile's unknown axis
+    grey = np.moveaxis(data, axes.index("C" if "C" in axes else "S"), 0)[1]
+    grey = grey if grey.ndim == 3 else grey[np.newaxis]
+    slices = (1, 3) if len(grey) > 1 else None
+    chunk_volume(source, tmp_path / "raw.zarr", chunks=(1, 8, 8), channel=1, slices=slices)
+    expected = grey[slice(*slices) if slices else slice(None)]
+    assert np.array_equal(io.open_zarr(tmp_path / "raw.zarr")[...], expected)
+    labels = write_tiff(tmp_path / "labels.tif", (grey > 100).astype(np.uint8))
+    chunk_volume(labels, tmp_path / "labels.zarr", chunks=(1, 8, 8), slices=slices,
+                 is_labels=True, match_shape_of=source, match_channel=1)  # fmt: skip
+    assert io.open_zarr(tmp_path / "labels.zarr").shape == expected.shape
+
+
 def test_a_zarr_store_is_chunked_again_from_a_slice_range(tmp_path):
     volume = np.random.default_rng(3).integers(0, 255, (6, 30, 40), dtype=np.uint8)
     chunk_volume(write_tiff(tmp_path / "in.tif", volume), tmp_path / "a.zarr", chunks=(1, 8, 8))
@@ -178,14 +207,14 @@ def bad_input_cases(tmp_path):
     grey_labels = np.zeros((2, 8, 8), np.uint8)
     grey_labels[0, :4] = 128
     grey_labels[1, :4] = 255
+    rgb = write_tiff(tmp_path / "rgb.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")
     return {
         "missing": (dict(tiff_path=tmp_path / "missing.tif"), "no such file"),
         "truncated": (dict(tiff_path=truncated), "truncated.tif"),
         "not a tiff": (dict(tiff_path=not_tiff), "not a readable TIFF"),
-        "rgb": (
-            dict(tiff_path=write_tiff(tmp_path / "rgb.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")),
-            "RGB",
-        ),
+        "rgb": (dict(tiff_path=rgb), "has 3 channels \\(axes YXS\\); set the volume's channel"),
+        "channel outside": (dict(tiff_path=rgb, channel=3), "channel 3 is outside its 3 channels"),
+        "channel of grey": (dict(tiff_path=good, channel=0), "channel 0 given, but it has no channel axis"),
         "nan": (dict(tiff_path=write_tiff(tmp_path / "nan.tif", nan)), "NaN or Inf"),
         "empty": (dict(tiff_path=write_tiff(tmp_path / "empty.tif", np.zeros((0, 8, 8), np.uint8))), "empty"),
         "shape mismatch": (
@@ -210,7 +239,8 @@ def bad_input_cases(tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "truncated", "not a tiff", "rgb", "nan", "empty", "shape mismatch",
+    ["missing", "truncated", "not a tiff", "rgb", "channel outside", "channel of grey", "nan",
+     "empty", "shape mismatch",
      "grey labels", "no cell", "slices", "int8 raw", "mixed folder"],
 )  # fmt: skip
 def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case, capsys):
@@ -228,6 +258,7 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, case, capsys)
         ["--match", str(arguments["match_shape_of"])] if "match_shape_of" in arguments else []
     )
     command += ["--slices", *map(str, arguments["slices"])] if "slices" in arguments else []
+    command += ["--channel", str(arguments["channel"])] if "channel" in arguments else []
     assert main(command) == 1
     stderr = capsys.readouterr().err.splitlines()
     errors = [line for line in stderr if line.startswith("unetseg chunk: error:")]

@@ -123,6 +123,20 @@ def test_declared_label_kind_reaches_chunking_and_reruns_that_volume_only(finish
     assert "--label-kind binary" in done.stdout
 
 
+def test_a_raw_channel_reaches_both_chunk_steps_of_that_volume(finished_run):
+    workdir, _ = finished_run
+    volumes = [
+        {**volume, "channel": 0} if volume["name"] == "tiny_train" else volume
+        for volume in TINY_CONFIG["volumes"]
+    ]
+    (workdir / "changed.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "volumes": volumes}))
+    done = snakemake(workdir, "-n", "-p", "--configfile", str(workdir / "changed.yaml"))
+    assert done.returncode == 0, done.stderr
+    jobs = jobs_in_dry_run(done.stdout)
+    assert jobs["chunk_raw"] == 1 and jobs["chunk_labels"] == 1  # not those of the others
+    assert "--channel 0" in done.stdout and "--match-channel 0" in done.stdout
+
+
 def test_changed_raw_file_reruns_that_volume_only(finished_run):
     workdir, _ = finished_run
     with replaced(workdir / "extra.tif", lambda raw: raw[:-1] + bytes([raw[-1] ^ 1])):

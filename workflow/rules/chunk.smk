@@ -6,6 +6,7 @@ rule chunk_raw:
         directory(volume_path("{volume}", "raw.zarr")),
     params:
         slices=slice_option,
+        channel=channel_option("--channel"),
         voxel_size=voxel_size_option,
         chunks=f"--chunks {','.join(str(n) for n in config['chunk']['chunk_shape'])}",
         cname=f"--cname {config['chunk']['compressor']}",
@@ -23,7 +24,7 @@ rule chunk_raw:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg chunk {input.raw} {output} {params.chunks} {params.slices}"
+        "unetseg chunk {input.raw} {output} {params.chunks} {params.slices} {params.channel}"
         " {params.voxel_size} {params.cname} {params.clevel}"
         " {params.shards} {params.levels} --threads {threads} > {log} 2>&1"
 
@@ -37,6 +38,7 @@ rule chunk_labels:
         directory(volume_path("{volume}", "labels.zarr")),
     params:
         slices=slice_option,
+        raw_channel=channel_option("--match-channel"),
         voxel_size=voxel_size_option,
         chunks=f"--chunks {','.join(str(n) for n in config['chunk']['chunk_shape'])}",
         cname=f"--cname {config['chunk']['compressor']}",
@@ -55,7 +57,7 @@ rule chunk_labels:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg chunk {input.labels} {output} --labels --match {input.raw}"
+        "unetseg chunk {input.labels} {output} --labels --match {input.raw} {params.raw_channel}"
         " {params.chunks} {params.slices} {params.voxel_size}"
         " {params.cname} {params.clevel} {params.shards}"
         " {params.levels} {params.label_kind}"

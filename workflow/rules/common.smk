@@ -45,8 +45,9 @@ def check_config():
     for name, volume in VOLUMES.items():
         if volume["role"] in ("train", "validate") and "labels" not in volume:
             fail(f"volumes: '{name}' has role {volume['role']} but no labels")
-        if is_zarr(volume["raw"]) and volume.get("slices"):
-            fail(f"volumes: '{name}' raw is a Zarr store, used in place and whole; drop slices")
+        for key in ("slices", "channel"):
+            if is_zarr(volume["raw"]) and key in volume:
+                fail(f"volumes: '{name}' raw is a Zarr store, used in place and whole; drop {key}")
         start_stop = volume.get("slices")
         if start_stop and start_stop[0] >= start_stop[1]:
             fail(f"volumes: '{name}' slices must be [start, stop) with start < stop")
@@ -117,6 +118,17 @@ def labels_tiff(wildcards):
 def slice_option(wildcards):
     start_stop = VOLUMES[wildcards.volume].get("slices")
     return f"--slices {start_stop[0]} {start_stop[1]}" if start_stop else ""
+
+
+def channel_option(option):
+    """`option N` for a volume with a channel (--channel for its raw, --match-channel for the
+    raw its labels are checked against)."""
+
+    def render(wildcards):
+        channel = VOLUMES[wildcards.volume].get("channel")
+        return "" if channel is None else f"{option} {channel}"
+
+    return render
 
 
 def voxel_size_option(wildcards):

@@ -45,11 +45,18 @@ class Volume:
         return Volume(shape, self.dtype, lambda a, b: self.read(start + a, start + b))
 
 
-def open_tiff(path: Path) -> tuple[Volume, tuple[float, float, float] | None]:
-    """A lazy view of a TIFF, a folder of 2D TIFF slices or a Zarr array, and its voxel size.
+def open_tiff(
+    path: Path, channel: int | None = None
+) -> tuple[Volume, tuple[float, float, float] | None]:
+    """A lazy view of a TIFF, a folder of 2D TIFF slices or a Zarr array, and its voxel size;
+    of a multichannel TIFF (a C or S axis: ImageJ hyperstacks, OME-TIFF, RGB), its `channel`.
     (dask.array is not used here: importing it takes 0.7 s of every chunk job.)"""
     if not path.exists():
         raise UnetsegError(f"{path}: no such file")
+    if path.is_dir() and channel is not None:
+        raise UnetsegError(
+            f"{path}: channel {channel} given, but a Zarr store or slice folder has no channels"
+        )
     if path.is_dir() and is_zarr(path):
         array = io.open_zarr(path)
         return Volume(array.shape, array.dtype, lambda a, b: array[a:b]), io.voxel_size(path)
@@ -62,16 +69,50 @@ def open_tiff(path: Path) -> tuple[Volume, tuple[float, float, float] | None]:
         array = zarr.open(series.aszarr(), mode="r")
     except Exception as error:
         raise UnetsegError(f"{path}: not a readable TIFF ({error})") from error
-    if "S" in axes or len(shape) not in (2, 3):
+    picked = channel_picked(path, axes, shape, channel)
+    grey_shape = tuple(n for n, index in zip(shape, picked, strict=True) if index is None)
+    if len(grey_shape) not in (2, 3):
         raise UnetsegError(
-            f"{path}: expected a grey 2D image or 3D stack, got shape {shape} (axes {axes}); "
-            "RGB and multichannel images are not supported"
+            f"{path}: expected a grey 2D image or 3D stack, got shape {shape} (axes {axes})"
         )
-    if len(shape) == 2:
-        return Volume((1, *shape), array.dtype, lambda a, b: array[...][np.newaxis][a:b]), (
-            tiff_voxel_size(tif)
+    depth_axis = picked.index(None) if len(grey_shape) == 3 else None
+
+    def read(start: int, stop: int) -> np.ndarray:
+        """Slices [start, stop): only their pages (and channel) are read from the file."""
+        index = tuple(
+            slice(start, stop) if axis == depth_axis else slice(None) if kept is None else kept
+            for axis, kept in enumerate(picked)
         )
-    return Volume(shape, array.dtype, lambda a, b: array[a:b]), tiff_voxel_size(tif)
+        slab = np.asarray(array[index])
+        return slab if depth_axis is not None else slab[np.newaxis][start:stop]
+
+    volume_shape = grey_shape if depth_axis is not None else (1, *grey_shape)
+    return Volume(volume_shape, array.dtype, read), tiff_voxel_size(tif)
+
+
+def channel_picked(path: Path, axes: str, shape, channel: int | None) -> list[int | None]:
+    """Per axis of the TIFF's series, the channel taken on its channel axis (C, or S for the
+    samples of RGB); None on the axes that are kept."""
+    channel_axes = [axis for axis, name in enumerate(axes) if name in "CS"]
+    if len(channel_axes) > 1:
+        raise UnetsegError(f"{path}: more than one channel axis (axes {axes}); not supported")
+    if not channel_axes:
+        if channel is not None:
+            raise UnetsegError(
+                f"{path}: channel {channel} given, but it has no channel axis (axes {axes})"
+            )
+        return [None] * len(shape)
+    count = shape[channel_axes[0]]
+    if channel is None:
+        raise UnetsegError(
+            f"{path}: has {count} channels (axes {axes}); set the volume's channel "
+            f"(0 to {count - 1}) to the one to segment"
+        )
+    if not 0 <= channel < count:
+        raise UnetsegError(
+            f"{path}: channel {channel} is outside its {count} channels (axes {axes})"
+        )
+    return [channel if axis == channel_axes[0] else None for axis in range(len(shape))]
 
 
 def natural_key(path: Path) -> list:
@@ -149,16 +190,19 @@ def chunk_volume(
     shards: tuple[int, int, int] | None = None,
     levels: int = 1,
     label_kind: str = "auto",
+    channel: int | None = None,
+    match_channel: int | None = None,
 ) -> None:
     """Copy a TIFF, a slice folder, or a slice range of either into an OME-Zarr store, validating
     as it streams; optionally sharded, and with `levels` pyramid levels for viewers. Labels get
-    their kind (`label_kind`, or detected for 'auto') in the store's attributes."""
+    their kind (`label_kind`, or detected for 'auto') in the store's attributes. `channel` picks
+    one channel of a multichannel TIFF; `match_channel` that of the `match_shape_of` TIFF."""
     path = Path(tiff_path)
-    source, tiff_voxels = open_tiff(path)
+    source, tiff_voxels = open_tiff(path, channel)
     volume = select_slices(source, slices, path)
     check_shape_and_dtype(volume, path, is_labels)
     if match_shape_of is not None:
-        reference, _ = open_tiff(Path(match_shape_of))
+        reference, _ = open_tiff(Path(match_shape_of), match_channel)
         expected = select_slices(reference, slices, Path(match_shape_of)).shape
         if volume.shape != expected:
             raise UnetsegError(
@@ -167,7 +211,8 @@ def chunk_volume(
             )
     slab = (shards or chunks)[0]  # whole shards per task when sharded: no two tasks share a file
     first_page = slices[0] if slices else 0
-    pages = TiffPages.of(path, volume.shape[0], first_page) if not path.is_dir() else None
+    by_page = not path.is_dir() and channel is None  # pages of one channel are not contiguous
+    pages = TiffPages.of(path, volume.shape[0], first_page) if by_page else None
     with (
         io.atomic_output(out_path) as tmp,
         io.bulk_writes(),
@@ -194,6 +239,8 @@ def chunk_volume(
         except (tifffile.TiffFileError, ValueError, OSError) as error:
             raise UnetsegError(f"{path}: corrupt or truncated TIFF ({error})") from error
         attrs = {"source": str(path), "slices": list(slices) if slices else None}
+        if channel is not None:
+            attrs["channel"] = channel
         if not all(finite for finite, _ in checks):
             raise UnetsegError(f"{path}: raw contains NaN or Inf values")
         if is_labels:

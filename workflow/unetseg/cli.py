@@ -60,6 +60,8 @@ def cmd_chunk(args) -> None:
         shards=args.shards,
         levels=args.levels,
         label_kind=args.label_kind,
+        channel=args.channel,
+        match_channel=args.match_channel,
     )
 
 
@@ -245,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("out", help="output .zarr store")
     sub.add_argument("--labels", action="store_true", help="the TIFF holds labels, not grey values")
     sub.add_argument("--match", help="raw TIFF whose shape the labels must have")
+    sub.add_argument("--channel", type=int, help="the channel to take of a multichannel TIFF")
+    sub.add_argument("--match-channel", type=int, help="the channel taken of the --match TIFF")
     sub.add_argument(
         "--label-kind",
         choices=["auto", "binary", "instance"],
