@@ -30,7 +30,11 @@ def stores(tmp_path, demo_arrays):
     return tmp_path
 
 
-def test_data_and_prediction_figures(stores):
+@pytest.mark.parametrize("view_px", [report.VIEW_PX, 40], ids=["whole-slices", "windows"])
+def test_data_prediction_metrics_and_volume_figures(stores, monkeypatch, view_px):
+    """At VIEW_PX 40, the 96-px slices are shown by their centre window (and subsampled whole in
+    the volume figure), as slices over 1024 px are: a figure's memory does not grow with them."""
+    monkeypatch.setattr(report, "VIEW_PX", view_px)
     compute_weights(stores / "labels.zarr", stores / "w.zarr")
     report.data_figure(
         stores / "raw.zarr", stores / "labels.zarr", stores / "w.zarr", stores / "d.png"
@@ -47,25 +51,11 @@ def test_data_and_prediction_figures(stores):
     assert all(is_png_with_content(stores / name) for name in figures)
 
 
-def test_figures_of_slices_larger_than_a_panel_show_a_window_of_them(stores, monkeypatch):
-    """Slices over VIEW_PX a side are shown by their centre window (and, in the volume
-    figure, subsampled whole), so that a figure's memory does not grow with the slice."""
+def test_centre_window_of_a_slice_and_where_it_lies(monkeypatch):
     monkeypatch.setattr(report, "VIEW_PX", 40)
     assert report.centre_window((96, 30)) == (slice(28, 68), slice(0, 30))
     assert report.window_note((slice(28, 68), slice(0, 30)), (96, 30)) == " (y 28:68, x 0:30)"
     assert report.window_note((slice(0, 96), slice(0, 30)), (96, 30)) == ""
-    compute_weights(stores / "labels.zarr", stores / "w.zarr")
-    report.data_figure(
-        stores / "raw.zarr", stores / "labels.zarr", stores / "w.zarr", stores / "d.png"
-    )
-    report.prediction_figure(
-        stores / "raw.zarr", stores / "labels.zarr", stores / "p.zarr", stores / "s.zarr",
-        stores / "m.json", stores / "pred.png",
-    )  # fmt: skip
-    report.volume_figure(
-        stores / "raw.zarr", stores / "p.zarr", stores / "s.zarr", stores / "v.png", "demo"
-    )
-    assert all(is_png_with_content(stores / name) for name in ("d.png", "pred.png", "v.png"))
 
 
 def test_volume_statistics_count_cells_across_chunk_borders(tmp_path):
