@@ -84,3 +84,11 @@ def test_training_figure(tmp_path):
     )
     report.training_figure(log, tmp_path / "t.png")
     assert is_png_with_content(tmp_path / "t.png")
+
+
+def test_the_base_install_can_build_the_report():
+    """After set-up command 1 (no test extras), `snakemake --report` needs pygments, which only
+    snakemake's reports extra brings; pytest brings it to the test install, hiding its lack."""
+    from importlib.metadata import requires
+
+    assert any(req.replace(" ", "").startswith("snakemake[reports]") for req in requires("unetseg"))
