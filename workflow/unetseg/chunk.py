@@ -211,7 +211,8 @@ def chunk_volume(
             )
     slab = (shards or chunks)[0]  # whole shards per task when sharded: no two tasks share a file
     first_page = slices[0] if slices else 0
-    by_page = not path.is_dir() and channel is None  # pages of one channel are not contiguous
+    # The page reader takes page z for slice z; a channel's pages are not those (or are whole).
+    by_page = not path.is_dir() and channel is None
     pages = TiffPages.of(path, volume.shape[0], first_page) if by_page else None
     with (
         io.atomic_output(out_path) as tmp,
