@@ -31,7 +31,7 @@ def stores(tmp_path, demo_arrays):
 
 
 @pytest.mark.parametrize("view_px", [report.VIEW_PX, 40], ids=["whole-slices", "windows"])
-def test_data_prediction_metrics_and_volume_figures(stores, monkeypatch, view_px):
+def test_every_figure_of_a_volume(stores, monkeypatch, view_px):
     """At VIEW_PX 40, the 96-px slices are shown by their centre window (and subsampled whole in
     the volume figure), as slices over 1024 px are: a figure's memory does not grow with them."""
     monkeypatch.setattr(report, "VIEW_PX", view_px)
@@ -47,7 +47,11 @@ def test_data_prediction_metrics_and_volume_figures(stores, monkeypatch, view_px
     report.volume_figure(
         stores / "raw.zarr", stores / "p.zarr", stores / "s.zarr", stores / "v.png", "demo"
     )
-    figures = ("d.png", "pred.png", "metrics.png", "v.png")
+    report.augmentation_figure(
+        stores / "raw.zarr", stores / "labels.zarr", stores / "w.zarr",
+        {"tile_out": 20, "depth": 2}, stores / "a.png",
+    )  # fmt: skip
+    figures = ("d.png", "pred.png", "metrics.png", "v.png", "a.png")
     assert all(is_png_with_content(stores / name) for name in figures)
 
 

@@ -96,7 +96,8 @@ def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
 
 
 def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out_path) -> None:
-    """Elastically deformed training samples as the network sees them, with their labels."""
+    """Elastically deformed training samples as the network sees them, with their labels; taken
+    from the centre window of slices over VIEW_PX a side."""
     from unetseg import tiling
     from unetseg.augment import AugmentConfig, augmented_sample
     from unetseg.labels import BINARY, interior
@@ -106,13 +107,15 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
     tile_out, depth = settings["tile_out"], settings["depth"]
     tile_in = tiling.input_size(tile_out, depth)
     config = AugmentConfig(**settings.get("augment", {}))
+    window = centre_window(raw.shape[1:])
     figure, axes = plt.subplots(2, 4, figsize=(13, 6.6))
     for column in range(4):
         rng = np.random.default_rng([settings.get("seed", 0), column])
         z = int(rng.integers(raw.shape[0]))
         image, target, weight = augmented_sample(
-            rng, io.to_unit_range(raw[z]), interior(labels[z], kind).astype(np.uint8),
-            weights[z], tile_in, tile_out, config,
+            rng, io.to_unit_range(read_view(raw, z, window)),
+            interior(read_view(labels, z, window), kind).astype(np.uint8),
+            read_view(weights, z, window), tile_in, tile_out, config,
         )  # fmt: skip
         context = (tile_in - tile_out) // 2
         border = np.zeros(image.shape, bool)
