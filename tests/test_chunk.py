@@ -215,6 +215,8 @@ def bad_input_cases(tmp_path):
         "rgb": (dict(tiff_path=rgb), "has 3 channels \\(axes YXS\\); set the volume's channel"),
         "channel outside": (dict(tiff_path=rgb, channel=3), "channel 3 is outside its 3 channels"),
         "channel of grey": (dict(tiff_path=good, channel=0), "channel 0 given, but it has no channel axis"),
+        "channel of a folder": (dict(tiff_path=slice_folder(tmp_path / "grey", [np.zeros((8, 8), np.uint8)]),
+                                     channel=0), "slice folder has no channels"),
         "nan": (dict(tiff_path=write_tiff(tmp_path / "nan.tif", nan)), "NaN or Inf"),
         "empty": (dict(tiff_path=write_tiff(tmp_path / "empty.tif", np.zeros((0, 8, 8), np.uint8))), "empty"),
         "shape mismatch": (
@@ -239,7 +241,8 @@ def bad_input_cases(tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "truncated", "not a tiff", "rgb", "channel outside", "channel of grey", "nan",
+    ["missing", "truncated", "not a tiff", "rgb", "channel outside", "channel of grey",
+     "channel of a folder", "nan",
      "empty", "shape mismatch",
      "grey labels", "no cell", "slices", "int8 raw", "mixed folder"],
 )  # fmt: skip

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 import yaml
 from conftest import REPO, TINY_CONFIG, jobs_in_dry_run, snakemake, write_tiff
@@ -176,6 +177,22 @@ def test_unknown_config_key_names_the_key(tmp_path):
     done = snakemake(tmp_path, "-n")
     assert done.returncode != 0
     assert "config: predict.tile_outt: unknown key" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("key", ["slices", "channel"])
+def test_a_zarr_raw_with_slices_or_a_channel_is_refused_by_name(tmp_path, key):
+    """A Zarr raw is used in place and whole: neither a slice range nor a channel applies."""
+    (tmp_path / "raw.zarr").mkdir()
+    (tmp_path / "raw.zarr" / "zarr.json").write_text("{}")
+    value = {"slices": [0, 1], "channel": 0}[key]
+    volumes = [{"name": "big", "raw": "raw.zarr", "role": "predict", key: value}]
+    config = {**TINY_CONFIG, "volumes": volumes, "model": {"pretrained": "m.pt", "depth": 2},
+              "segment": {"threshold": 0.5}}  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path, "-n")
+    assert done.returncode != 0
+    expected = f"volumes: 'big' raw is a Zarr store, used in place and whole; drop {key}"
+    assert expected in done.stdout + done.stderr
 
 
 def test_invalid_tile_size_names_nearest_valid(tmp_path):
