@@ -42,6 +42,17 @@ IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers one writev takes
 SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writeback of the range's dirty pages, do not wait
 
 
+def chunk_windows(shape_yx, chunks_yx):
+    """(y slice, x slice) of every chunk of a slice, row by row (the edge ones cut to the
+    slice): the regions that the stages write and read whole."""
+    for y in range(0, shape_yx[0], chunks_yx[0]):
+        for x in range(0, shape_yx[1], chunks_yx[1]):
+            yield (
+                slice(y, min(y + chunks_yx[0], shape_yx[0])),
+                slice(x, min(x + chunks_yx[1], shape_yx[1])),
+            )
+
+
 def write_block(array: zarr.Array, offset: tuple[int, ...], block: np.ndarray) -> None:
     """array[offset : offset + block.shape] = block, for a block that starts on a chunk (or shard)
     boundary and ends on one or at the array's edge (what the stages write)."""

@@ -191,9 +191,8 @@ def predict_whole_slice(model: UNet, image: np.ndarray, precision: str = "fp32")
 def chunk_blocks(shape: tuple[int, int, int], chunks: tuple[int, int, int]):
     """(z, rows, cols) of every output chunk, one slice deep."""
     for z in range(shape[0]):
-        for y in range(0, shape[1], chunks[1]):
-            for x in range(0, shape[2], chunks[2]):
-                yield z, (y, min(y + chunks[1], shape[1])), (x, min(x + chunks[2], shape[2]))
+        for ys, xs in blocks.chunk_windows(shape[1:], chunks[1:]):
+            yield z, (ys.start, ys.stop), (xs.start, xs.stop)
 
 
 SCHEDULERS = ("threads", "processes", "sync", "distributed", "slurm")

@@ -15,7 +15,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from unetseg import io  # noqa: E402
+from unetseg import blocks, io  # noqa: E402
 
 # Paper Table 1 (ISBI 2012 leaderboard, 6 March 2015): warping, Rand, pixel error.
 PAPER_TABLE_1 = {
@@ -231,16 +231,6 @@ def prediction_figure(
     save(figure, out_path)
 
 
-def block_windows(shape_yx, chunks_yx):
-    """(y, x) windows of a slice, one per chunk."""
-    for y in range(0, shape_yx[0], chunks_yx[0]):
-        for x in range(0, shape_yx[1], chunks_yx[1]):
-            yield (
-                slice(y, min(y + chunks_yx[0], shape_yx[0])),
-                slice(x, min(x + chunks_yx[1], shape_yx[1])),
-            )
-
-
 def volume_statistics(probability, segmentation, bins: int = 50):
     """(cells per slice, every cell's area in px, histogram of P over `bins` equal bins of
     [0, 1]), read chunk by chunk: memory does not grow with the slices. A cell is an id of a
@@ -249,7 +239,7 @@ def volume_statistics(probability, segmentation, bins: int = 50):
     areas, histogram = [], np.zeros(bins, np.int64)
     for z in range(segmentation.shape[0]):
         ids, counts = [], []
-        for window in block_windows(segmentation.shape[1:], segmentation.chunks[1:]):
+        for window in blocks.chunk_windows(segmentation.shape[1:], segmentation.chunks[1:]):
             found, found_counts = np.unique(read_view(segmentation, z, window), return_counts=True)
             ids.append(found)
             counts.append(found_counts)

@@ -97,14 +97,6 @@ def float32_threshold(threshold: float) -> np.float32:
     return np.nextafter(rounded, np.float32(-np.inf)) if above else rounded
 
 
-def chunk_windows(shape_yx, chunks_yx):
-    """(column, (y slice, x slice)) of every chunk of a slice, row by row; column 0 starts a row."""
-    for y in range(0, shape_yx[0], chunks_yx[0]):
-        for column, x in enumerate(range(0, shape_yx[1], chunks_yx[1])):
-            ys = slice(y, min(y + chunks_yx[0], shape_yx[0]))
-            yield column, (ys, slice(x, min(x + chunks_yx[1], shape_yx[1])))
-
-
 def label_slice_by_chunks(probability, target, z: int, threshold: float, first_id: int) -> int:
     """4-connected components of probability[z] > threshold into target[z], with one chunk of
     target in memory at a time, whatever the slice's size; returns their count. The ids are
@@ -122,16 +114,16 @@ def label_slice_by_chunks(probability, target, z: int, threshold: float, first_i
     count, joins = 0, []
     first_pixel = [np.array([-1])]  # provisional id 0, the background, ranks first
     last_row = np.zeros(width, np.uint32)  # provisional ids of the row above this chunk row
-    last_column = None  # of the chunk to the left
-    windows = list(chunk_windows(probability.shape[1:], target.chunks[1:]))
-    for column, (ys, xs) in windows:
-        offset, shape = (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
+    last_column = None  # of the chunk to the left, where the chunk does not start a row
+    windows = list(blocks.chunk_windows(probability.shape[1:], target.chunks[1:]))
+    for ys, xs in windows:
+        offset, shape = chunk_region(z, ys, xs)
         interior = blocks.read_block(probability, offset, shape)[0].astype(np.float32) > cut
         ids, found = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
         first_y, first_x = first_pixels(ids, found)
         first_pixel.append((ys.start + first_y) * width + xs.start + first_x)
         ids[interior] += count
-        borders = [(ids[0], last_row[xs])] + ([(ids[:, 0], last_column)] if column else [])
+        borders = [(ids[0], last_row[xs])] + ([(ids[:, 0], last_column)] if xs.start else [])
         for here, there in borders:
             touching = (here > 0) & (there > 0)
             joins.append(np.stack([here[touching], there[touching]]))
@@ -149,10 +141,15 @@ def label_slice_by_chunks(probability, target, z: int, threshold: float, first_i
     final_ids = rank[component]
     final_ids[final_ids > 0] += first_id
     final_ids = final_ids.astype(np.uint32)
-    for _, (ys, xs) in windows:
-        offset, shape = (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
+    for ys, xs in windows:
+        offset, shape = chunk_region(z, ys, xs)
         blocks.write_block(target, offset, final_ids[blocks.read_block(target, offset, shape)])
     return n_components - 1
+
+
+def chunk_region(z: int, ys: slice, xs: slice) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(offset, shape) of slice z's window (ys, xs), as blocks.read_block and write_block take."""
+    return (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
 
 
 def first_pixels(ids: np.ndarray, found: int) -> tuple[np.ndarray, np.ndarray]:
