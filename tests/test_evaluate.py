@@ -276,3 +276,14 @@ def test_split_and_merger_locations_are_marked():
     marks = np.zeros(truth.shape, np.int8)
     assert topology_errors(truth, prediction.astype(np.float32), 0.5, marks) == (0, 2)
     assert np.argwhere(marks == 2).tolist() == [[3, 3], [4, 3]] and not (marks == 1).any()
+
+
+def test_the_float32_threshold_compares_as_the_float64_one():
+    from unetseg.evaluate import binarize, float32_threshold
+
+    for threshold in (0.1, 0.3, 0.5, 0.7, 1 / 3):
+        near = np.float32(threshold)
+        values = np.array([np.nextafter(near, -1), near, np.nextafter(near, 2)], np.float32)
+        expected = values.astype(np.float64) > threshold
+        assert np.array_equal(values > float32_threshold(threshold), expected), threshold
+        assert np.array_equal(binarize(values, threshold), expected), threshold

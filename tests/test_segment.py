@@ -76,13 +76,3 @@ def test_labelling_chunk_by_chunk_equals_labelling_the_whole_slice(tmp_path, chu
         assert np.array_equal(ids[z], expected), z
         first_id += count
     assert first_id > 20  # many cells, most of them across chunk borders at 5 px
-
-
-def test_the_float32_threshold_compares_as_the_float64_one():
-    from unetseg.segment import float32_threshold
-
-    for threshold in (0.1, 0.3, 0.5, 0.7, 1 / 3):
-        near = np.float32(threshold)
-        values = np.array([np.nextafter(near, -1), near, np.nextafter(near, 2)], np.float32)
-        expected = values.astype(np.float64) > threshold
-        assert np.array_equal(values > float32_threshold(threshold), expected), threshold

@@ -55,7 +55,17 @@ def best_f(counts: np.ndarray) -> tuple[float, int, list[float]]:
 
 
 def binarize(probability: np.ndarray, threshold: float) -> np.ndarray:
-    return probability.astype(np.float32).astype(np.float64) > threshold
+    """probability > threshold as its float32 values compare in float64 (as the metrics count
+    them), without a float64 copy."""
+    return probability.astype(np.float32, copy=False) > float32_threshold(threshold)
+
+
+def float32_threshold(threshold: float) -> np.float32:
+    """The float32 t with (x > t) == (float64(x) > threshold) for every float32 x: the threshold
+    rounded down to float32."""
+    rounded = np.float32(threshold)
+    above = np.float64(rounded) > threshold  # in float64: numpy would compare in float32
+    return np.nextafter(rounded, np.float32(-np.inf)) if above else rounded
 
 
 # --- pixel error -----------------------------------------------------------------------------

@@ -88,15 +88,6 @@ def segment_volume(
     return next_id
 
 
-def float32_threshold(threshold: float) -> np.float32:
-    """The float32 t with (x > t) == (float64(x) > threshold) for every float32 x: the threshold
-    rounded down to float32. It compares as segment_slice and evaluate.binarize do, without
-    their float64 copy."""
-    rounded = np.float32(threshold)
-    above = np.float64(rounded) > threshold  # in float64: numpy would compare in float32
-    return np.nextafter(rounded, np.float32(-np.inf)) if above else rounded
-
-
 def label_slice_by_chunks(probability, target, z: int, threshold: float, first_id: int) -> int:
     """4-connected components of probability[z] > threshold into target[z], with one chunk of
     target in memory at a time, whatever the slice's size; returns their count. The ids are
@@ -110,7 +101,6 @@ def label_slice_by_chunks(probability, target, z: int, threshold: float, first_i
     from scipy.sparse.csgraph import connected_components
 
     width = probability.shape[2]
-    cut = float32_threshold(threshold)
     count, joins = 0, []
     first_pixel = [np.array([-1])]  # provisional id 0, the background, ranks first
     last_row = np.zeros(width, np.uint32)  # provisional ids of the row above this chunk row
@@ -118,7 +108,7 @@ def label_slice_by_chunks(probability, target, z: int, threshold: float, first_i
     windows = list(blocks.chunk_windows(probability.shape[1:], target.chunks[1:]))
     for ys, xs in windows:
         offset, shape = chunk_region(z, ys, xs)
-        interior = blocks.read_block(probability, offset, shape)[0].astype(np.float32) > cut
+        interior = evaluate.binarize(blocks.read_block(probability, offset, shape)[0], threshold)
         ids, found = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
         first_y, first_x = first_pixels(ids, found)
         first_pixel.append((ys.start + first_y) * width + xs.start + first_x)
