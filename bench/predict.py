@@ -13,6 +13,7 @@ import torch
 
 from bench.record import alternating_medians, peak_rss_mb, record, seconds
 from unetseg import blocks, io, tiling
+from unetseg.intensity import normalized, unit_mapping
 from unetseg.model import UNet, prepare
 from unetseg.predict import forward_tiles, predict_volume
 
@@ -79,7 +80,7 @@ def monai_seconds(model, raw: np.ndarray) -> float:
     def run():
         with torch.inference_mode():
             for z in range(raw.shape[0]):
-                image = torch.from_numpy(io.to_unit_range(raw[z]))[None, None]
+                image = torch.from_numpy(normalized(raw[z], unit_mapping(raw.dtype)))[None, None]
                 sliding_window_inference(image, (TILE_OUT, TILE_OUT), 1, predictor, overlap=0.0)
 
     return seconds(run)

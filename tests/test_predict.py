@@ -11,6 +11,7 @@ from conftest import TEST_DEVICE, TEST_PRECISIONS, write_tiff
 
 from unetseg import UnetsegError, blocks, io
 from unetseg.chunk import chunk_volume
+from unetseg.intensity import normalized, unit_mapping
 from unetseg.model import UNet
 from unetseg.predict import (
     RAW_CACHE_BYTES,
@@ -108,6 +109,35 @@ def test_prediction_reads_sharded_and_uint16_raw_stores_directly(
     probability = io.open_zarr(tmp_path / "p.zarr")
     for z in range(2):
         assert np.abs(probability[z] - predict_whole_slice(model, raw[z])).max() <= 1e-5
+
+
+def test_a_percentile_model_predicts_a_12_bit_volume_as_its_8_bit_version(tmp_path, model):
+    """The model records its normalisation; predict maps each volume's own percentiles to 0 and 1,
+    so the same image in another grey range (16 x + 100 in uint16) gives the same probabilities,
+    which equal whole-slice inference with that mapping; the store records the mapping."""
+    model_file = tmp_path / "model.pt"
+    settings = {"normalize": "percentile", "normalize_percentiles": [1.0, 99.8]}
+    torch.save({"model_config": model.config, "model_state": model.state_dict(),
+                "train_config": settings}, model_file)  # fmt: skip
+    eight_bit = np.random.default_rng(5).integers(0, 256, (2, 70, 50)).astype(np.uint8)
+    twelve_bit = (eight_bit.astype(np.uint16) * 16 + 100).astype(np.uint16)
+    maps = {}
+    for name, raw in (("8", eight_bit), ("12", twelve_bit)):
+        chunk_volume(write_tiff(tmp_path / f"{name}.tif", raw), tmp_path / f"{name}.zarr")
+        predict_volume(model_file, tmp_path / f"{name}.zarr", tmp_path / f"p{name}.zarr",
+                       tile_out=28, block_px=32, out_dtype="float32")  # fmt: skip
+        maps[name] = io.open_zarr(tmp_path / f"p{name}.zarr")[...]
+        low, high = np.percentile(raw, [1.0, 99.8])
+        recorded = zarr.open_group(str(tmp_path / f"p{name}.zarr")).attrs["unetseg"]
+        assert recorded["grey_mapping"] == {"offset": low, "scale": high - low}
+        for z in range(2):
+            whole = predict_whole_slice(model, raw[z], grey_mapping=(low, high - low))
+            assert np.abs(maps[name][z] - whole).max() <= 1e-5
+    assert np.abs(maps["8"] - maps["12"]).max() <= 1e-5
+    # Read as the release did (unit, the default of a model that records no method), the
+    # 12-bit volume would sit in the bottom 6 % of the input range and predict otherwise.
+    unit = predict_whole_slice(model, twelve_bit[0])
+    assert np.abs(unit - maps["8"][0]).max() > 0.01
 
 
 def test_predict_volume_store(tmp_path, model, model_file):
@@ -232,16 +262,21 @@ def test_test_time_augmentation_is_invariant_to_flips_and_turns(model):
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "int16"])
-def test_integer_tiles_are_scaled_on_the_device_as_on_the_cpu(model, dtype):
-    """Tiles travel to the device as stored and are scaled there: the same probabilities as
-    tiles scaled by io.to_unit_range first; float16 out is the float32 result rounded."""
+@pytest.mark.parametrize("mapping", ["unit", (1000.5, 250.25)])
+def test_integer_tiles_are_normalised_on_the_device_as_on_the_cpu(model, dtype, mapping):
+    """Tiles travel to the device as stored and are normalised there: the same probabilities as
+    tiles normalised by intensity.normalized first (with the unit mapping of their type, or a
+    volume's percentile mapping); float16 out is the float32 result rounded."""
     top = np.iinfo(dtype).max
     tiles = np.random.default_rng(2).integers(0, top, (2, 116, 116), endpoint=True).astype(dtype)
+    mapping = unit_mapping(tiles.dtype) if mapping == "unit" else mapping
     cpu = torch.device("cpu")
-    scaled_first = forward_tiles(model, io.to_unit_range(tiles), cpu, "fp32", False)
-    as_stored = forward_tiles(model, tiles, cpu, "fp32", False)
+    scaled_first = forward_tiles(model, normalized(tiles, mapping), cpu, "fp32", False)
+    as_stored = forward_tiles(model, tiles, cpu, "fp32", False, grey_mapping=mapping)
     np.testing.assert_array_equal(as_stored, scaled_first)
-    as_half = forward_tiles(model, tiles, cpu, "fp32", False, out_dtype="float16")
+    as_half = forward_tiles(
+        model, tiles, cpu, "fp32", False, out_dtype="float16", grey_mapping=mapping
+    )
     assert as_half.dtype == np.float16
     np.testing.assert_array_equal(as_half, scaled_first.astype(np.float16))
 

@@ -45,8 +45,8 @@ def stores(tmp_path_factory, demo_arrays):
 def run(stores, tmp_path, name, **overrides):
     config = TrainConfig(**{**TINY, **overrides})
     best = train(
-        [load_volume(*stores["train"])],
-        [load_volume(*stores["val"])],
+        [load_volume(*stores["train"], config=config)],
+        [load_volume(*stores["val"], config=config)],
         config,
         tmp_path / f"{name}.pt",
         tmp_path / f"{name}.tsv",
@@ -69,6 +69,29 @@ def test_training_learns_and_keeps_the_best_model(stores, tmp_path):
     assert best["metrics"]["rand_error"] == min(rand_errors)
     saved = torch.load(tmp_path / "a.pt", weights_only=True)
     assert saved["step"] == best["step"] and saved["model_config"]["depth"] == 2
+
+
+@pytest.mark.parametrize("method", ["percentile", "unit"])
+def test_volumes_are_normalised_as_configured_and_the_model_records_how(
+    stores, tmp_path, demo_arrays, method
+):
+    """A 12-bit volume in uint16: percentile maps its 1st and 99.8th percentiles to 0 and 1;
+    unit divides by 65535 (the release). The model keeps the method for prediction."""
+    twelve_bit = demo_arrays[0].astype(np.uint16) * 16
+    chunk_volume(write_tiff(tmp_path / "raw.tif", twelve_bit), tmp_path / "raw.zarr")
+    labels = write_tiff(tmp_path / "labels.tif", demo_arrays[1])
+    chunk_volume(labels, tmp_path / "labels.zarr", is_labels=True)
+    config = TrainConfig(**TINY, normalize=method)
+    volume = load_volume(tmp_path / "raw.zarr", tmp_path / "labels.zarr", config=config)
+    if method == "percentile":
+        low, high = np.percentile(twelve_bit, [1.0, 99.8])
+        expected = (twelve_bit - low) / (high - low)
+    else:
+        expected = twelve_bit / 65535
+    np.testing.assert_allclose(volume.image, expected, rtol=1e-6, atol=1e-7)
+    run(stores, tmp_path, "m", steps=2, normalize=method)
+    saved = torch.load(tmp_path / "m.pt", weights_only=True)["train_config"]
+    assert saved["normalize"] == method and saved["normalize_percentiles"] == [1.0, 99.8]
 
 
 def test_runs_are_reproducible_and_independent_of_loader_workers(stores, tmp_path):

@@ -110,6 +110,16 @@ def test_changed_weight_map_parameter_reruns_weights_train_and_downstream_not_ch
     }  # fmt: skip
 
 
+def test_changed_normalisation_reruns_train_and_downstream_not_weights(finished_run):
+    workdir, _ = finished_run
+    changed = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "normalize": "unit"}}
+    jobs = dry_run_jobs(workdir, changed)
+    assert jobs == {
+        "report_augmentation": 1, "train": 1, "report_training": 1, "predict": 2, **SEGMENT_ON,
+        "segment": 2, "export_segmentation": 2, "report_volume": 2, **EVALUATE_ON,
+    }  # fmt: skip
+
+
 def test_declared_label_kind_reaches_chunking_and_reruns_that_volume_only(finished_run):
     workdir, _ = finished_run
     volumes = [
@@ -192,6 +202,15 @@ def test_a_zarr_raw_with_slices_or_a_channel_is_refused_by_name(tmp_path, key):
     done = snakemake(tmp_path, "-n")
     assert done.returncode != 0
     expected = f"volumes: 'big' raw is a Zarr store, used in place and whole; drop {key}"
+    assert expected in done.stdout + done.stderr
+
+
+def test_percentiles_out_of_order_are_refused_by_name(tmp_path):
+    bad = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "normalize_percentiles": [99, 1]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    done = snakemake(tmp_path, "-n")
+    assert done.returncode != 0
+    expected = "config: train.normalize_percentiles: [99, 1] must be [low, high] with 0 <= low"
     assert expected in done.stdout + done.stderr
 
 

@@ -8,7 +8,7 @@ import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from unetseg import tiling  # noqa: E402  (pure Python, no torch: keeps the DAG fast)
+from unetseg import intensity, tiling  # noqa: E402  (no torch: keeps the DAG fast)
 from unetseg.stores import is_zarr  # noqa: E402
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
@@ -56,11 +56,12 @@ def check_config():
     if config["segment"]["threshold"] == "auto" and not volumes_with_role("validate"):
         fail("segment.threshold: 'auto' needs a volume with role validate; set a number")
     depth = config["model"]["depth"]
-    for stage in ("train", "predict"):
-        try:
+    try:
+        for stage in ("train", "predict"):
             tiling.check_output_size(config[stage]["tile_out"], depth, f"{stage}.tile_out")
-        except Exception as error:
-            fail(str(error))
+        intensity.check_percentiles(config["train"]["normalize_percentiles"])
+    except Exception as error:
+        fail(str(error))
 
 
 def volumes_with_role(*roles):

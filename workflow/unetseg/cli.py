@@ -94,10 +94,12 @@ def cmd_train(args) -> None:
     if len(args.val_raw) != len(args.val_labels):
         raise UnetsegError("train: give one --val-labels per --val-raw")
     volumes = [
-        train.load_volume(*paths) for paths in zip(args.raw, args.labels, args.weights, strict=True)
+        train.load_volume(*paths, config=config)
+        for paths in zip(args.raw, args.labels, args.weights, strict=True)
     ]
     val_volumes = [
-        train.load_volume(*paths) for paths in zip(args.val_raw, args.val_labels, strict=True)
+        train.load_volume(*paths, config=config)
+        for paths in zip(args.val_raw, args.val_labels, strict=True)
     ]
     Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
     train.train(volumes, val_volumes, config, args.model, args.log, args.checkpoint)

@@ -254,16 +254,3 @@ def read_volume(path: str | os.PathLike) -> np.ndarray:
     else:
         array = open_zarr(path)[...]
     return array[np.newaxis] if array.ndim == 2 else array
-
-
-def to_unit_range(array: np.ndarray) -> np.ndarray:
-    """Grey values as float32 in [0, 1] for integer types (the release's im2double); floats as-is."""
-    scale = grey_scale(array.dtype)
-    if scale:
-        return array.astype(np.float32) / np.float32(scale)
-    return array.astype(np.float32, copy=False)
-
-
-def grey_scale(dtype: np.dtype) -> float | None:
-    """What to_unit_range divides grey values of this type by (None: floats stay as they are)."""
-    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else None

@@ -22,7 +22,7 @@ import torch
 from dask._task_spec import DataNode, Task, TaskRef  # the task spec of Dask's docs (spec.html)
 from dask.delayed import Delayed
 
-from unetseg import blocks, io, tiling
+from unetseg import blocks, intensity, io, tiling
 from unetseg.errors import UnetsegError
 from unetseg.model import UNet, autocast, pick_device, prepare, to_device
 from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC
@@ -51,21 +51,22 @@ def forward_tiles(
     channels_last: bool,
     tta: bool = False,
     out_dtype: np.dtype | str = np.float32,
+    grey_mapping: intensity.Mapping | None = None,
 ) -> np.ndarray:
     """Probability of the cell interior (softmax class 1) for a batch of (tile_in, tile_in) tiles
     of grey values, as `out_dtype`.
 
-    Integer tiles travel as they are stored and are scaled to [0, 1] on the device (a quarter of
-    the bytes to copy for uint8); the probabilities are converted to `out_dtype` there too (half
-    the bytes back for float16), so the CPU, which feeds a GPU, does neither.
+    Tiles travel as they are stored and are normalised by `grey_mapping` (default: the unit
+    mapping of their type) on the device (a quarter of the bytes to copy for uint8); the
+    probabilities are converted to `out_dtype` there too (half the bytes back for float16), so the
+    CPU, which feeds a GPU, does neither.
     With `tta`, the mean over the 8 flips and quarter turns of each tile, each mapped back (the
     authors' ISBI submission averaged these); it costs 8 forward passes.
     """
     with torch.inference_mode(), autocast(device, precision):
-        scale = io.grey_scale(tiles.dtype)
+        offset, scale = grey_mapping or intensity.unit_mapping(tiles.dtype)
         batch = torch.from_numpy(transferable(tiles)[:, np.newaxis])
-        batch = to_device(batch, device, channels_last=False)
-        batch = batch.float() / scale if scale else batch.float()
+        batch = (to_device(batch, device, channels_last=False).float() - offset) / scale
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         if not tta:
@@ -110,9 +111,11 @@ def predict_block(
     tta: bool = False,
     out_dtype: np.dtype | str = np.float32,
     raw_chunks: blocks.DecodedChunks | None = None,
+    grey_mapping: intensity.Mapping | None = None,
 ) -> np.ndarray:
     """Interior probability of raw[z, rows, cols] by overlap-tile, as `out_dtype`; `raw` is any
-    sliceable array of grey values (a Zarr array's chunks kept decoded in `raw_chunks`)."""
+    sliceable array of grey values (a Zarr array's chunks kept decoded in `raw_chunks`),
+    normalised by `grey_mapping` (default: the unit mapping of its type)."""
     device = device or torch.device("cpu")
     depth = model.config["depth"]
     tile_in = tiling.input_size(tile_out, depth)
@@ -141,7 +144,9 @@ def predict_block(
         )
         for (oy, ox), prob in zip(
             chunk,
-            forward_tiles(model, inputs, device, precision, channels_last, tta, out_dtype),
+            forward_tiles(
+                model, inputs, device, precision, channels_last, tta, out_dtype, grey_mapping
+            ),
             strict=True,
         ):
             y0, y1 = max(oy, rows[0]), min(oy + tile_out, rows[1])
@@ -179,12 +184,19 @@ def mirrored_region(
     return region[np.ix_(index_y - index_y.min(), index_x - index_x.min())]
 
 
-def predict_whole_slice(model: UNet, image: np.ndarray, precision: str = "fp32") -> np.ndarray:
+def predict_whole_slice(
+    model: UNet,
+    image: np.ndarray,
+    precision: str = "fp32",
+    grey_mapping: intensity.Mapping | None = None,
+) -> np.ndarray:
     """Reference: one network pass over the whole mirror-padded slice (for tests and validation)."""
     depth = model.config["depth"]
     pad = [tiling.whole_image_padding(n, depth) for n in image.shape]
     padded = np.pad(image, pad, mode="reflect")
-    prob = forward_tiles(model, padded[np.newaxis], torch.device("cpu"), precision, False)[0]
+    prob = forward_tiles(
+        model, padded[np.newaxis], torch.device("cpu"), precision, False, grey_mapping=grey_mapping
+    )[0]
     return prob[: image.shape[0], : image.shape[1]]
 
 
@@ -213,6 +225,7 @@ class BlockTask:
     channels_last: bool
     tta: bool
     torch_threads: int
+    grey_mapping: intensity.Mapping
 
     def __call__(self, raw, raw_chunks, target, done_folder: Path, z: int, rows, cols) -> None:
         torch.set_num_threads(self.torch_threads)  # also in worker processes: no oversubscription
@@ -220,7 +233,7 @@ class BlockTask:
         probability = predict_block(
             model, raw, z, rows, cols, self.tile_out, self.batch_size,
             torch.device(self.device), self.precision, self.channels_last, self.tta, target.dtype,
-            raw_chunks,
+            raw_chunks, self.grey_mapping,
         )  # fmt: skip
         blocks.write_block(target, (z, rows[0], cols[0]), probability[np.newaxis])
         (done_folder / block_name(z, rows, cols)).touch()  # after the write: the chunk is whole
@@ -278,6 +291,7 @@ def predict_volume(
     tiling.check_output_size(tile_out, model.config["depth"], "predict.tile_out")
     raw = io.open_zarr(raw_path)
     warn_if_tiles_overhang(raw.shape[1:], block_px, tile_out, model.config["depth"])
+    grey_mapping = model_grey_mapping(raw, checkpoint)
     chunks = (1, block_px, block_px)
     attrs = {
         "model": str(Path(model_path).resolve()),
@@ -286,13 +300,14 @@ def predict_volume(
         "tile_out": tile_out,
         "precision": precision,
         "test_time_augmentation": tta,
+        "grey_mapping": {"offset": grey_mapping[0], "scale": grey_mapping[1]},
         "dtype": out_dtype,
         "probability_of": "cell interior",
         "compression": compression,
     }
     task = BlockTask(
         str(model_path), tile_out, batch_size, str(torch_device), precision,
-        channels_last, tta, torch_threads,
+        channels_last, tta, torch_threads, grey_mapping,
     )  # fmt: skip
     started = time.perf_counter()
     partial = Path(out_path).with_name(Path(out_path).name + ".partial")
@@ -326,6 +341,17 @@ def predict_volume(
         pixels / seconds / 1e6,
         out_path,
     )
+
+
+def model_grey_mapping(raw, checkpoint: dict) -> intensity.Mapping:
+    """The volume's normalisation under the model's method (models from before the method was
+    recorded were trained with 'unit')."""
+    settings = checkpoint.get("train_config", {})
+    method = settings.get("normalize", "unit")
+    percentiles = settings.get("normalize_percentiles", intensity.DEFAULT_PERCENTILES)
+    mapping = intensity.volume_mapping(raw, method, percentiles)
+    log.info("grey values: %s normalisation, (x - %g) / %g", method, *mapping)
+    return mapping
 
 
 def warn_if_tiles_overhang(size, block_px: int, tile_out: int, depth: int) -> None:

@@ -98,12 +98,17 @@ def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
 def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out_path) -> None:
     """Elastically deformed training samples as the network sees them, with their labels; taken
     from the centre window of slices over VIEW_PX a side."""
-    from unetseg import tiling
+    from unetseg import intensity, tiling
     from unetseg.augment import AugmentConfig, augmented_sample
     from unetseg.labels import BINARY, interior
 
     raw, labels, weights = (io.open_zarr(p) for p in (raw_path, labels_path, weights_path))
     kind = io.zarr_attrs(labels_path).get("label_kind", BINARY)
+    grey_mapping = intensity.volume_mapping(
+        raw,
+        settings.get("normalize", intensity.DEFAULT_METHOD),
+        settings.get("normalize_percentiles", intensity.DEFAULT_PERCENTILES),
+    )
     tile_out, depth = settings["tile_out"], settings["depth"]
     tile_in = tiling.input_size(tile_out, depth)
     config = AugmentConfig(**settings.get("augment", {}))
@@ -113,7 +118,7 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
         rng = np.random.default_rng([settings.get("seed", 0), column])
         z = int(rng.integers(raw.shape[0]))
         image, target, weight = augmented_sample(
-            rng, io.to_unit_range(read_view(raw, z, window)),
+            rng, intensity.normalized(read_view(raw, z, window), grey_mapping),
             interior(read_view(labels, z, window), kind).astype(np.uint8),
             read_view(weights, z, window), tile_in, tile_out, config,
         )  # fmt: skip

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from unetseg import evaluate, io, labels, tiling
+from unetseg import evaluate, intensity, io, labels, tiling
 from unetseg.augment import AugmentConfig, augmented_sample
 from unetseg.errors import UnetsegError
 from unetseg.model import UNet, autocast, pick_device, prepare, to_device
@@ -37,6 +37,8 @@ class TrainConfig:
     base_channels: int = 64  # paper: 64
     dropout: float = 0.5  # release: 0.5
     tile_out: int = 388  # paper: 572 -> 388
+    normalize: str = intensity.DEFAULT_METHOD  # release: 'unit' (im2double)
+    normalize_percentiles: tuple[float, float] = intensity.DEFAULT_PERCENTILES
     batch_size: int = 1  # paper: 1 large tile
     steps: int = 1000
     max_minutes: float = 0.0  # 0: no time budget
@@ -65,20 +67,25 @@ class TrainConfig:
 
 @dataclass
 class Volume:
-    """A training or validation volume in memory: grey values in [0, 1], interior mask, weights."""
+    """A training or validation volume in memory: normalised grey values, interior mask, weights."""
 
     image: np.ndarray
     interior: np.ndarray
     weights: np.ndarray | None = None
 
 
-def load_volume(raw_path, labels_path, weights_path=None) -> Volume:
+def load_volume(
+    raw_path, labels_path, weights_path=None, config: TrainConfig | None = None
+) -> Volume:
+    """A volume as the network sees it: grey values normalised as `config` says."""
+    config = config or TrainConfig()
     raw = io.open_zarr(raw_path)
     label_array = io.open_zarr(labels_path)
     kind = io.zarr_attrs(labels_path).get("label_kind", labels.BINARY)
-    image = io.to_unit_range(raw[...])
+    grey_mapping = intensity.volume_mapping(raw, config.normalize, config.normalize_percentiles)
+    log.info("%s: grey values (x - %g) / %g (%s)", raw_path, *grey_mapping, config.normalize)
     return Volume(
-        image,
+        intensity.normalized(raw[...], grey_mapping),
         labels.interior(label_array[...], kind).astype(np.uint8),
         io.open_zarr(weights_path)[...] if weights_path else None,
     )
