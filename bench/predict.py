@@ -32,10 +32,13 @@ def make_raw(path: Path, shape: tuple[int, int, int], chunk_px: int = 1024) -> N
 
 
 def save_model(path: Path, depth: int = DEPTH, base_channels: int = CHANNELS) -> UNet:
-    """A U-Net with seeded random weights, saved as `unetseg predict` loads it."""
+    """A U-Net with seeded random weights, saved as `unetseg predict` loads it, with the default
+    grey-value normalisation that `unetseg train` records (percentile: a sampling pass first)."""
     torch.manual_seed(0)
     model = UNet(depth=depth, base_channels=base_channels).eval()
-    torch.save({"model_config": model.config, "model_state": model.state_dict()}, path)
+    settings = {"normalize": "percentile", "normalize_percentiles": [1.0, 99.8]}
+    torch.save({"model_config": model.config, "model_state": model.state_dict(),
+                "train_config": settings}, path)  # fmt: skip
     return model
 
 
