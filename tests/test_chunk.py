@@ -1,4 +1,5 @@
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -208,11 +209,19 @@ def bad_input_cases(tmp_path):
     grey_labels[0, :4] = 128
     grey_labels[1, :4] = 255
     rgb = write_tiff(tmp_path / "rgb.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+    # tifffile's (deprecated) default for a (3 or 4, y, x) array: RGB(A) planes, not 4 slices
+    planes = tmp_path / "planes.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tifffile.imwrite(planes, np.ones((4, 8, 8), np.uint16))
     return {
         "missing": (dict(tiff_path=tmp_path / "missing.tif"), "no such file"),
         "truncated": (dict(tiff_path=truncated), "truncated.tif"),
         "not a tiff": (dict(tiff_path=not_tiff), "not a readable TIFF"),
         "rgb": (dict(tiff_path=rgb), "has 3 channels \\(axes YXS\\); set the volume's channel"),
+        "4 planes": (dict(tiff_path=planes), "has 4 channels \\(axes SYX\\); set the volume's channel \\(0 to 3\\) "
+                     "to the one to segment. If these are 4 slices: .* photometric='minisblack'; write it again"),
+        "rgb labels": (dict(tiff_path=rgb, is_labels=True), "has 3 channels \\(axes YXS\\); labels must have one channel$"),
         "channel outside": (dict(tiff_path=rgb, channel=3), "channel 3 is outside its 3 channels"),
         "channel of grey": (dict(tiff_path=good, channel=0), "channel 0 given, but it has no channel axis"),
         "channel of a folder": (dict(tiff_path=slice_folder(tmp_path / "grey", [np.zeros((8, 8), np.uint8)]),
@@ -241,7 +250,7 @@ def bad_input_cases(tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "truncated", "not a tiff", "rgb", "channel outside", "channel of grey",
+    ["missing", "truncated", "not a tiff", "rgb", "4 planes", "rgb labels", "channel outside", "channel of grey",
      "channel of a folder", "nan",
      "empty", "shape mismatch",
      "grey labels", "no cell", "slices", "int8 raw", "mixed folder"],

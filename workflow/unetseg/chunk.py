@@ -46,7 +46,7 @@ class Volume:
 
 
 def open_tiff(
-    path: Path, channel: int | None = None
+    path: Path, channel: int | None = None, is_labels: bool = False
 ) -> tuple[Volume, tuple[float, float, float] | None]:
     """A lazy view of a TIFF, a folder of 2D TIFF slices or a Zarr array, and its voxel size;
     of a multichannel TIFF (a C or S axis: ImageJ hyperstacks, OME-TIFF, RGB), its `channel`.
@@ -69,7 +69,7 @@ def open_tiff(
         array = zarr.open(series.aszarr(), mode="r")
     except Exception as error:
         raise UnetsegError(f"{path}: not a readable TIFF ({error})") from error
-    picked = channel_picked(path, axes, shape, channel)
+    picked = channel_picked(path, axes, shape, channel, is_labels)
     grey_shape = tuple(n for n, index in zip(shape, picked, strict=True) if index is None)
     if len(grey_shape) not in (2, 3):
         raise UnetsegError(
@@ -90,7 +90,9 @@ def open_tiff(
     return Volume(volume_shape, array.dtype, read), tiff_voxel_size(tif)
 
 
-def channel_picked(path: Path, axes: str, shape, channel: int | None) -> list[int | None]:
+def channel_picked(
+    path: Path, axes: str, shape, channel: int | None, is_labels: bool = False
+) -> list[int | None]:
     """Per axis of the TIFF's series, the channel taken on its channel axis (C, or S for the
     samples of RGB); None on the axes that are kept."""
     channel_axes = [axis for axis, name in enumerate(axes) if name in "CS"]
@@ -104,10 +106,20 @@ def channel_picked(path: Path, axes: str, shape, channel: int | None) -> list[in
         return [None] * len(shape)
     count = shape[channel_axes[0]]
     if channel is None:
-        raise UnetsegError(
-            f"{path}: has {count} channels (axes {axes}); set the volume's channel "
-            f"(0 to {count - 1}) to the one to segment"
+        advice = (
+            "labels must have one channel"
+            if is_labels
+            else f"set the volume's channel (0 to {count - 1}) to the one to segment"
         )
+        if axes.startswith("S") and count in (3, 4):
+            # tifffile.imwrite's (deprecated) default for a (3 or 4, y, x) array: a common way
+            # to get here with a grey stack of 3 or 4 slices.
+            advice += (
+                f". If these are {count} slices: the file stores them as RGB planes, as "
+                "tifffile.imwrite does for a (3 or 4, y, x) array unless given "
+                "photometric='minisblack'; write it again with that"
+            )
+        raise UnetsegError(f"{path}: has {count} channels (axes {axes}); {advice}")
     if not 0 <= channel < count:
         raise UnetsegError(
             f"{path}: channel {channel} is outside its {count} channels (axes {axes})"
@@ -198,7 +210,7 @@ def chunk_volume(
     their kind (`label_kind`, or detected for 'auto') in the store's attributes. `channel` picks
     one channel of a multichannel TIFF; `match_channel` that of the `match_shape_of` TIFF."""
     path = Path(tiff_path)
-    source, tiff_voxels = open_tiff(path, channel)
+    source, tiff_voxels = open_tiff(path, channel, is_labels)
     volume = select_slices(source, slices, path)
     check_shape_and_dtype(volume, path, is_labels)
     if match_shape_of is not None:
