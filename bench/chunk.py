@@ -1,4 +1,5 @@
-"""Chunking big BigTIFFs: peak memory at two volume sizes, and throughput beside `cp`."""
+"""Chunking big BigTIFFs: peak memory at two volume sizes, and throughput beside `cp`; large 2D
+planes chunked and exported in bands against whole slices."""
 
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ def direct_vs_zarr(tiff: Path, folder: Path, common: dict, rounds: int = 2) -> N
     import dask
 
     from unetseg import blocks, io
-    from unetseg.chunk import TiffPages
+    from unetseg.chunk import ALL_ROWS, TiffPages
 
     def by_blocks(target, z, slab):
         blocks.write_block(target, (z, 0, 0), slab)
@@ -117,7 +118,9 @@ def direct_vs_zarr(tiff: Path, folder: Path, common: dict, rounds: int = 2) -> N
         started = time.perf_counter()
         with io.bulk_writes(), TiffPages.of(tiff, depth, 0) as pages:
             target = io.create_ome_zarr(out, (depth, SIDE, SIDE), np.uint8, (1, 512, 512))
-            tasks = [dask.delayed(write)(target, z, pages.read(z, z + 1)) for z in range(depth)]
+            tasks = [
+                dask.delayed(write)(target, z, pages.read(z, z + 1, ALL_ROWS)) for z in range(depth)
+            ]
             dask.compute(*tasks, scheduler="threads", num_workers=2)
         subprocess.run(["sync"], check=True)
         return time.perf_counter() - started
@@ -166,4 +169,77 @@ def codec_speeds(settings=(("zstd", 1), ("zstd", 3), ("lz4", 5))) -> None:
                    shuffle="byte")  # fmt: skip
 
 
-BENCHMARKS = {"chunk": chunk_benchmarks, "codecs": codec_speeds}
+def write_plane(path: Path, side: int, layout: str) -> None:
+    """A uint8 plane of EM-like texture, written a band at a time: one uncompressed strip (as
+    ImageJ writes) or 512-px zlib tiles (as slide scanners and Bio-Formats write)."""
+    from unetseg.data import demo_volume
+
+    texture = np.tile(demo_volume((1, 512, 512), seed=0)[0][0], (1, side // 512))
+
+    def band(y: int) -> np.ndarray:
+        return np.roll(texture, 13 * (y // 512), axis=1)
+
+    if layout == "strip":
+        plane = tifffile.memmap(path, shape=(side, side), dtype=np.uint8, bigtiff=True,
+                                photometric="minisblack")  # fmt: skip
+        for y in range(0, side, 512):
+            plane[y : y + 512] = band(y)
+        plane.flush()
+        del plane
+        return
+    tiles = (band(y)[:, x : x + 512] for y in range(0, side, 512) for x in range(0, side, 512))
+    tifffile.imwrite(path, tiles, shape=(side, side), dtype=np.uint8, tile=(512, 512),
+                     compression="zlib", compressionargs={"level": 1}, bigtiff=True,
+                     photometric="minisblack")  # fmt: skip
+
+
+def with_bound(module: str, name: str, call: str) -> list[str]:
+    """A fresh Python running unetseg.`module`.`call` with its `name` bound lifted: whole slices
+    at once, as before bands."""
+    code = f"from unetseg import {module}; {module}.{name} = 2**62; {module}.{call}"
+    return [sys.executable, "-c", code]
+
+
+def plane_benchmarks(sizes_gib=(1, 4), layouts=("strip", "tiles")) -> None:
+    """chunk_plane_peak_rss_mb_<size>gib_<layout>: `unetseg chunk` on one uint8 plane of 1 and
+    4 GiB, in bands of chunk rows, against whole slices (chunk.BAND_BYTES lifted), each in a
+    fresh process, the file read once before each; export_plane_peak_rss_mb_1gib: `unetseg
+    export` of a uint32 segmentation of one 16384² slice (1 GiB), in rows of tiles, against
+    whole slices (export.TILED_SLICE_BYTES lifted)."""
+    from unetseg import io
+
+    with tempfile.TemporaryDirectory(dir=Path.home()) as folder:
+        folder = Path(folder)
+        for size_gib in sizes_gib:
+            side = int((size_gib * 2**30) ** 0.5)
+            for layout in layouts:
+                tiff = folder / f"plane-{size_gib}g-{layout}.tif"
+                write_plane(tiff, side, layout)
+                ours_s, ours = to_disk(tiff, chunk_command(tiff, folder / f"b-{tiff.stem}.zarr"))
+                whole_call = f"chunk_volume('{tiff}', '{folder}/w-{tiff.stem}.zarr')"
+                whole_s, whole = to_disk(tiff, with_bound("chunk", "BAND_BYTES", whole_call))
+                record(f"chunk_plane_peak_rss_mb_{size_gib}gib_{layout}", round(ours), "MB",
+                       "flat in plane size", whole_slice_mb=round(whole), seconds=round(ours_s, 1),
+                       whole_slice_seconds=round(whole_s, 1), plane=f"1x{side}x{side} uint8",
+                       layout={"strip": "one uncompressed strip", "tiles": "512-px zlib tiles"}[layout],
+                       chunks="1x512x512", threads=2)  # fmt: skip
+                tiff.unlink()
+        side = 16384
+        store = folder / "segmentation.zarr"
+        target = io.create_ome_zarr(store, (1, side, side), np.uint32, (1, 512, 512))
+        ids = np.arange(side // 16, dtype=np.uint32).repeat(16)  # 16-px cells along x
+        for y in range(0, side, 512):
+            target[0, y : y + 512] = ids + np.uint32(y // 16 * side)
+        command = [sys.executable, "-m", "unetseg", "export", str(store), str(folder / "b.tif")]
+        ours_s, ours = to_disk(store / "zarr.json", command)
+        whole_call = f"export_tiff('{store}', '{folder}/w.tif')"
+        whole_s, whole = to_disk(
+            store / "zarr.json", with_bound("export", "TILED_SLICE_BYTES", whole_call)
+        )
+        record("export_plane_peak_rss_mb_1gib", round(ours), "MB", "flat in plane size",
+               whole_slice_mb=round(whole), seconds=round(ours_s, 1),
+               whole_slice_seconds=round(whole_s, 1), plane=f"1x{side}x{side} uint32",
+               tiles="512 px")  # fmt: skip
+
+
+BENCHMARKS = {"chunk": chunk_benchmarks, "codecs": codec_speeds, "chunk-plane": plane_benchmarks}

@@ -9,7 +9,7 @@ import zarr
 from conftest import write_tiff
 
 from unetseg import UnetsegError, io
-from unetseg.chunk import TiffPages, chunk_volume, run_on_threads
+from unetseg.chunk import ALL_ROWS, TiffPages, chunk_volume, run_on_threads
 from unetseg.cli import main
 from unetseg.export import export_tiff
 
@@ -37,6 +37,42 @@ def test_bigtiff_round_trip_and_export_past_the_classic_tiff_limit(tmp_path, mon
     export_tiff(tmp_path / "v.zarr", tmp_path / "out.tif")
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
         assert tif.is_bigtiff and tif.asarray().tobytes() == volume.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.float16])
+def test_slices_over_the_tiling_size_are_exported_as_tiles_row_by_row(tmp_path, monkeypatch, dtype):
+    """A segmentation (uint32) or probability (float16, exported as float32) store whose slices
+    are over the bound: tiled pages of 16 px, edge tiles padded, axes and voxel size kept; each
+    row of tiles is read once from the store."""
+    from unetseg import export
+
+    volume = np.random.default_rng(6).integers(0, 1000, (2, 70, 50)).astype(dtype)
+    store = io.create_ome_zarr(
+        tmp_path / "v.zarr", volume.shape, dtype, (1, 32, 32), (0.5, 0.25, 0.2)
+    )
+    store[...] = volume
+    monkeypatch.setattr(export, "TILED_SLICE_BYTES", 70 * 50 * 4 - 1)
+    monkeypatch.setattr(export, "TILE_PX", 16)
+    export_tiff(tmp_path / "v.zarr", tmp_path / "out.tif")
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages[0]
+        assert page.is_tiled and (page.tilelength, page.tilewidth) == (16, 16)
+        assert tif.series[0].axes == "ZYX" and page.resolution == (5.0, 4.0)
+        back = tif.asarray()
+    assert back.dtype == (np.float32 if dtype == np.float16 else dtype)
+    assert np.array_equal(back, volume.astype(back.dtype))
+
+    class CountingReads:
+        def __init__(self, array):
+            self.shape, self.array, self.reads = array.shape, array, []
+
+        def __getitem__(self, index):
+            self.reads.append(index)
+            return self.array[index]
+
+    counting = CountingReads(store)
+    assert len(list(export.tiles(counting, np.float32, 16))) == 2 * 5 * 4
+    assert counting.reads == [(z, slice(y, y + 16)) for z in range(2) for y in range(0, 70, 16)]
 
 
 def test_2d_image_becomes_one_slice(tmp_path):
@@ -100,7 +136,7 @@ def test_page_reader_reads_slabs_from_its_own_handle_per_thread(tmp_path):
     path = write_tiff(tmp_path / "v.tif", volume)
     with TiffPages.of(path, depth=6, first_page=3) as pages:
         with ThreadPoolExecutor(2) as pool:
-            slabs = list(pool.map(lambda start: pages.read(start, start + 2), [0, 2, 4]))
+            slabs = list(pool.map(lambda start: pages.read(start, start + 2, ALL_ROWS), [0, 2, 4]))
         assert len(pages.opened) >= 1
     assert np.array_equal(np.concatenate(slabs), volume[3:9])
     assert TiffPages.of(path, depth=10, first_page=0) is None  # more slices than pages
@@ -117,6 +153,81 @@ def test_tiffs_the_page_reader_cannot_take_go_through_tifffiles_zarr_view(
     chunk_volume(source, tmp_path / "v.zarr", chunks=(3, 16, 16), slices=slices, workers=2)
     expected = volume[2:6] if slices else volume[np.newaxis]
     assert np.array_equal(io.open_zarr(tmp_path / "v.zarr")[...], expected)
+
+
+def recorded_bands(monkeypatch, band_bytes: int) -> list:
+    """Make slabs over `band_bytes` go in bands, and record the (start, stop, rows) of each task."""
+    from unetseg import chunk
+
+    tasks, copy_slab = [], chunk.copy_slab
+    monkeypatch.setattr(chunk, "BAND_BYTES", band_bytes)
+
+    def recording(source, target, start, stop, rows, is_labels):
+        tasks.append((start, stop, rows.start, rows.stop))
+        return copy_slab(source, target, start, stop, rows, is_labels)
+
+    monkeypatch.setattr(chunk, "copy_slab", recording)
+    return tasks
+
+
+PLANE_LAYOUTS = {
+    "one uncompressed strip": dict(contiguous=True),
+    "one big-endian strip": dict(byteorder=">"),
+    "zlib strips": dict(rowsperstrip=5, compression="zlib"),
+    "zlib tiles": dict(tile=(16, 16), compression="zlib"),
+}
+
+
+@pytest.mark.parametrize("layout", PLANE_LAYOUTS)
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_slices_over_the_band_size_are_read_and_written_in_bands_of_chunk_rows(
+    tmp_path, monkeypatch, layout, dtype
+):
+    """A 2D plane of 70 x 50 px with 16-px chunks and room for 20 rows a task: bands of one
+    chunk row (16 rows), read from the strips or tiles under them (or the bytes of one
+    uncompressed strip), whatever the file's layout and byte order."""
+    plane = np.random.default_rng(4).uniform(0, 4000, (70, 50)).astype(dtype)
+    source = write_tiff(tmp_path / "plane.tif", plane, **PLANE_LAYOUTS[layout])
+    tasks = recorded_bands(monkeypatch, band_bytes=20 * 50 * plane.itemsize)
+    chunk_volume(source, tmp_path / "v.zarr", chunks=(1, 16, 16))
+    assert np.array_equal(io.open_zarr(tmp_path / "v.zarr")[...], plane[np.newaxis])
+    assert sorted(tasks) == [(0, 1, y, min(y + 16, 70)) for y in range(0, 70, 16)]
+
+
+def test_banded_stacks_folders_channels_and_shards(tmp_path, monkeypatch):
+    """Room for 40 rows a task: bands of one shard row (32 px) of a slice range of a stack, and
+    of two chunk rows (32 px) of a slice folder of tiled images and of one channel of a
+    hyperstack; labels read in bands keep their checks."""
+    rng = np.random.default_rng(5)
+    stack = rng.integers(0, 65535, (5, 100, 40), dtype=np.uint16)
+    tasks = recorded_bands(monkeypatch, band_bytes=40 * 40 * 2)
+    source = write_tiff(tmp_path / "stack.tif", stack, rowsperstrip=8)
+    chunk_volume(source, tmp_path / "s.zarr", chunks=(1, 16, 16), shards=(1, 32, 32), slices=(1, 4))
+    assert np.array_equal(io.open_zarr(tmp_path / "s.zarr")[...], stack[1:4])
+    assert sorted(tasks) == [
+        (z, z + 1, y, min(y + 32, 100)) for z in range(3) for y in (0, 32, 64, 96)
+    ]
+
+    tasks.clear()
+    folder = slice_folder(tmp_path / "folder", [])
+    for z in range(3):
+        write_tiff(folder / f"s{z}.tif", stack[z], tile=(16, 16))
+    chunk_volume(folder, tmp_path / "f.zarr", chunks=(1, 16, 16))
+    assert np.array_equal(io.open_zarr(tmp_path / "f.zarr")[...], stack[:3])
+    assert len(tasks) == 3 * 4  # 100 rows in bands of 2 chunk rows
+
+    tasks.clear()
+    hyperstack = np.stack([stack, stack // 2], axis=1)  # ZCYX
+    source = write_tiff(tmp_path / "h.tif", hyperstack, imagej=True, metadata={"axes": "ZCYX"})
+    chunk_volume(source, tmp_path / "h.zarr", chunks=(1, 16, 16), channel=1)
+    assert np.array_equal(io.open_zarr(tmp_path / "h.zarr")[...], stack // 2)
+    assert len(tasks) == 5 * 4
+
+    labels = np.zeros((5, 100, 40), np.uint16)
+    labels[:, 90:, :10] = 7  # one cell, only in the last band
+    source = write_tiff(tmp_path / "l.tif", labels)
+    chunk_volume(source, tmp_path / "l.zarr", chunks=(1, 16, 16), is_labels=True)
+    assert io.zarr_attrs(tmp_path / "l.zarr")["label_kind"] == "instance"
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 Each task reads one slab (TIFF pages straight from the file, or through tifffile's Zarr view),
 checks it and writes its chunks, so memory holds a few slabs at a time whatever the size of the
-volume; reading and writing overlap across the pool's threads. The tasks are independent and
+volume; a slab of slices over BAND_BYTES (a large 2D plane: a montaged section, a whole slide)
+is cut into bands of whole chunk rows, read from only the strips or tiles under them. Reading
+and writing overlap across the pool's threads. The tasks are independent and
 run once each, so a plain thread pool does what Dask's threaded scheduler would; `dask.compute`
 would import dask.distributed to look for a client, and the two imports cost a chunk job
 0.6 s (`python -X importtime`).
@@ -30,19 +32,21 @@ from unetseg.stores import is_zarr
 log = logging.getLogger(__name__)
 
 RAW_DTYPES = (np.uint8, np.uint16, np.float32)
+BAND_BYTES = 64 * 2**20  # the most one task reads at once, unless one row of chunks is more
+ALL_ROWS = slice(None)
 
 
 class Volume:
-    """A lazy (z, y, x) volume: its shape and type, and whole slices read on demand. Tasks get
-    the volume, not its data, so each reads only its own slab."""
+    """A lazy (z, y, x) volume: its shape and type, and slices (or rows of them) read on demand.
+    Tasks get the volume, not its data, so each reads only its own slab."""
 
-    def __init__(self, shape, dtype, read: Callable[[int, int], np.ndarray]):
-        """`read(start, stop)` returns slices [start, stop) as one array."""
+    def __init__(self, shape, dtype, read: Callable[[int, int, slice], np.ndarray]):
+        """`read(start, stop, rows)` returns rows `rows` of slices [start, stop) as one array."""
         self.shape, self.dtype, self.read = tuple(shape), np.dtype(dtype), read
 
     def slices(self, start: int, stop: int) -> Volume:
         shape = (stop - start, *self.shape[1:])
-        return Volume(shape, self.dtype, lambda a, b: self.read(start + a, start + b))
+        return Volume(shape, self.dtype, lambda a, b, rows: self.read(start + a, start + b, rows))
 
 
 def open_tiff(
@@ -59,7 +63,9 @@ def open_tiff(
         )
     if path.is_dir() and is_zarr(path):
         array = io.open_zarr(path)
-        return Volume(array.shape, array.dtype, lambda a, b: array[a:b]), io.voxel_size(path)
+        return Volume(array.shape, array.dtype, lambda a, b, rows: array[a:b, rows]), io.voxel_size(
+            path
+        )
     if path.is_dir():
         return open_slice_folder(path)
     try:
@@ -76,13 +82,18 @@ def open_tiff(
             f"{path}: expected a grey 2D image or 3D stack, got shape {shape} (axes {axes})"
         )
     depth_axis = picked.index(None) if len(grey_shape) == 3 else None
+    y_axis = [axis for axis, kept in enumerate(picked) if kept is None][-2]
 
-    def read(start: int, stop: int) -> np.ndarray:
-        """Slices [start, stop): only their pages (and channel) are read from the file."""
+    def read(start: int, stop: int, rows: slice) -> np.ndarray:
+        """Rows of slices [start, stop): only their pages (and channel) are read from the file,
+        and of those only the strips or tiles under the rows."""
         index = tuple(
-            slice(start, stop) if axis == depth_axis else slice(None) if kept is None else kept
+            slice(start, stop) if axis == depth_axis
+            else rows if axis == y_axis
+            else slice(None) if kept is None
+            else kept
             for axis, kept in enumerate(picked)
-        )
+        )  # fmt: skip
         slab = np.asarray(array[index])
         return slab if depth_axis is not None else slab[np.newaxis][start:stop]
 
@@ -154,17 +165,39 @@ def open_slice_folder(folder: Path):
         "%s: %d slices in this order: %s", folder, len(files), ", ".join(f.name for f in files)
     )
 
-    def read(start: int, stop: int) -> np.ndarray:
-        return np.stack([read_slice(file) for file in files[start:stop]])
+    def read(start: int, stop: int, rows: slice) -> np.ndarray:
+        return np.stack([read_slice(file, rows) for file in files[start:stop]])
 
     return Volume((len(files), *first.shape[1:]), first.dtype, read), voxel_size
 
 
-def read_slice(path: Path) -> np.ndarray:
+def read_slice(path: Path, rows: slice = ALL_ROWS) -> np.ndarray:
     try:
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            return page_rows(tif.series[0].pages[0], rows)
     except Exception as error:
         raise UnetsegError(f"{path}: not a readable TIFF ({error})") from error
+
+
+def page_rows(page: tifffile.TiffPage, rows: slice, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows of a 2D page, decoding only the strips or tiles under them; of uncompressed
+    contiguous data (one strip, as ImageJ writes), only their bytes are read."""
+    start, stop, _ = rows.indices(page.shape[0])
+    if (start, stop) == (0, page.shape[0]):
+        return page.asarray(out=out)
+    if page.is_final and len(page.shape) == 2:
+        row_bytes = page.shape[1] * page.dtype.itemsize
+        handle = page.parent.filehandle
+        handle.seek(page.dataoffsets[0] + start * row_bytes)
+        stored = page.dtype.newbyteorder(page.parent.byteorder)
+        data = np.frombuffer(handle.read((stop - start) * row_bytes), stored)
+        band = data.reshape(stop - start, page.shape[1]).astype(page.dtype, copy=False)
+    else:
+        band = zarr.open(page.aszarr(), mode="r")[rows]
+    if out is None:
+        return band
+    out[...] = band
+    return out
 
 
 def tiff_voxel_size(tif: tifffile.TiffFile) -> tuple[float, float, float] | None:
@@ -241,12 +274,17 @@ def chunk_volume(
             shards=shards,
             levels=levels,
         )
-        # One task reads, checks and writes one slab: at most `workers` slabs are in memory.
+        # One task reads, checks and writes one slab (or band of one): at most `workers` are in
+        # memory.
         source = page_source or volume
+        height = volume.shape[1]
+        rows = band_rows(volume.shape, volume.dtype.itemsize, slab, (shards or chunks)[1])
         slabs = [
-            (source, target, z, min(z + slab, volume.shape[0]), is_labels)
+            (source, target, z, min(z + slab, volume.shape[0]), slice(y, min(y + rows, height)),
+             is_labels)
             for z in range(0, volume.shape[0], slab)
-        ]
+            for y in range(0, height, rows)
+        ]  # fmt: skip
         try:
             checks = run_on_threads(copy_slab, slabs, workers)
         except (tifffile.TiffFileError, ValueError, OSError) as error:
@@ -283,15 +321,16 @@ class TiffPages:
             one_page_per_slice = len(series.pages) == total and None not in series.pages
         return cls(path, first_page) if one_page_per_slice and depth <= total else None
 
-    def read(self, start: int, stop: int) -> np.ndarray:
+    def read(self, start: int, stop: int, rows: slice) -> np.ndarray:
         if not hasattr(self.local, "tif"):
             self.local.tif = tifffile.TiffFile(self.path)
             self.opened.append(self.local.tif)
         pages = self.local.tif.series[0].pages
         first = pages[self.first_page + start]
-        slab = np.empty((stop - start, *first.shape), first.dtype)
+        height = len(range(*rows.indices(first.shape[0])))
+        slab = np.empty((stop - start, height, *first.shape[1:]), first.dtype)
         for z in range(start, stop):  # straight into the slab: no copy to stack pages
-            pages[self.first_page + z].asarray(out=slab[z - start])
+            page_rows(pages[self.first_page + z], rows, out=slab[z - start])
         return slab
 
     def __enter__(self) -> TiffPages:
@@ -315,13 +354,28 @@ def run_on_threads(function: Callable, calls: Iterable[tuple], workers: int) -> 
             raise
 
 
+def band_rows(shape, itemsize: int, depth: int, grid_rows: int) -> int:
+    """Rows per task: whole slices while a slab of `depth` of them is at most BAND_BYTES, else
+    the most whole rows of chunks (or shards), `grid_rows` high, that fit, at least one."""
+    row_bytes = depth * shape[2] * itemsize
+    if shape[1] * row_bytes <= BAND_BYTES:
+        return shape[1]
+    return max(1, BAND_BYTES // (row_bytes * grid_rows)) * grid_rows
+
+
 def copy_slab(
-    source: Volume | TiffPages, target: zarr.Array, start: int, stop: int, is_labels: bool
+    source: Volume | TiffPages,
+    target: zarr.Array,
+    start: int,
+    stop: int,
+    rows: slice,
+    is_labels: bool,
 ):
-    """Copy slices [start, stop); return (all finite, the label values) for the checks."""
-    block = source.read(start, stop)
+    """Copy rows `rows` of slices [start, stop); return (all finite, the label values) for the
+    checks."""
+    block = source.read(start, stop, rows)
     finite = bool(np.isfinite(block).all()) if block.dtype.kind == "f" else True
-    blocks.write_block(target, (start, 0, 0), block)
+    blocks.write_block(target, (start, rows.start, 0), block)
     return finite, np.unique(block) if is_labels else None
 
 
