@@ -4,10 +4,10 @@ Each task reads one slab (TIFF pages straight from the file, or through tifffile
 checks it and writes its chunks, so memory holds a few slabs at a time whatever the size of the
 volume; a slab of slices over BAND_BYTES (a large 2D plane: a montaged section, a whole slide)
 is cut into bands of whole chunk rows, read from only the strips or tiles under them. Reading
-and writing overlap across the pool's threads. The tasks are independent and
-run once each, so a plain thread pool does what Dask's threaded scheduler would; `dask.compute`
-would import dask.distributed to look for a client, and the two imports cost a chunk job
-0.6 s (`python -X importtime`).
+and writing overlap across the pool's threads. The tasks are independent and run once each, so
+a plain thread pool does what Dask's threaded scheduler would; `dask.compute` would import
+dask.distributed to look for a client, and the two imports cost a chunk job 0.6 s
+(`python -X importtime`).
 """
 
 from __future__ import annotations
@@ -63,9 +63,8 @@ def open_tiff(
         )
     if path.is_dir() and is_zarr(path):
         array = io.open_zarr(path)
-        return Volume(array.shape, array.dtype, lambda a, b, rows: array[a:b, rows]), io.voxel_size(
-            path
-        )
+        volume = Volume(array.shape, array.dtype, lambda a, b, rows: array[a:b, rows])
+        return volume, io.voxel_size(path)
     if path.is_dir():
         return open_slice_folder(path)
     try:
