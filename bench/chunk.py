@@ -1,5 +1,5 @@
 """Chunking big BigTIFFs: peak memory at two volume sizes, and throughput beside `cp`; large 2D
-planes chunked and exported in bands against whole slices."""
+planes chunked in bands and exported as tiles, against whole slices."""
 
 from __future__ import annotations
 
@@ -204,9 +204,7 @@ def plane_benchmarks(sizes_gib=(1, 4), layouts=("strip", "tiles"), rounds: int =
     """chunk_plane_peak_rss_mb_<size>gib_<layout>: `unetseg chunk` on one uint8 plane of 1 and
     4 GiB, in bands of chunk rows (the worst peak of `rounds` runs: the threads' timing moves
     it), against whole slices (chunk.BAND_BYTES lifted), each in a fresh process, the file read
-    once before each. export_plane_peak_rss_mb_<size>gib: `unetseg export` of a uint32
-    segmentation of one slice of 1 and 4 GiB, in rows of tiles, against whole slices
-    (export.TILED_SLICE_BYTES lifted)."""
+    once before each."""
     with tempfile.TemporaryDirectory(dir=Path.home()) as folder:
         folder = Path(folder)
         for size_gib in sizes_gib:
@@ -226,11 +224,17 @@ def plane_benchmarks(sizes_gib=(1, 4), layouts=("strip", "tiles"), rounds: int =
                        layout={"strip": "one uncompressed strip", "tiles": "512-px zlib tiles"}[layout],
                        chunks="1x512x512", threads=2)  # fmt: skip
                 tiff.unlink()
+
+
+def export_planes(sizes_gib=(1, 4)) -> None:
+    """export_plane_peak_rss_mb_<size>gib: `unetseg export` of a uint32 segmentation of one
+    slice of 1 and 4 GiB, as tiles, against whole slices (export.TILED_SLICE_BYTES lifted)."""
+    with tempfile.TemporaryDirectory(dir=Path.home()) as folder:
         for size_gib in sizes_gib:
-            export_plane(folder, size_gib)
+            export_plane(Path(folder), size_gib)
 
 
-def export_plane(folder: Path, size_gib: int) -> None:
+def export_plane(folder: Path, size_gib: float) -> None:
     from unetseg import io
 
     side = int((size_gib * 2**30 / 4) ** 0.5)
@@ -252,4 +256,9 @@ def export_plane(folder: Path, size_gib: int) -> None:
         io.remove_path(path)
 
 
-BENCHMARKS = {"chunk": chunk_benchmarks, "codecs": codec_speeds, "chunk-plane": plane_benchmarks}
+BENCHMARKS = {
+    "chunk": chunk_benchmarks,
+    "codecs": codec_speeds,
+    "chunk-plane": plane_benchmarks,
+    "export-plane": export_planes,
+}

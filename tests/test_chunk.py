@@ -42,8 +42,8 @@ def test_bigtiff_round_trip_and_export_past_the_classic_tiff_limit(tmp_path, mon
 @pytest.mark.parametrize("dtype", [np.uint32, np.float16])
 def test_slices_over_the_tiling_size_are_exported_as_tiles_row_by_row(tmp_path, monkeypatch, dtype):
     """A segmentation (uint32) or probability (float16, exported as float32) store whose slices
-    are over the bound: tiled pages of 16 px, edge tiles padded, axes and voxel size kept; each
-    row of tiles is read once from the store."""
+    are over the bound: tiled pages of 16 px, edge tiles padded, axes and voxel size kept; the
+    store is read 3 tiles at a time, each once."""
     from unetseg import export
 
     volume = np.random.default_rng(6).integers(0, 1000, (2, 70, 50)).astype(dtype)
@@ -70,9 +70,15 @@ def test_slices_over_the_tiling_size_are_exported_as_tiles_row_by_row(tmp_path, 
             self.reads.append(index)
             return self.array[index]
 
+    monkeypatch.setattr(export, "TILES_PER_READ", 3)
     counting = CountingReads(store)
     assert len(list(export.tiles(counting, np.float32, 16))) == 2 * 5 * 4
-    assert counting.reads == [(z, slice(y, y + 16)) for z in range(2) for y in range(0, 70, 16)]
+    assert counting.reads == [
+        (z, slice(y, y + 16), slice(x, x + 48))
+        for z in range(2)
+        for y in range(0, 70, 16)
+        for x in (0, 48)
+    ]
 
 
 def test_2d_image_becomes_one_slice(tmp_path):

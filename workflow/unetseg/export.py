@@ -1,5 +1,5 @@
 """Zarr -> TIFF for Fiji users, streamed slice by slice (BigTIFF past 4 GB, ImageJ metadata);
-slices over TILED_SLICE_BYTES (large 2D planes) as tiles, one row of tiles at a time."""
+slices over TILED_SLICE_BYTES (large 2D planes) as tiles, a few at a time."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
 BIGTIFF_BYTES = 2**32 - 2**25  # leave room for the tags
 TILED_SLICE_BYTES = 64 * 2**20
 TILE_PX = 512
+TILES_PER_READ = 8  # tiles read from the store at once (zarr's cost per read is amortised)
 
 
 def export_tiff(zarr_path: str | os.PathLike, tiff_path: str | os.PathLike) -> None:
@@ -50,9 +51,12 @@ def slices(array, dtype):
 
 
 def tiles(array, dtype, tile_px: int):
-    """The tiles of each slice in TIFF order (row by row), from one row of them in memory."""
+    """The tiles of each slice in TIFF order (row by row), read TILES_PER_READ at a time: memory
+    for that many, however wide the slice."""
+    width = tile_px * TILES_PER_READ
     for z in range(array.shape[0]):
         for y in range(0, array.shape[1], tile_px):
-            band = np.asarray(array[z, y : y + tile_px], dtype=dtype)
-            for x in range(0, array.shape[2], tile_px):
-                yield band[:, x : x + tile_px]
+            for x0 in range(0, array.shape[2], width):
+                window = np.asarray(array[z, y : y + tile_px, x0 : x0 + width], dtype=dtype)
+                for x in range(0, window.shape[1], tile_px):
+                    yield window[:, x : x + tile_px]
