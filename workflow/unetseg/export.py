@@ -39,7 +39,7 @@ def export_tiff(zarr_path: str | os.PathLike, tiff_path: str | os.PathLike) -> N
             dtype=dtype,
             tile=tile,
             resolution=(1 / x_um, 1 / y_um),
-            metadata={"axes": "ZYX", "spacing": z_um, "unit": "um"} if imagej else {"axes": "ZYX"},
+            metadata={"axes": "ZYX", "spacing": z_um, "unit": "um"} if imagej else None,
         )
     log.info("exported %s %s to %s%s", array.shape, np.dtype(dtype), tiff_path,
              f" in {TILE_PX}-px tiles" if tile else "")  # fmt: skip
