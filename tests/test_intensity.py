@@ -34,6 +34,14 @@ def test_large_volumes_are_sampled_from_evenly_spread_chunks():
     assert all((values == v).sum() == 64 for v in (2, 6, 10, 14))
 
 
+def test_chunks_larger_than_the_volume_count_as_its_size():
+    array = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=(1, 30, 40), chunks=(1, 4096, 4096), dtype="uint16"
+    )
+    array[...] = np.arange(1200, dtype=np.uint16).reshape(1, 30, 40)
+    np.testing.assert_array_equal(np.sort(sampled_values(array, max_px=1200)), np.arange(1200))
+
+
 def test_one_chunk_over_the_budget_is_thinned():
     array = np.arange(1024, dtype=np.float32).reshape(1, 32, 32)
     values = sampled_values(array, max_px=100)  # stride ceil(1024 / 100) = 11

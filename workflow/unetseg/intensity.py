@@ -55,6 +55,7 @@ def sampled_values(array, max_px: int = SAMPLE_PX) -> np.ndarray:
     """The volume's values, or those of evenly spread chunks (each thinned if one alone is over
     `max_px`) where the volume has more: percentiles in bounded memory whatever its size."""
     chunks = getattr(array, "chunks", None) or array.shape
+    chunks = tuple(min(c, n) for c, n in zip(chunks, array.shape, strict=True))  # zarr allows more
     grid = [range(0, n, c) for n, c in zip(array.shape, chunks, strict=True)]
     origins = list(itertools.product(*grid))
     chunk_px = math.prod(chunks)
