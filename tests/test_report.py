@@ -55,6 +55,28 @@ def test_every_figure_of_a_volume(stores, monkeypatch, view_px):
     assert all(is_png_with_content(stores / name) for name in figures)
 
 
+def test_augmented_samples_show_the_networks_input_scale(tmp_path, demo_arrays):
+    """Samples are drawn on 0-1, not stretched: 12-bit data in uint16 read as `unit` (divided by
+    65535: inputs under 0.07) come out black, and the figure is far darker than with
+    `percentile`, which maps the volume's 1st-99.8th percentiles to 0-1."""
+    from matplotlib.image import imread
+
+    raw, labels = demo_arrays
+    twelve_bit = raw.astype(np.uint16) * 16
+    chunk_volume(write_tiff(tmp_path / "r.tif", twelve_bit), tmp_path / "raw.zarr")
+    chunk_volume(write_tiff(tmp_path / "l.tif", labels), tmp_path / "labels.zarr", is_labels=True)
+    compute_weights(tmp_path / "labels.zarr", tmp_path / "w.zarr")
+    brightness = {}
+    for method in ("unit", "percentile"):
+        report.augmentation_figure(
+            tmp_path / "raw.zarr", tmp_path / "labels.zarr", tmp_path / "w.zarr",
+            {"tile_out": 20, "depth": 2, "normalize": method}, tmp_path / f"{method}.png",
+        )  # fmt: skip
+        pixels = imread(tmp_path / f"{method}.png")[..., :3]
+        brightness[method] = pixels[: pixels.shape[0] // 2].mean()  # the samples' row
+    assert brightness["percentile"] > brightness["unit"] + 0.1
+
+
 def test_centre_window_of_a_slice_and_where_it_lies(monkeypatch):
     monkeypatch.setattr(report, "VIEW_PX", 40)
     assert report.centre_window((96, 30)) == (slice(28, 68), slice(0, 30))

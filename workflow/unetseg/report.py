@@ -59,8 +59,12 @@ def boundaries(ids: np.ndarray) -> np.ndarray:
     return ids != ndimage.grey_erosion(ids, size=3)
 
 
-def overlay(axis, image: np.ndarray, mask: np.ndarray, colour, title: str) -> None:
-    axis.imshow(image, cmap="gray")
+def overlay(
+    axis, image: np.ndarray, mask: np.ndarray, colour, title: str, grey_range=(None, None)
+) -> None:
+    """`image` in grey (stretched to its own range unless `grey_range` is given) and `mask` in
+    `colour` over it."""
+    axis.imshow(image, cmap="gray", vmin=grey_range[0], vmax=grey_range[1])
     rgba = np.zeros((*mask.shape, 4))
     rgba[mask] = (*colour, 1.0)
     axis.imshow(rgba)
@@ -125,9 +129,9 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
         context = (tile_in - tile_out) // 2
         border = np.zeros(image.shape, bool)
         border[context : context + tile_out, context : context + tile_out] = boundaries(target)
-        overlay(
-            axes[0, column], image, border, (1.0, 0.6, 0.0), f"sample {column} (z={z}) + labels"
-        )
+        # On the network's input scale, not stretched: an unsuited normalisation shows.
+        overlay(axes[0, column], image, border, (1.0, 0.6, 0.0),
+                f"sample {column} (z={z}) + labels, 0-1", grey_range=(0, 1))  # fmt: skip
         shown = axes[1, column].imshow(weight, cmap="viridis")
         axes[1, column].set_title("its weight map (output tile)", fontsize=9)
         axes[1, column].axis("off")
