@@ -1,4 +1,5 @@
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -92,6 +93,34 @@ def test_volumes_are_normalised_as_configured_and_the_model_records_how(
     run(stores, tmp_path, "m", steps=2, normalize=method)
     saved = torch.load(tmp_path / "m.pt", weights_only=True)["train_config"]
     assert saved["normalize"] == method and saved["normalize_percentiles"] == [1.0, 99.8]
+
+
+def test_a_network_with_one_output_everywhere_is_reported(stores, tmp_path, monkeypatch, caplog):
+    """Silent features (here: a last layer of zero weights that a tiny learning rate cannot move)
+    give one P at every pixel: each log row warns, with the input's range and what to change;
+    a healthy network does not."""
+    from unetseg.model import UNet
+
+    reset = UNet.reset_parameters
+
+    def silent_last_layer(model):
+        reset(model)
+        torch.nn.init.zeros_(model.head.weight)
+
+    monkeypatch.setattr(UNet, "reset_parameters", silent_last_layer)
+    with caplog.at_level("WARNING", logger="unetseg.train"):
+        run(stores, tmp_path, "silent", steps=10, learning_rate=1e-12, normalize="unit")
+    warnings = [r.getMessage() for r in caplog.records if "stopped learning" in r.getMessage()]
+    assert len(warnings) == 2  # steps 5 and 10
+    assert re.match(r"step 5: the network gives P = 0\.500 at every pixel of this step's "
+                    r"training tile: no unit before its last layer responds to it\. If this "
+                    r"repeats, it has stopped learning\. Its input lies in "
+                    r"\[-?[01]\.\d+, -?[01]\.\d+\] \(train\.normalize unit\)", warnings[0])  # fmt: skip
+    caplog.clear()
+    monkeypatch.setattr(UNet, "reset_parameters", reset)
+    with caplog.at_level("WARNING", logger="unetseg.train"):  # 16 channels: TINY's 4 can fall
+        run(stores, tmp_path, "live", steps=10, base_channels=16)  # silent on a tile for a while
+    assert "stopped learning" not in caplog.text
 
 
 def test_runs_are_reproducible_and_independent_of_loader_workers(stores, tmp_path):

@@ -204,6 +204,31 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
     }
 
 
+def constant_output(model: UNet, images: torch.Tensor, config: TrainConfig, device) -> float | None:
+    """P(interior) if the network gives one value at every pixel of these tiles (every unit
+    before its last layer is silent for them; when that lasts, it has stopped learning), else
+    None."""
+    model.eval()
+    with torch.inference_mode(), autocast(device, config.precision):
+        logits = model(to_device(images, device, config.channels_last)).float()
+    model.train()
+    prob = torch.softmax(logits, dim=1)[:, 1]
+    low, high = prob.min().item(), prob.max().item()
+    return (low + high) / 2 if high - low < 1e-4 else None
+
+
+def warn_if_constant(model: UNet, images: torch.Tensor, config: TrainConfig, device, step: int):
+    value = constant_output(model, images, config, device)
+    if value is not None:
+        log.warning(
+            "step %d: the network gives P = %.3f at every pixel of this step's training tile: "
+            "no unit before its last layer responds to it. If this repeats, it has stopped "
+            "learning. Its input lies in [%.3g, %.3g] (train.normalize %s); if that is a small "
+            "part of 0-1, try percentile; else lower train.learning_rate",
+            step, value, images.min().item(), images.max().item(), config.normalize,
+        )  # fmt: skip
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     with io.atomic_output(path) as tmp:
         torch.save(obj, tmp)
@@ -290,6 +315,7 @@ def train(
         out_of_time = config.max_minutes > 0 and elapsed > 60 * config.max_minutes
         last = step == config.steps or out_of_time
         if step % config.validate_every == 0 or last:
+            warn_if_constant(model, batch[0], config, device, step)
             metrics = validate(model, val_volumes, config, device) if val_volumes else {}
             row = {
                 "step": step,
