@@ -135,6 +135,39 @@ def test_declared_label_kind_settles_what_detection_cannot(tmp_path):
     assert not (tmp_path / "n.zarr").exists()
 
 
+def test_ignore_label_is_recorded_and_left_out_of_the_kind(tmp_path):
+    """Sparse annotation: 0/1 masks with 2 where nobody annotated are binary labels, though
+    {0, 1, 2} alone would be neither binary nor instance ids."""
+    sparse = np.zeros((2, 10, 10), np.uint8)
+    sparse[:, 2:5, 2:5] = 1
+    sparse[:, :, 6:] = 2
+    path = write_tiff(tmp_path / "sparse.tif", sparse)
+    with pytest.raises(UnetsegError, match="neither binary"):
+        chunk_volume(path, tmp_path / "auto.zarr", is_labels=True)
+    chunk_volume(path, tmp_path / "s.zarr", is_labels=True, ignore_label=2)
+    attrs = io.zarr_attrs(tmp_path / "s.zarr")
+    assert attrs["label_kind"] == "binary" and attrs["ignore_label"] == 2
+    assert np.array_equal(io.open_zarr(tmp_path / "s.zarr")[...], sparse)  # stored as given
+    chunk_volume(path, tmp_path / "dense.zarr", is_labels=True, label_kind="binary")
+    assert io.zarr_attrs(tmp_path / "dense.zarr")["ignore_label"] is None
+
+
+@pytest.mark.parametrize(
+    ("ignore", "labels", "message"),
+    [
+        (0, True, "ignore_label 0 must be between 1 and 255 for uint8 labels"),
+        (256, True, "ignore_label 256 must be between 1 and 255 for uint8 labels"),
+        (5, True, "every pixel has the ignore label 5: none is annotated"),
+        (2, False, "ignore_label is for labels, not raw images"),
+    ],
+)
+def test_bad_ignore_label_is_refused_by_name(tmp_path, ignore, labels, message):
+    path = write_tiff(tmp_path / "l.tif", np.full((2, 10, 10), 5, np.uint8))
+    with pytest.raises(UnetsegError, match=f"l.tif: {message}"):
+        chunk_volume(path, tmp_path / "l.zarr", is_labels=labels, ignore_label=ignore)
+    assert not (tmp_path / "l.zarr").exists()
+
+
 def test_page_reader_reads_slabs_from_its_own_handle_per_thread(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 

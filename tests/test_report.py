@@ -77,6 +77,25 @@ def test_augmented_samples_show_the_networks_input_scale(tmp_path, demo_arrays):
     assert brightness["percentile"] > brightness["unit"] + 0.1
 
 
+def test_unannotated_pixels_are_tinted_in_the_data_figure(tmp_path, demo_arrays):
+    from matplotlib.image import imread
+
+    raw, labels = demo_arrays
+    sparse = np.where(labels > 0, 1, 0).astype(np.uint8)
+    sparse[:, :, 48:] = 7
+    chunk_volume(write_tiff(tmp_path / "r.tif", raw), tmp_path / "raw.zarr")
+    bluish = {}
+    for name, array, ignore in (("dense", labels, None), ("sparse", sparse, 7)):
+        labels_store, weights_store = tmp_path / f"{name}.zarr", tmp_path / f"{name}_w.zarr"
+        chunk_volume(write_tiff(tmp_path / f"{name}.tif", array), labels_store, is_labels=True,
+                     ignore_label=ignore)  # fmt: skip
+        compute_weights(labels_store, weights_store)
+        report.data_figure(tmp_path / "raw.zarr", labels_store, weights_store, tmp_path / "d.png")
+        pixels = imread(tmp_path / "d.png")[..., :3]
+        bluish[name] = np.mean(pixels[..., 2] > pixels[..., 0] + 0.15)
+    assert bluish["sparse"] > bluish["dense"] + 0.15  # 0.30 against 0.03; 0.05 untinted
+
+
 def test_centre_window_of_a_slice_and_where_it_lies(monkeypatch):
     monkeypatch.setattr(report, "VIEW_PX", 40)
     assert report.centre_window((96, 30)) == (slice(28, 68), slice(0, 30))

@@ -11,6 +11,7 @@ import torch
 from conftest import TEST_DEVICE, TEST_PRECISIONS, write_tiff
 
 from unetseg import UnetsegError, tiling
+from unetseg.augment import AugmentConfig
 from unetseg.chunk import chunk_volume
 from unetseg.train import TrainConfig, load_volume, train, training_step
 from unetseg.weights import compute_weights
@@ -223,3 +224,88 @@ def test_checkpoint_keeps_the_loss_scale(tmp_path):
     state = resume(path, config, UNet(depth=2, base_channels=4), optimizer, fresh)
     assert state["step"] == 7 and state["cuda_rng"] is None
     assert fresh.get_scale() == scaler.get_scale() == 1024.0
+
+
+def test_loss_is_the_mean_over_annotated_pixels():
+    from unetseg.train import weighted_cross_entropy
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 2, 6, 6), torch.randint(0, 2, (2, 6, 6))
+    weights = torch.rand(2, 6, 6) + 1
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none") * weights
+    assert torch.allclose(weighted_cross_entropy(logits, target, weights), per_pixel.mean())
+    weights[:, :, 3:] = 0  # half of each tile not annotated
+    expected = per_pixel[:, :, :3].mean()
+    assert torch.allclose(weighted_cross_entropy(logits, target, weights), expected)
+    assert weighted_cross_entropy(logits, target, torch.zeros(2, 6, 6)).item() == 0.0
+
+
+def sparse_volume(annotated_box):
+    """A (3, 64, 80) volume whose weights are 0 except in `annotated_box` of slice 1."""
+    from unetseg.train import Volume
+
+    rng = np.random.default_rng(0)
+    weights = np.zeros((3, 64, 80), np.float32)
+    weights[(1, *annotated_box)] = 1.0
+    interior = (rng.random((3, 64, 80)) > 0.5).astype(np.uint8)
+    return Volume(rng.random((3, 64, 80), dtype=np.float32), interior, weights)
+
+
+def test_sparse_slices_give_tiles_centred_in_their_annotation():
+    from unetseg.train import Samples
+
+    volume = sparse_volume((slice(40, 43), slice(60, 70)))
+    config = TrainConfig(**TINY, augment=AugmentConfig(elastic=False))
+    samples = Samples([volume], tiling.input_size(20, 2), 20, config)
+    assert [z for _, z, _ in samples.slices] == [1]  # slices 0 and 2 hold no annotation
+    for index in range(30):
+        _, _, weight = samples[index]
+        assert weight[9:11, 9:11].max() > 0  # centred on an annotated pixel
+
+
+def test_dense_slices_are_sampled_as_before():
+    """Fully annotated slices draw the same random numbers as before sparse annotation existed:
+    a slice, then a uniform centre inside augmented_sample."""
+    from unetseg.augment import augmented_sample
+    from unetseg.train import Samples
+
+    volume = sparse_volume((slice(None), slice(None)))
+    volume.weights[:] = 1.0
+    config = TrainConfig(**TINY)
+    tile_in = tiling.input_size(20, 2)
+    samples = Samples([volume], tile_in, 20, config)
+    for index in range(3):
+        rng = np.random.default_rng([config.seed, index])
+        z = rng.integers(3)
+        image, *_ = augmented_sample(rng, volume.image[z], volume.interior[z], volume.weights[z],
+                                     tile_in, 20, config.augment)  # fmt: skip
+        assert np.array_equal(samples[index][0][0].numpy(), image)
+
+
+def test_no_annotated_pixel_is_refused():
+    from unetseg.train import Samples
+
+    volume = sparse_volume((slice(0), slice(0)))
+    with pytest.raises(UnetsegError, match="no pixel of the train volumes is annotated"):
+        Samples([volume], tiling.input_size(20, 2), 20, TrainConfig(**TINY))
+
+
+def test_sparse_validation_labels_are_refused(stores, tmp_path, capsys):
+    from unetseg.cli import main
+
+    sparse = np.zeros((1, 32, 32), np.uint8)
+    sparse[0, :16] = 1
+    sparse[0, 16:, :8] = 5
+    write_tiff(tmp_path / "val_labels.tif", sparse)
+    chunk_volume(tmp_path / "val_labels.tif", tmp_path / "val_labels.zarr", is_labels=True,
+                 ignore_label=5)  # fmt: skip
+    (train_raw, train_labels, train_weights), (val_raw, _) = stores["train"], stores["val"]
+    arguments = {
+        "raw": train_raw, "labels": train_labels, "weights": train_weights, "val-raw": val_raw,
+        "val-labels": tmp_path / "val_labels.zarr", "settings": "{}",
+        "checkpoint": tmp_path / "c.pt", "model": tmp_path / "m.pt", "log": tmp_path / "log.tsv",
+    }  # fmt: skip
+    assert main(["train", *(f"--{key}={value}" for key, value in arguments.items())]) == 1
+    error = capsys.readouterr().err
+    assert "val_labels.zarr: sparse labels (ignore_label 5); the ISBI metrics need every" in error
+    assert not (tmp_path / "m.pt").exists()

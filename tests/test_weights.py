@@ -60,3 +60,43 @@ def test_compute_weights_store(tmp_path, demo_arrays):
     assert stored.shape == label_volume.shape and stored.dtype == np.float32
     ids = labels.cells(label_volume[2], labels.BINARY)
     assert np.array_equal(stored[2], weight_map(ids, label_volume[2] > 0, 10.0, 5.0))
+
+
+def test_unannotated_pixels_weigh_zero_and_count_for_nothing(demo_arrays):
+    """With the right part of a slice unannotated, the left part's map is the map of the left
+    part alone: the class balance counts only annotated pixels, and the border term sees only
+    the annotated cells."""
+    _, label_volume = demo_arrays
+    sparse = label_volume[1].copy()
+    sparse[:, 40:] = 7
+    ids, interior = (
+        labels.cells(sparse, labels.BINARY, 7),
+        labels.interior(sparse, labels.BINARY, 7),
+    )
+    weights = weight_map(ids, interior, 10.0, 5.0, labels.annotated(sparse, 7))
+    assert not weights[:, 40:].any()
+    left = label_volume[1][:, :40]
+    expected = weight_map(labels.cells(left, labels.BINARY), left > 0, 10.0, 5.0)
+    assert np.array_equal(weights[:, :40], expected)
+    dense = weight_map(labels.cells(label_volume[1], labels.BINARY), label_volume[1] > 0, 10.0, 5.0)
+    assert not np.allclose(weights[:, :40], dense[:, :40])  # the right part's cells were seen
+
+
+def test_instance_cells_get_no_border_against_unannotated_pixels():
+    ids = np.zeros((6, 9), np.uint16)
+    ids[:, :4], ids[:, 4:] = 65535, 3  # 65535: not annotated
+    assert np.array_equal(labels.interior(ids, labels.INSTANCE, 65535), ids == 3)
+    assert not labels.interior(ids, labels.INSTANCE)[:, 4].any()  # without it: an id border
+    assert labels.cells(ids, labels.INSTANCE, 65535).max() == 3
+
+
+def test_compute_weights_store_of_sparse_labels(tmp_path, demo_arrays):
+    _, label_volume = demo_arrays
+    sparse = np.where(label_volume > 0, 1, 0).astype(np.uint8)
+    sparse[1:, 30:70, 30:70] = 9
+    tiff = write_tiff(tmp_path / "labels.tif", sparse)
+    chunk_volume(tiff, tmp_path / "labels.zarr", chunks=(1, 64, 64), is_labels=True, ignore_label=9)
+    compute_weights(tmp_path / "labels.zarr", tmp_path / "weights.zarr", 10.0, 5.0, workers=2)
+    stored = io.open_zarr(tmp_path / "weights.zarr")[...]
+    assert np.array_equal(stored == 0, sparse == 9)
+    assert io.zarr_attrs(tmp_path / "weights.zarr")["ignore_label"] == 9

@@ -181,6 +181,62 @@ def test_report_builds(finished_run):
     )
 
 
+def test_an_ignore_label_reaches_chunking_and_reruns_that_volume_and_training(finished_run):
+    workdir, _ = finished_run
+    volumes = [
+        {**volume, "ignore_label": 9} if volume["name"] == "tiny_train" else volume
+        for volume in TINY_CONFIG["volumes"]
+    ]
+    (workdir / "changed.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "volumes": volumes}))
+    done = snakemake(workdir, "-n", "-p", "--configfile", str(workdir / "changed.yaml"))
+    assert done.returncode == 0, done.stderr
+    jobs = jobs_in_dry_run(done.stdout)
+    assert jobs["chunk_labels"] == 1 and jobs["weights"] == 1 and jobs["train"] == 1
+    assert "chunk_raw" not in jobs and "--ignore-label 9" in done.stdout
+
+
+def test_sparse_annotation_trains_and_shows_in_the_data_figure(tmp_path):
+    """A train volume annotated in one part of each slice (the rest marked 9): chunking records
+    the ignore label, its weight maps are 0 there, training learns, and the data figure draws."""
+    from unetseg.data import demo_volume
+
+    raw, labels = demo_volume((4, 64, 64), seed=3)
+    sparse = np.where(labels > 0, 1, 0).astype(np.uint8)
+    sparse[:3, :, 40:] = 9
+    write_tiff(tmp_path / "raw.tif", raw)
+    write_tiff(tmp_path / "sparse.tif", sparse)
+    write_tiff(tmp_path / "labels.tif", labels)
+    volumes = [
+        {"name": "sparse_train", "raw": "raw.tif", "labels": "sparse.tif", "ignore_label": 9,
+         "role": "train", "slices": [0, 3]},
+        {"name": "val", "raw": "raw.tif", "labels": "labels.tif", "role": "validate",
+         "slices": [3, 4]},
+    ]  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "volumes": volumes}))
+    targets = ["results/model/model.pt", "results/report/sparse_train/data.png"]
+    done = snakemake(tmp_path, *targets)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = tmp_path / "results/sparse_train"
+    assert io.zarr_attrs(store / "labels.zarr")["ignore_label"] == 9
+    weights = io.open_zarr(store / "weights.zarr")[...]
+    assert np.array_equal(weights == 0, sparse[:3] == 9)
+    rows = (tmp_path / "results/model/train_log.tsv").read_text().splitlines()
+    assert len(rows) == 3 and all(np.isfinite(float(row.split("\t")[1])) for row in rows[1:])
+    assert (tmp_path / targets[1]).stat().st_size > 10_000
+
+
+def test_an_ignore_label_on_a_validate_volume_is_refused_by_name(tmp_path):
+    volumes = [
+        {**volume, "ignore_label": 9} if volume["name"] == "tiny_val" else volume
+        for volume in TINY_CONFIG["volumes"]
+    ]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "volumes": volumes}))
+    done = snakemake(tmp_path, "-n")
+    assert done.returncode != 0
+    expected = "volumes: 'tiny_val' has an ignore_label, but only train volumes may be sparsely"
+    assert expected in done.stdout + done.stderr
+
+
 def test_unknown_config_key_names_the_key(tmp_path):
     bad = {**TINY_CONFIG, "predict": {**TINY_CONFIG["predict"], "tile_outt": 28}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))

@@ -46,6 +46,7 @@ rule chunk_labels:
         shards=shards_option(),
         levels=f"--levels {config['chunk']['levels']}",
         label_kind=lambda wildcards: f"--label-kind {VOLUMES[wildcards.volume].get('label_kind', 'auto')}",
+        ignore_label=ignore_label_option,
     log:
         log_path("chunk_labels", "{volume}"),
     benchmark:
@@ -60,5 +61,5 @@ rule chunk_labels:
         "unetseg chunk {input.labels} {output} --labels --match {input.raw} {params.raw_channel}"
         " {params.chunks} {params.slices} {params.voxel_size}"
         " {params.cname} {params.clevel} {params.shards}"
-        " {params.levels} {params.label_kind}"
+        " {params.levels} {params.label_kind} {params.ignore_label}"
         " --threads {threads} > {log} 2>&1"

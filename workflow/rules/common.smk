@@ -45,6 +45,11 @@ def check_config():
     for name, volume in VOLUMES.items():
         if volume["role"] in ("train", "validate") and "labels" not in volume:
             fail(f"volumes: '{name}' has role {volume['role']} but no labels")
+        if "ignore_label" in volume and volume["role"] != "train":
+            fail(
+                f"volumes: '{name}' has an ignore_label, but only train volumes may be sparsely "
+                f"annotated ({volume['role']} volumes are scored on every pixel)"
+            )
         for key in ("slices", "channel"):
             if is_zarr(volume["raw"]) and key in volume:
                 fail(f"volumes: '{name}' raw is a Zarr store, used in place and whole; drop {key}")
@@ -130,6 +135,11 @@ def channel_option(option):
         return "" if channel is None else f"{option} {channel}"
 
     return render
+
+
+def ignore_label_option(wildcards):
+    ignore = VOLUMES[wildcards.volume].get("ignore_label")
+    return "" if ignore is None else f"--ignore-label {ignore}"
 
 
 def voxel_size_option(wildcards):

@@ -1,6 +1,6 @@
 rule evaluate:
     input:
-        code=stage_code("evaluate"),
+        code=stage_code("evaluate", "labels"),
         truth=volume_path("{volume}", "labels.zarr"),
         probability=volume_path("{volume}", "probability.zarr"),
     output:
@@ -30,7 +30,7 @@ rule evaluate:
 
 rule evaluate_instances:
     input:
-        code=stage_code("evaluate"),
+        code=stage_code("evaluate", "labels"),
         truth=volume_path("{volume}", "labels.zarr"),
         segmentation=volume_path("{volume}", "segmentation.zarr"),
     output:

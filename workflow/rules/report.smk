@@ -1,6 +1,6 @@
 rule report_data:
     input:
-        code=stage_code("report"),
+        code=stage_code("report", "labels"),
         raw=raw_store_of,
         labels=volume_path("{volume}", "labels.zarr"),
         weights=volume_path("{volume}", "weights.zarr"),
@@ -143,7 +143,7 @@ rule report_metrics:
 
 rule report_augmentation:
     input:
-        code=stage_code("report", "intensity"),
+        code=stage_code("report", "intensity", "labels"),
         raw=raw_store_of,
         labels=volume_path("{volume}", "labels.zarr"),
         weights=volume_path("{volume}", "weights.zarr"),

@@ -91,9 +91,12 @@ def augmented_sample(
     tile_in: int,
     tile_out: int,
     config: AugmentConfig,
+    center: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One training sample from one slice: (image tile_in², labels tile_out², weights tile_out²)."""
-    center = (rng.uniform(0, image.shape[0] - 1), rng.uniform(0, image.shape[1] - 1))
+    """One training sample from one slice: (image tile_in², labels tile_out², weights tile_out²),
+    centred at `center` (y, x), or at a uniformly drawn point of the slice."""
+    if center is None:
+        center = (rng.uniform(0, image.shape[0] - 1), rng.uniform(0, image.shape[1] - 1))
     coordinates = sample_coordinates(rng, tile_in, center, config)
     tile = ndimage.map_coordinates(image, coordinates, order=1, mode="mirror").astype(np.float32)
     inner = crop_center(coordinates, tile_out)

@@ -236,15 +236,18 @@ def chunk_volume(
     label_kind: str = "auto",
     channel: int | None = None,
     match_channel: int | None = None,
+    ignore_label: int | None = None,
 ) -> None:
     """Copy a TIFF, a slice folder, or a slice range of either into an OME-Zarr store, validating
     as it streams; optionally sharded, and with `levels` pyramid levels for viewers. Labels get
-    their kind (`label_kind`, or detected for 'auto') in the store's attributes. `channel` picks
-    one channel of a multichannel TIFF; `match_channel` that of the `match_shape_of` TIFF."""
+    their kind (`label_kind`, or detected for 'auto') and `ignore_label` (the value of unannotated
+    pixels, if any) in the store's attributes. `channel` picks one channel of a multichannel TIFF;
+    `match_channel` that of the `match_shape_of` TIFF."""
     path = Path(tiff_path)
     source, tiff_voxels = open_tiff(path, channel, is_labels)
     volume = select_slices(source, slices, path)
     check_shape_and_dtype(volume, path, is_labels)
+    check_ignore_label(ignore_label, volume.dtype, path, is_labels)
     if match_shape_of is not None:
         reference, _ = open_tiff(Path(match_shape_of), match_channel)
         expected = select_slices(reference, slices, Path(match_shape_of)).shape
@@ -295,7 +298,10 @@ def chunk_volume(
             raise UnetsegError(f"{path}: raw contains NaN or Inf values")
         if is_labels:
             unique = np.unique(np.concatenate([values for _, values in checks]))
-            attrs["label_kind"] = labels_kind_from_values(unique, volume.dtype, path, label_kind)
+            attrs["label_kind"] = labels_kind_from_values(
+                unique, volume.dtype, path, label_kind, ignore_label
+            )
+            attrs["ignore_label"] = ignore_label
         zarr.open_group(str(tmp), mode="r+").attrs.update({"unetseg": attrs})
         io.write_pyramid(tmp, levels, is_labels, workers)
     log.info("wrote %s %s %s to %s", volume.shape, volume.dtype, "labels" * is_labels, out_path)
@@ -390,7 +396,30 @@ def check_shape_and_dtype(volume, path: Path, is_labels: bool) -> None:
         )
 
 
-def labels_kind_from_values(unique: np.ndarray, dtype, path: Path, declared: str = "auto") -> str:
+def check_ignore_label(ignore: int | None, dtype, path: Path, is_labels: bool) -> None:
+    if ignore is None:
+        return
+    if not is_labels:
+        raise UnetsegError(f"{path}: ignore_label is for labels, not raw images")
+    if ignore <= 0 or ignore > np.iinfo(dtype).max:
+        raise UnetsegError(
+            f"{path}: ignore_label {ignore} must be between 1 and {np.iinfo(dtype).max} for "
+            f"{dtype} labels (0 is background)"
+        )
+
+
+def labels_kind_from_values(
+    unique: np.ndarray, dtype, path: Path, declared: str = "auto", ignore: int | None = None
+) -> str:
+    """The labels' kind, read from their values other than the ignore label."""
+    if ignore is not None:
+        if ignore not in unique:
+            log.info("%s: no pixel has the ignore label %d: every pixel is annotated", path, ignore)
+        unique = unique[unique != ignore]
+        if unique.size == 0:
+            raise UnetsegError(
+                f"{path}: every pixel has the ignore label {ignore}: none is annotated"
+            )
     kind = labels.declared_kind(unique.astype(dtype), declared, name=str(path))
     if unique.max() == 0:
         raise UnetsegError(f"{path}: labels contain no cell (all zero); training cannot learn")

@@ -62,6 +62,7 @@ def cmd_chunk(args) -> None:
         label_kind=args.label_kind,
         channel=args.channel,
         match_channel=args.match_channel,
+        ignore_label=args.ignore_label,
     )
 
 
@@ -80,7 +81,7 @@ def cmd_weights(args) -> None:
 def cmd_train(args) -> None:
     import torch
 
-    from unetseg import train
+    from unetseg import labels, train
 
     torch.set_num_threads(args.threads)
     options = settings(args.settings)
@@ -97,6 +98,8 @@ def cmd_train(args) -> None:
         train.load_volume(*paths, config=config)
         for paths in zip(args.raw, args.labels, args.weights, strict=True)
     ]
+    for path in args.val_labels:
+        labels.require_dense(path)  # the validation errors score every pixel
     val_volumes = [
         train.load_volume(*paths, config=config)
         for paths in zip(args.val_raw, args.val_labels, strict=True)
@@ -149,6 +152,7 @@ def cmd_segment(args) -> None:
 def cmd_evaluate_instances(args) -> None:
     from unetseg import evaluate, io, labels
 
+    labels.require_dense(args.truth)
     truth, segmentation = io.read_volume(args.truth), io.read_volume(args.segmentation)
     if truth.shape != segmentation.shape:
         raise UnetsegError(
@@ -174,8 +178,9 @@ def cmd_summarize(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from unetseg import evaluate, io
+    from unetseg import evaluate, io, labels
 
+    labels.require_dense(args.truth)
     truth, prediction = io.read_volume(args.truth), io.read_volume(args.prediction)
     metrics = evaluate.evaluate_arrays(truth, prediction, workers=args.threads)
     summary = evaluate.headline(metrics)
@@ -256,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "binary", "instance"],
         default="auto",
         help="labels: binary masks or instance ids (auto: detected from the values)",
+    )
+    sub.add_argument(
+        "--ignore-label",
+        type=int,
+        help="labels: the value of unannotated pixels (sparse annotation), left out of the loss",
     )
     sub.add_argument("--chunks", type=triple, default=(1, 512, 512), help="z,y,x chunk shape")
     sub.add_argument("--slices", type=int, nargs=2, metavar=("START", "STOP"))

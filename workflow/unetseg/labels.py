@@ -1,10 +1,13 @@
-"""Label conventions shared by the stages: binary interior masks and instance ids."""
+"""Label conventions shared by the stages: binary interior masks and instance ids, and an
+optional ignore label that marks unannotated pixels (sparse annotation)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from unetseg import io
 from unetseg.errors import UnetsegError
+from unetseg.stores import is_zarr
 
 # 4-connectivity in 2D, as the paper's cells and the ISBI 2012 metrics use it.
 FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
@@ -47,8 +50,39 @@ def declared_kind(values: np.ndarray, declared: str, name: str = "labels") -> st
     return declared
 
 
-def cells(labels_2d: np.ndarray, kind: str) -> np.ndarray:
+def store_conventions(labels_path) -> tuple[str, int | None]:
+    """(kind, ignore label) that `chunk` recorded in a labels store; a store made elsewhere has
+    its kind detected from its first slice."""
+    attrs = io.zarr_attrs(labels_path)
+    kind = attrs.get("label_kind") or label_kind(io.open_zarr(labels_path)[:1], str(labels_path))
+    return kind, attrs.get("ignore_label")
+
+
+def require_dense(labels_path) -> None:
+    """Refuse a sparsely annotated labels store where every pixel must be scored."""
+    ignore = store_conventions(labels_path)[1] if is_zarr(labels_path) else None
+    if ignore is not None:
+        raise UnetsegError(
+            f"{labels_path}: sparse labels (ignore_label {ignore}); the ISBI metrics need every "
+            "pixel labelled"
+        )
+
+
+def annotated(labels: np.ndarray, ignore: int | None) -> np.ndarray:
+    """Pixels that carry a label: all but those of the ignore label (sparse annotation)."""
+    return np.ones(labels.shape, bool) if ignore is None else labels != ignore
+
+
+def without_ignored(labels: np.ndarray, ignore: int | None) -> np.ndarray:
+    """The labels with unannotated pixels set to 0, so they belong to no cell."""
+    if ignore is None:
+        return labels
+    return np.where(labels == ignore, labels.dtype.type(0), labels)
+
+
+def cells(labels_2d: np.ndarray, kind: str, ignore: int | None = None) -> np.ndarray:
     """Cell ids of one slice: 4-connected components of the interior, or the instance ids."""
+    labels_2d = without_ignored(labels_2d, ignore)
     if kind == INSTANCE:
         return labels_2d.astype(np.int64)
     from scipy import ndimage  # here: chunking imports this module and needs no scipy
@@ -57,11 +91,13 @@ def cells(labels_2d: np.ndarray, kind: str) -> np.ndarray:
     return ids
 
 
-def interior(labels: np.ndarray, kind: str) -> np.ndarray:
+def interior(labels: np.ndarray, kind: str, ignore: int | None = None) -> np.ndarray:
     """Cell-interior mask; for instance ids, touching cells are separated by a 1-px border.
 
     The separation border follows the paper's Fig. 3: a pixel next to a different id is background.
+    Unannotated pixels (`ignore`) are not interior, and a cell meeting them gets no border there.
     """
+    labels = without_ignored(labels, ignore)
     if kind == BINARY:
         return labels > 0
     foreground = labels > 0

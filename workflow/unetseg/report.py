@@ -16,6 +16,8 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from unetseg import blocks, io  # noqa: E402
+from unetseg.labels import store_conventions as label_conventions  # noqa: E402
+from unetseg.labels import without_ignored  # noqa: E402
 
 # Paper Table 1 (ISBI 2012 leaderboard, 6 March 2015): warping, Rand, pixel error.
 PAPER_TABLE_1 = {
@@ -85,12 +87,23 @@ def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
     slices = pick_slices(raw.shape[0])
     window = centre_window(raw.shape[1:])
     where = window_note(window, raw.shape[1:])
+    _, ignore = label_conventions(labels_path)
     figure, axes = plt.subplots(1, len(slices) + 2, figsize=(3 * (len(slices) + 2), 3.3))
     for axis, z in zip(axes, slices, strict=False):
-        image, borders = read_view(raw, z, window), boundaries(read_view(labels, z, window) > 0)
+        view = read_view(labels, z, window)
+        image, borders = read_view(raw, z, window), boundaries(without_ignored(view, ignore) > 0)
         overlay(axis, image, borders, (1.0, 0.6, 0.0), f"raw z={z}{where} + label borders")
-    axes[-2].imshow(read_view(labels, slices[0], window) > 0, cmap="gray")
-    axes[-2].set_title(f"labels z={slices[0]} (white = cell)", fontsize=9)
+        if ignore is not None:  # sparse annotation: the unannotated part, tinted blue
+            tint = np.zeros((*view.shape, 4))
+            tint[view == ignore] = (0.2, 0.4, 1.0, 0.35)
+            axis.imshow(tint)
+    view = read_view(labels, slices[0], window)
+    shown_labels = (without_ignored(view, ignore) > 0).astype(float)
+    if ignore is not None:
+        shown_labels[view == ignore] = 0.5
+    axes[-2].imshow(shown_labels, cmap="gray", vmin=0, vmax=1)
+    legend = "white = cell" + (", grey = not annotated" if ignore is not None else "")
+    axes[-2].set_title(f"labels z={slices[0]} ({legend})", fontsize=9)
     axes[-2].axis("off")
     shown = axes[-1].imshow(read_view(weights, slices[0], window), cmap="viridis")
     axes[-1].set_title(f"weight map w(x) z={slices[0]}", fontsize=9)
@@ -104,10 +117,10 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
     from the centre window of slices over VIEW_PX a side."""
     from unetseg import intensity, tiling
     from unetseg.augment import AugmentConfig, augmented_sample
-    from unetseg.labels import BINARY, interior
+    from unetseg.labels import interior
 
     raw, labels, weights = (io.open_zarr(p) for p in (raw_path, labels_path, weights_path))
-    kind = io.zarr_attrs(labels_path).get("label_kind", BINARY)
+    kind, ignore = label_conventions(labels_path)
     grey_mapping = intensity.volume_mapping(
         raw,
         settings.get("normalize", intensity.DEFAULT_METHOD),
@@ -123,7 +136,7 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
         z = int(rng.integers(raw.shape[0]))
         image, target, weight = augmented_sample(
             rng, intensity.normalized(read_view(raw, z, window), grey_mapping),
-            interior(read_view(labels, z, window), kind).astype(np.uint8),
+            interior(read_view(labels, z, window), kind, ignore).astype(np.uint8),
             read_view(weights, z, window), tile_in, tile_out, config,
         )  # fmt: skip
         context = (tile_in - tile_out) // 2

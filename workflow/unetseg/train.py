@@ -80,22 +80,58 @@ def load_volume(
     """A volume as the network sees it: grey values normalised as `config` says."""
     config = config or TrainConfig()
     raw = io.open_zarr(raw_path)
-    label_array = io.open_zarr(labels_path)
-    kind = io.zarr_attrs(labels_path).get("label_kind", labels.BINARY)
+    kind, ignore = labels.store_conventions(labels_path)
     grey_mapping = intensity.volume_mapping(raw, config.normalize, config.normalize_percentiles)
     log.info("%s: grey values (x - %g) / %g (%s)", raw_path, *grey_mapping, config.normalize)
     return Volume(
         intensity.normalized(raw[...], grey_mapping),
-        labels.interior(label_array[...], kind).astype(np.uint8),
+        labels.interior(io.open_zarr(labels_path)[...], kind, ignore).astype(np.uint8),
         io.open_zarr(weights_path)[...] if weights_path else None,
     )
 
 
+# Sparse annotation: tile centres are drawn from the cells of this grid that hold annotated pixels.
+ANNOTATION_GRID_PX = 16
+
+
+def annotated_cells(weights_2d: np.ndarray) -> np.ndarray | None:
+    """(n, 2) grid cells (ANNOTATION_GRID_PX a side) holding annotated pixels (weight > 0) of a
+    sparsely annotated slice; None where every pixel is annotated."""
+    annotated = weights_2d > 0
+    if annotated.all():
+        return None
+    grid = ANNOTATION_GRID_PX
+    height, width = (-(-n // grid) * grid for n in annotated.shape)
+    padded = np.zeros((height, width), bool)
+    padded[: annotated.shape[0], : annotated.shape[1]] = annotated
+    cells = padded.reshape(height // grid, grid, width // grid, grid).any(axis=(1, 3))
+    return np.argwhere(cells).astype(np.int32)
+
+
+def annotated_point(rng: np.random.Generator, weights_2d: np.ndarray, cells: np.ndarray):
+    """(y, x) of an annotated pixel: in a random grid cell of `cells`, a random annotated one."""
+    top, left = cells[rng.integers(len(cells))] * ANNOTATION_GRID_PX
+    window = weights_2d[top : top + ANNOTATION_GRID_PX, left : left + ANNOTATION_GRID_PX]
+    y, x = np.divmod(rng.choice(np.flatnonzero(window > 0)), window.shape[1])
+    return float(top + y), float(left + x)
+
+
 class Samples(torch.utils.data.Dataset):
-    """Augmented (image, labels, weights) tiles; sample `i` depends only on (seed, i)."""
+    """Augmented (image, labels, weights) tiles; sample `i` depends only on (seed, i).
+
+    Slices without annotated pixels are skipped, and tiles of sparsely annotated slices are
+    centred in annotated areas; fully annotated slices are sampled uniformly, as the paper did.
+    """
 
     def __init__(self, volumes: list[Volume], tile_in: int, tile_out: int, config: TrainConfig):
-        self.slices = [(v, z) for v in volumes for z in range(v.image.shape[0])]
+        self.slices = []
+        for volume in volumes:
+            for z in range(volume.image.shape[0]):
+                cells = annotated_cells(volume.weights[z])
+                if cells is None or len(cells):
+                    self.slices.append((volume, z, cells))
+        if not self.slices:
+            raise UnetsegError("train: no pixel of the train volumes is annotated")
         self.tile_in, self.tile_out, self.config = tile_in, tile_out, config
 
     def __len__(self) -> int:
@@ -103,7 +139,8 @@ class Samples(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.config.seed, index])
-        volume, z = self.slices[rng.integers(len(self.slices))]
+        volume, z, cells = self.slices[rng.integers(len(self.slices))]
+        center = None if cells is None else annotated_point(rng, volume.weights[z], cells)
         image, target, weight = augmented_sample(
             rng,
             volume.image[z],
@@ -112,6 +149,7 @@ class Samples(torch.utils.data.Dataset):
             self.tile_in,
             self.tile_out,
             self.config.augment,
+            center,
         )
         return torch.from_numpy(image[None]), torch.from_numpy(target), torch.from_numpy(weight)
 
@@ -161,8 +199,10 @@ def training_step(model, optimizer, scaler, batch, config: TrainConfig, device, 
 
 
 def weighted_cross_entropy(logits, target, weights) -> torch.Tensor:
-    """Mean over pixels of w(x) * -log p_l(x)(x) (Eq. 1, mean instead of sum: lr independent of tile)."""
-    return (F.cross_entropy(logits.float(), target, reduction="none") * weights).mean()
+    """Mean of w(x) * -log p_l(x)(x) over the annotated pixels (w > 0: all of a densely labelled
+    tile) (Eq. 1, mean instead of sum: lr independent of tile size and annotated share)."""
+    losses = F.cross_entropy(logits.float(), target, reduction="none") * weights
+    return losses.sum() / (weights > 0).sum().clamp(min=1)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:

@@ -5,7 +5,8 @@
 d1, d2: distances to the nearest and second-nearest cell. The border term is applied to
 background pixels only (the separation borders it is meant to emphasise). w_c balances the class
 frequencies of the slice: w_c(x) = n_max / n_class(x), so the more frequent class weighs 1 and the
-rarer one n_max / n_rare.
+rarer one n_max / n_rare. Unannotated pixels (the labels' ignore label, for sparse annotation)
+weigh 0, so the loss leaves them out, and the class counts are those of the annotated pixels.
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ log = logging.getLogger(__name__)
 NEGLIGIBLE_WEIGHT = 1e-6
 
 
-def class_balance(interior: np.ndarray) -> np.ndarray:
-    """w_c per pixel: n_max / n_class, computed on this slice."""
-    counts = np.array([np.count_nonzero(~interior), np.count_nonzero(interior)], float)
+def class_balance(interior: np.ndarray, annotated: np.ndarray | None = None) -> np.ndarray:
+    """w_c per pixel: n_max / n_class, counted over this slice's annotated pixels."""
+    if annotated is None:
+        annotated = np.ones(interior.shape, bool)
+    counts = np.array(
+        [np.count_nonzero(~interior & annotated), np.count_nonzero(interior & annotated)], float
+    )
     present = counts > 0
     weight_per_class = np.ones(2)
     weight_per_class[present] = counts[present].max() / counts[present]
@@ -127,9 +132,18 @@ def _squared_distance_1d(f, n, out, parabolas, bounds):
         out[q] = (q - p) * (q - p) + f[p]
 
 
-def weight_map(cell_ids: np.ndarray, interior: np.ndarray, w0: float, sigma_px: float):
-    """Eq. 2 for one slice; `cell_ids` labels the cells, `interior` is the foreground mask."""
-    weights = class_balance(interior)
+def weight_map(
+    cell_ids: np.ndarray,
+    interior: np.ndarray,
+    w0: float,
+    sigma_px: float,
+    annotated: np.ndarray | None = None,
+):
+    """Eq. 2 for one slice; `cell_ids` labels the cells, `interior` is the foreground mask, and
+    pixels outside `annotated` (if given) weigh 0."""
+    weights = class_balance(interior, annotated)
+    if annotated is not None:
+        weights[~annotated] = 0
     if w0 <= 0:
         return weights.astype(np.float32)
     cut_off = sigma_px * math.sqrt(2 * math.log(w0 / NEGLIGIBLE_WEIGHT))
@@ -137,16 +151,23 @@ def weight_map(cell_ids: np.ndarray, interior: np.ndarray, w0: float, sigma_px: 
     with np.errstate(invalid="ignore"):
         border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma_px**2))
     border[~np.isfinite(d2)] = 0
-    weights += np.where(interior, 0.0, border)
+    background = ~interior if annotated is None else ~interior & annotated
+    weights += np.where(background, border, 0.0)
     return weights.astype(np.float32)
 
 
-def weight_volume(label_volume: np.ndarray, kind: str, w0: float, sigma_px: float):
+def weight_volume(
+    label_volume: np.ndarray, kind: str, w0: float, sigma_px: float, ignore: int | None = None
+):
     """Weight maps of a (z, y, x) block of labels, slice by slice."""
     out = np.empty(label_volume.shape, np.float32)
     for z, slice_labels in enumerate(label_volume):
         out[z] = weight_map(
-            labels.cells(slice_labels, kind), labels.interior(slice_labels, kind), w0, sigma_px
+            labels.cells(slice_labels, kind, ignore),
+            labels.interior(slice_labels, kind, ignore),
+            w0,
+            sigma_px,
+            None if ignore is None else labels.annotated(slice_labels, ignore),
         )
     return out
 
@@ -160,10 +181,10 @@ def compute_weights(
 ) -> None:
     """Weight maps of a label store into an OME-Zarr store, one Dask task per z-chunk."""
     source = io.open_zarr(labels_path)
-    kind = io.zarr_attrs(labels_path).get("label_kind") or labels.label_kind(source[:1])
+    kind, ignore = labels.store_conventions(labels_path)
     z_chunk = source.chunks[0]
     stack = da.from_zarr(source).rechunk((z_chunk, *source.shape[1:]))
-    weights = stack.map_blocks(weight_volume, kind, w0, sigma_px, dtype=np.float32)
+    weights = stack.map_blocks(weight_volume, kind, w0, sigma_px, ignore, dtype=np.float32)
     with io.atomic_output(out_path) as tmp:
         target = io.create_ome_zarr(
             tmp,
@@ -171,7 +192,7 @@ def compute_weights(
             np.float32,
             source.chunks,
             io.voxel_size(labels_path),
-            attrs={"w0": w0, "sigma_px": sigma_px, "label_kind": kind},
+            attrs={"w0": w0, "sigma_px": sigma_px, "label_kind": kind, "ignore_label": ignore},
         )
         da.store(weights, target, lock=False, scheduler="threads", num_workers=workers)
     log.info("wrote weight maps of %d slices to %s", source.shape[0], out_path)
