@@ -2,7 +2,18 @@
 
 import sys
 
-from bench import chunk, faults, gpu, metrics, pipeline, predict, segment, train, workflow
+from bench import (
+    chunk,
+    faults,
+    gpu,
+    metrics,
+    pipeline,
+    predict,
+    segment,
+    sparse,
+    train,
+    workflow,
+)
 
 FAMILIES = {
     **workflow.BENCHMARKS,
@@ -13,6 +24,7 @@ FAMILIES = {
     **pipeline.BENCHMARKS,
     **chunk.BENCHMARKS,
     **segment.BENCHMARKS,
+    **sparse.BENCHMARKS,
     **gpu.BENCHMARKS,
 }
 
