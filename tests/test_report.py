@@ -96,6 +96,21 @@ def test_unannotated_pixels_are_tinted_in_the_data_figure(tmp_path, demo_arrays)
     assert bluish["sparse"] > bluish["dense"] + 0.15  # 0.30 against 0.03; 0.05 untinted
 
 
+def test_augmented_samples_are_placed_as_training_places_them():
+    """On an annotated pixel of a sparse slice, skipping slices without annotation; anywhere
+    (centre None: drawn inside augmented_sample) in a dense one."""
+    weights = np.zeros((3, 40, 40), np.float32)
+    weights[2, 30:33, 5:9] = 1.0
+    window = report.centre_window((40, 40))
+    for seed in range(5):
+        z, view, (y, x) = report.annotated_sample_place(
+            np.random.default_rng(seed), weights, window
+        )
+        assert z == 2 and view[int(y), int(x)] > 0
+    z, view, center = report.annotated_sample_place(np.random.default_rng(0), weights + 1, window)
+    assert center is None and view.min() == 1
+
+
 def test_centre_window_of_a_slice_and_where_it_lies(monkeypatch):
     monkeypatch.setattr(report, "VIEW_PX", 40)
     assert report.centre_window((96, 30)) == (slice(28, 68), slice(0, 30))

@@ -105,3 +105,29 @@ def augmented_sample(
     if config.grey_value:
         tile = grey_value(rng, tile, config)
     return tile, target.astype(np.int64), weight
+
+
+# Sparse annotation: tile centres are drawn from the cells of this grid that hold annotated pixels.
+ANNOTATION_GRID_PX = 16
+
+
+def annotated_cells(weights_2d: np.ndarray) -> np.ndarray | None:
+    """(n, 2) grid cells (ANNOTATION_GRID_PX a side) holding annotated pixels (weight > 0) of a
+    sparsely annotated slice; None where every pixel is annotated."""
+    annotated = weights_2d > 0
+    if annotated.all():
+        return None
+    grid = ANNOTATION_GRID_PX
+    height, width = (-(-n // grid) * grid for n in annotated.shape)
+    padded = np.zeros((height, width), bool)
+    padded[: annotated.shape[0], : annotated.shape[1]] = annotated
+    cells = padded.reshape(height // grid, grid, width // grid, grid).any(axis=(1, 3))
+    return np.argwhere(cells).astype(np.int32)
+
+
+def annotated_point(rng: np.random.Generator, weights_2d: np.ndarray, cells: np.ndarray):
+    """(y, x) of an annotated pixel: in a random grid cell of `cells`, a random annotated one."""
+    top, left = cells[rng.integers(len(cells))] * ANNOTATION_GRID_PX
+    window = weights_2d[top : top + ANNOTATION_GRID_PX, left : left + ANNOTATION_GRID_PX]
+    y, x = np.divmod(rng.choice(np.flatnonzero(window > 0)), window.shape[1])
+    return float(top + y), float(left + x)

@@ -112,6 +112,23 @@ def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
     save(figure, out_path)
 
 
+def annotated_sample_place(rng, weights, window, tries: int = 8):
+    """(z, weights in the window, centre) of a sample placed as training places them: anywhere in
+    a fully annotated slice, on an annotated pixel of a sparse one (up to `tries` slices are
+    drawn to find one with annotation in the window)."""
+    from unetseg.augment import annotated_cells, annotated_point
+
+    for _ in range(tries):
+        z = int(rng.integers(weights.shape[0]))
+        weight_view = read_view(weights, z, window)
+        cells = annotated_cells(weight_view)
+        if cells is None:
+            return z, weight_view, None
+        if len(cells):
+            return z, weight_view, annotated_point(rng, weight_view, cells)
+    return z, weight_view, None
+
+
 def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out_path) -> None:
     """Elastically deformed training samples as the network sees them, with their labels; taken
     from the centre window of slices over VIEW_PX a side."""
@@ -133,11 +150,11 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
     figure, axes = plt.subplots(2, 4, figsize=(13, 6.6))
     for column in range(4):
         rng = np.random.default_rng([settings.get("seed", 0), column])
-        z = int(rng.integers(raw.shape[0]))
+        z, weight_view, center = annotated_sample_place(rng, weights, window)
         image, target, weight = augmented_sample(
             rng, intensity.normalized(read_view(raw, z, window), grey_mapping),
             interior(read_view(labels, z, window), kind, ignore).astype(np.uint8),
-            read_view(weights, z, window), tile_in, tile_out, config,
+            weight_view, tile_in, tile_out, config, center,
         )  # fmt: skip
         context = (tile_in - tile_out) // 2
         border = np.zeros(image.shape, bool)

@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from unetseg import evaluate, intensity, io, labels, tiling
-from unetseg.augment import AugmentConfig, augmented_sample
+from unetseg.augment import AugmentConfig, annotated_cells, annotated_point, augmented_sample
 from unetseg.errors import UnetsegError
 from unetseg.model import UNet, autocast, pick_device, prepare, to_device
 from unetseg.predict import predict_block
@@ -88,32 +88,6 @@ def load_volume(
         labels.interior(io.open_zarr(labels_path)[...], kind, ignore).astype(np.uint8),
         io.open_zarr(weights_path)[...] if weights_path else None,
     )
-
-
-# Sparse annotation: tile centres are drawn from the cells of this grid that hold annotated pixels.
-ANNOTATION_GRID_PX = 16
-
-
-def annotated_cells(weights_2d: np.ndarray) -> np.ndarray | None:
-    """(n, 2) grid cells (ANNOTATION_GRID_PX a side) holding annotated pixels (weight > 0) of a
-    sparsely annotated slice; None where every pixel is annotated."""
-    annotated = weights_2d > 0
-    if annotated.all():
-        return None
-    grid = ANNOTATION_GRID_PX
-    height, width = (-(-n // grid) * grid for n in annotated.shape)
-    padded = np.zeros((height, width), bool)
-    padded[: annotated.shape[0], : annotated.shape[1]] = annotated
-    cells = padded.reshape(height // grid, grid, width // grid, grid).any(axis=(1, 3))
-    return np.argwhere(cells).astype(np.int32)
-
-
-def annotated_point(rng: np.random.Generator, weights_2d: np.ndarray, cells: np.ndarray):
-    """(y, x) of an annotated pixel: in a random grid cell of `cells`, a random annotated one."""
-    top, left = cells[rng.integers(len(cells))] * ANNOTATION_GRID_PX
-    window = weights_2d[top : top + ANNOTATION_GRID_PX, left : left + ANNOTATION_GRID_PX]
-    y, x = np.divmod(rng.choice(np.flatnonzero(window > 0)), window.shape[1])
-    return float(top + y), float(left + x)
 
 
 class Samples(torch.utils.data.Dataset):
