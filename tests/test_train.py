@@ -309,3 +309,26 @@ def test_sparse_validation_labels_are_refused(stores, tmp_path, capsys):
     error = capsys.readouterr().err
     assert "val_labels.zarr: sparse labels (ignore_label 5); the ISBI metrics need every" in error
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("clip", [0.0, 1.0])
+def test_gradient_norm_is_clipped_as_configured(clip):
+    """The first SGD step moves the parameters by lr x the gradient: by at most lr x clip when
+    clipped, far more for this loss weighted 1000x when not."""
+    from unetseg.model import UNet
+
+    config = TrainConfig(**TINY, grad_clip_norm=clip, learning_rate=0.1, lr_decay="constant")
+    torch.manual_seed(0)
+    model = UNet(depth=2, base_channels=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.99)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    tile_in = tiling.input_size(20, 2)
+    batch = (torch.rand(1, 1, tile_in, tile_in), torch.randint(0, 2, (1, 20, 20)),
+             torch.full((1, 20, 20), 1000.0))  # fmt: skip
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    training_step(model, optimizer, scaler, batch, config, torch.device("cpu"), 0)
+    moved = (torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm().item()
+    if clip:
+        assert moved == pytest.approx(0.1 * clip, rel=1e-3)
+    else:
+        assert moved > 10 * 0.1

@@ -45,6 +45,7 @@ class TrainConfig:
     learning_rate: float = 0.01
     momentum: float = 0.99  # paper
     weight_decay: float = 0.0
+    grad_clip_norm: float = 1.0  # paper: none (0); see the config schema
     lr_decay: str = "poly"  # 'constant' or 'poly' ((1 - step/steps)^0.9, as nnU-Net)
     precision: str = "fp32"
     channels_last: bool = False
@@ -167,6 +168,9 @@ def training_step(model, optimizer, scaler, batch, config: TrainConfig, device, 
         raise UnetsegError(f"train: loss became {value} at step {step}; lower train.learning_rate")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if config.grad_clip_norm > 0:
+        scaler.unscale_(optimizer)  # clip the true gradient, not the fp16-scaled one
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
     scaler.step(optimizer)
     scaler.update()
     return value
