@@ -332,3 +332,21 @@ def test_gradient_norm_is_clipped_as_configured(clip):
         assert moved == pytest.approx(0.1 * clip, rel=1e-3)
     else:
         assert moved > 10 * 0.1
+
+
+@pytest.mark.parametrize(("clip", "remedy"), [(0.0, "set train.grad_clip_norm (1.0) or lower"),
+                                              (1.0, "; lower train.learning_rate")])  # fmt: skip
+def test_a_diverged_loss_stops_training_with_what_to_change(clip, remedy):
+    from unetseg.model import UNet
+
+    model = UNet(depth=2, base_channels=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    tile_in = tiling.input_size(20, 2)
+    batch = (torch.full((1, 1, tile_in, tile_in), float("nan")), torch.zeros(1, 20, 20).long(),
+             torch.ones(1, 20, 20))  # fmt: skip
+    config = TrainConfig(**TINY, grad_clip_norm=clip)
+    with pytest.raises(
+        UnetsegError, match=f"train: loss became nan at step 3.*{re.escape(remedy)}"
+    ):
+        training_step(model, optimizer, torch.amp.GradScaler("cpu", enabled=False), batch, config,
+                      torch.device("cpu"), 3)  # fmt: skip

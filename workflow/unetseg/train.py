@@ -95,7 +95,7 @@ class Samples(torch.utils.data.Dataset):
     """Augmented (image, labels, weights) tiles; sample `i` depends only on (seed, i).
 
     Slices without annotated pixels are skipped, and tiles of sparsely annotated slices are
-    centred in annotated areas; fully annotated slices are sampled uniformly, as the paper did.
+    centred on annotated pixels; fully annotated slices are sampled uniformly, as the paper did.
     """
 
     def __init__(self, volumes: list[Volume], tile_in: int, tile_out: int, config: TrainConfig):
@@ -165,7 +165,7 @@ def training_step(model, optimizer, scaler, batch, config: TrainConfig, device, 
     loss = weighted_cross_entropy(logits, targets, weights.to(device, non_blocking=True))
     value = loss.item()  # one device sync per step
     if not math.isfinite(value):
-        raise UnetsegError(f"train: loss became {value} at step {step}; lower train.learning_rate")
+        raise UnetsegError(f"train: loss became {value} at step {step}; {unstable_remedy(config)}")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if config.grad_clip_norm > 0:
@@ -174,6 +174,12 @@ def training_step(model, optimizer, scaler, batch, config: TrainConfig, device, 
     scaler.step(optimizer)
     scaler.update()
     return value
+
+
+def unstable_remedy(config: TrainConfig) -> str:
+    if config.grad_clip_norm > 0:
+        return "lower train.learning_rate"
+    return "set train.grad_clip_norm (1.0) or lower train.learning_rate"
 
 
 def weighted_cross_entropy(logits, target, weights) -> torch.Tensor:
@@ -242,8 +248,9 @@ def warn_if_constant(model: UNet, images: torch.Tensor, config: TrainConfig, dev
             "step %d: the network gives P = %.3f at every pixel of this step's training tile: "
             "no unit before its last layer responds to it. If this repeats, it has stopped "
             "learning. Its input lies in [%.3g, %.3g] (train.normalize %s); if that is a small "
-            "part of 0-1, try percentile; else lower train.learning_rate",
+            "part of 0-1, try percentile; else %s",
             step, value, images.min().item(), images.max().item(), config.normalize,
+            unstable_remedy(config),
         )  # fmt: skip
 
 
