@@ -180,8 +180,8 @@ def train_stability(seeds: range = range(8)) -> None:
             learned = [error for error in final if error != "diverged" and error <= 0.5]
             record(f"train_stability_clip{clip:g}", collapsed, f"of {len(final)} runs collapsed",
                    "0 with the default", final_rand_error=final,
-                   median_final_rand_error_of_the_others=float(np.median(learned)) if learned
-                   else None, grad_clip_norm=clip,
+                   median_final_rand_error_of_the_others=round(float(np.median(learned)), 4)
+                   if learned else None, grad_clip_norm=clip,
                    network="demo: depth 3, 16 channels, tile 148, 300 steps, lr 0.01 poly, "
                    "momentum 0.99, fp32", data="demo volume, 6 train slices, 2 held out")  # fmt: skip
 
