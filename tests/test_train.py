@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import TEST_DEVICE, TEST_PRECISIONS, write_tiff
 
-from unetseg import UnetsegError, tiling
+from unetseg import UnetsegError, io, tiling
 from unetseg.augment import AugmentConfig
 from unetseg.chunk import chunk_volume
 from unetseg.train import TrainConfig, load_volume, train, training_step
@@ -350,3 +350,23 @@ def test_a_diverged_loss_stops_training_with_what_to_change(clip, remedy):
     ):
         training_step(model, optimizer, torch.amp.GradScaler("cpu", enabled=False), batch, config,
                       torch.device("cpu"), 3)  # fmt: skip
+
+
+def test_only_annotated_slices_of_a_sparse_volume_are_read(tmp_path, demo_arrays, caplog):
+    raw, label_volume = demo_arrays
+    sparse = np.full(label_volume.shape, 9, np.uint8)
+    sparse[1] = label_volume[1] > 0
+    sparse[3, 10:30, 10:30] = label_volume[3, 10:30, 10:30] > 0
+    stores = [tmp_path / f"{name}.zarr" for name in ("raw", "labels", "weights")]
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), stores[0], chunks=(2, 64, 64))
+    chunk_volume(write_tiff(tmp_path / "labels.tif", sparse), stores[1], chunks=(2, 64, 64),
+                 is_labels=True, ignore_label=9)  # fmt: skip
+    compute_weights(stores[1], stores[2])
+    with caplog.at_level("INFO"):
+        volume = load_volume(*stores, config=TrainConfig(normalize="unit"))
+    assert "2 of 4 slices hold annotated pixels; only these are read" in caplog.text
+    assert np.array_equal(volume.image, raw[[1, 3]] / np.float32(255))
+    assert np.array_equal(volume.interior[0], label_volume[1] > 0)
+    assert np.array_equal(volume.weights, io.open_zarr(stores[2])[[1, 3]])
+    dense = load_volume(stores[0], stores[1], None, config=TrainConfig(normalize="unit"))
+    assert dense.image.shape == raw.shape  # without weights (validation): every slice

@@ -100,3 +100,11 @@ def test_compute_weights_store_of_sparse_labels(tmp_path, demo_arrays):
     stored = io.open_zarr(tmp_path / "weights.zarr")[...]
     assert np.array_equal(stored == 0, sparse == 9)
     assert io.zarr_attrs(tmp_path / "weights.zarr")["ignore_label"] == 9
+
+
+def test_a_slice_with_nothing_annotated_weighs_zero():
+    nothing = np.full((8, 8), 9, np.uint8)
+    weights = weight_map(labels.cells(nothing, labels.BINARY, 9),
+                         labels.interior(nothing, labels.BINARY, 9), 10.0, 5.0,
+                         labels.annotated(nothing, 9))  # fmt: skip
+    assert weights.shape == (8, 8) and not weights.any()

@@ -78,17 +78,38 @@ class Volume:
 def load_volume(
     raw_path, labels_path, weights_path=None, config: TrainConfig | None = None
 ) -> Volume:
-    """A volume as the network sees it: grey values normalised as `config` says."""
+    """A volume as the network sees it: grey values normalised as `config` says. With weights,
+    only its slices that hold annotated pixels are read (a sparsely annotated stack may have
+    a few labelled slices among thousands)."""
     config = config or TrainConfig()
     raw = io.open_zarr(raw_path)
     kind, ignore = labels.store_conventions(labels_path)
     grey_mapping = intensity.volume_mapping(raw, config.normalize, config.normalize_percentiles)
     log.info("%s: grey values (x - %g) / %g (%s)", raw_path, *grey_mapping, config.normalize)
+    weights = io.open_zarr(weights_path) if weights_path else None
+    kept = annotated_slices(weights) if weights is not None else list(range(raw.shape[0]))
+    if len(kept) < raw.shape[0]:
+        log.info("%s: %d of %d slices hold annotated pixels; only these are read", labels_path,
+                 len(kept), raw.shape[0])  # fmt: skip
+
+    def read(array):
+        return array[...] if len(kept) == array.shape[0] else array.oindex[kept]
+
     return Volume(
-        intensity.normalized(raw[...], grey_mapping),
-        labels.interior(io.open_zarr(labels_path)[...], kind, ignore).astype(np.uint8),
-        io.open_zarr(weights_path)[...] if weights_path else None,
+        intensity.normalized(read(raw), grey_mapping),
+        labels.interior(read(io.open_zarr(labels_path)), kind, ignore).astype(np.uint8),
+        read(weights) if weights is not None else None,
     )
+
+
+def annotated_slices(weights) -> list[int]:
+    """Slices of a weight store with a pixel of weight > 0, read one chunk of slices at a time."""
+    depth = weights.chunks[0]
+    kept = []
+    for start in range(0, weights.shape[0], depth):
+        block = weights[start : start + depth]
+        kept += [start + int(z) for z in np.flatnonzero(block.reshape(len(block), -1).max(1) > 0)]
+    return kept
 
 
 class Samples(torch.utils.data.Dataset):

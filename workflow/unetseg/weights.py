@@ -37,7 +37,8 @@ def class_balance(interior: np.ndarray, annotated: np.ndarray | None = None) -> 
     )
     present = counts > 0
     weight_per_class = np.ones(2)
-    weight_per_class[present] = counts[present].max() / counts[present]
+    if present.any():  # else a slice with nothing annotated
+        weight_per_class[present] = counts[present].max() / counts[present]
     return weight_per_class[interior.astype(int)]
 
 
