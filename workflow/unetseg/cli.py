@@ -94,12 +94,12 @@ def cmd_train(args) -> None:
         raise UnetsegError("train: give one --labels and one --weights per --raw")
     if len(args.val_raw) != len(args.val_labels):
         raise UnetsegError("train: give one --val-labels per --val-raw")
+    for path in args.val_labels:
+        labels.require_dense(path)  # the validation errors score every pixel
     volumes = [
         train.load_volume(*paths, config=config)
         for paths in zip(args.raw, args.labels, args.weights, strict=True)
     ]
-    for path in args.val_labels:
-        labels.require_dense(path)  # the validation errors score every pixel
     val_volumes = [
         train.load_volume(*paths, config=config)
         for paths in zip(args.val_raw, args.val_labels, strict=True)
