@@ -113,6 +113,11 @@ def test_a_network_with_one_output_everywhere_is_reported(stores, tmp_path, monk
         run(stores, tmp_path, "silent", steps=10, learning_rate=1e-12, normalize="unit")
     warnings = [r.getMessage() for r in caplog.records if "stopped learning" in r.getMessage()]
     assert len(warnings) == 2  # steps 5 and 10
+    collapsed = [r.getMessage() for r in caplog.records if "does not separate" in r.getMessage()]
+    assert len(collapsed) == 2  # and on the validate volumes, at both log rows
+    assert re.match(r"step 5: on the validate volumes the network scores no better than one "
+                    r"probability at every pixel \(Rand error 0\.\d{4}, pixel error 0\.\d{4}, "
+                    r"as if every pixel were cell interior\)", collapsed[0])  # fmt: skip
     assert re.match(r"step 5: the network gives P = 0\.500 at every pixel of this step's "
                     r"training tile: no unit before its last layer responds to it\. If this "
                     r"repeats, it has stopped learning\. Its input lies in "
@@ -370,3 +375,28 @@ def test_only_annotated_slices_of_a_sparse_volume_are_read(tmp_path, demo_arrays
     assert np.array_equal(volume.weights, io.open_zarr(stores[2])[[1, 3]])
     dense = load_volume(stores[0], stores[1], None, config=TrainConfig(normalize="unit"))
     assert dense.image.shape == raw.shape  # without weights (validation): every slice
+
+
+def test_validation_no_better_than_a_constant_prediction_is_reported(demo_arrays, caplog):
+    """The constant prediction's errors are those of calling every pixel interior; a network
+    that scores them warns, one a little better does not."""
+    from unetseg import evaluate
+    from unetseg.train import (
+        Volume,
+        constant_prediction_errors,
+        warn_if_no_better_than_constant,
+    )
+
+    _, label_volume = demo_arrays
+    truth = (label_volume > 0).astype(np.uint8)
+    constant = constant_prediction_errors([Volume(truth.astype(np.float32), truth)])
+    everything = np.ones(truth[0].shape, np.float32)
+    rand = sum(evaluate.rand_counts(t, everything, [0.0])[0] for t in truth)
+    assert constant["rand_error"] == pytest.approx(1 - evaluate.best_f(rand)[0])
+    assert constant["pixel_error"] == pytest.approx(1 - 2 * truth.mean() / (1 + truth.mean()))
+    config = TrainConfig(**TINY)
+    with caplog.at_level("WARNING", logger="unetseg.train"):
+        warn_if_no_better_than_constant(dict(constant), constant, config, 7)
+        better = {key: value - 0.01 for key, value in constant.items()}
+        warn_if_no_better_than_constant(better, constant, config, 8)
+    assert [r.getMessage()[:7] for r in caplog.records] == ["step 7:"]

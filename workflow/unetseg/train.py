@@ -249,6 +249,31 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
     }
 
 
+def constant_prediction_errors(volumes: list[Volume]) -> dict:
+    """Pixel and Rand error of one probability at every pixel: at best, every pixel cell interior
+    (one segment). A network that scores no better has not learned to separate cells."""
+    pixel, rand = 0, 0
+    for volume in volumes:
+        for truth in volume.interior:
+            everything = np.ones(truth.shape, np.float32)
+            pixel = pixel + evaluate.pixel_counts(truth, everything, [0.0])
+            rand = rand + evaluate.rand_counts(truth, everything, [0.0])[0]
+    return {
+        "pixel_error": 1 - evaluate.best_f(pixel)[0],
+        "rand_error": 1 - evaluate.best_f(rand)[0],
+    }
+
+
+def warn_if_no_better_than_constant(metrics: dict, constant: dict, config: TrainConfig, step: int):
+    if metrics["rand_error"] >= constant["rand_error"] - 1e-9:
+        log.warning(
+            "step %d: on the validate volumes the network scores no better than one probability "
+            "at every pixel (Rand error %.4f, pixel error %.4f, as if every pixel were cell "
+            "interior): it does not separate cells. If this repeats, it has collapsed; %s",
+            step, metrics["rand_error"], metrics["pixel_error"], unstable_remedy(config),
+        )  # fmt: skip
+
+
 def constant_output(model: UNet, images: torch.Tensor, config: TrainConfig, device) -> float | None:
     """P(interior) if the network gives one value at every pixel of these tiles (every unit
     before its last layer is silent for them; when that lasts, it has stopped learning), else
@@ -341,6 +366,7 @@ def train(
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)  # dropout on a GPU draws from it
     preemption = Preemption()
+    constant = constant_prediction_errors(val_volumes) if val_volumes else None
     started, step = time.perf_counter(), state["step"]
     log.info(
         "training %d -> %d steps, tile %d -> %d, on %s",
@@ -363,6 +389,8 @@ def train(
         if step % config.validate_every == 0 or last:
             warn_if_constant(model, batch[0], config, device, step)
             metrics = validate(model, val_volumes, config, device) if val_volumes else {}
+            if metrics:
+                warn_if_no_better_than_constant(metrics, constant, config, step)
             row = {
                 "step": step,
                 "loss": float(np.mean(losses)),
