@@ -82,6 +82,15 @@ EVALUATE_ON = {
 }  # fmt: skip
 
 
+def write_config(path: Path, volume_name: str, **keys) -> None:
+    """TINY_CONFIG with `keys` set on one of its volumes, written to `path`."""
+    volumes = [
+        {**volume, **keys} if volume["name"] == volume_name else volume
+        for volume in TINY_CONFIG["volumes"]
+    ]
+    path.write_text(yaml.safe_dump({**TINY_CONFIG, "volumes": volumes}))
+
+
 def test_changed_predict_parameter_reruns_predict_and_downstream_only(finished_run):
     workdir, _ = finished_run
     changed = {**TINY_CONFIG, "predict": {**TINY_CONFIG["predict"], "batch_size": 2}}
@@ -120,32 +129,27 @@ def test_changed_normalisation_reruns_train_and_downstream_not_weights(finished_
     }  # fmt: skip
 
 
-def test_declared_label_kind_reaches_chunking_and_reruns_that_volume_only(finished_run):
+@pytest.mark.parametrize(
+    ("keys", "reruns", "kept", "shown"),
+    [
+        ({"label_kind": "binary"}, ["chunk_labels"], ["chunk_raw"], ["--label-kind binary"]),
+        ({"channel": 0}, ["chunk_raw", "chunk_labels"], [], ["--channel 0", "--match-channel 0"]),
+        ({"ignore_label": 9}, ["chunk_labels", "weights", "train"], ["chunk_raw"],
+         ["--ignore-label 9"]),
+    ],
+    ids=["label_kind", "channel", "ignore_label"],
+)  # fmt: skip
+def test_a_volume_key_reaches_its_chunk_steps_and_reruns_that_volume_only(
+    finished_run, keys, reruns, kept, shown
+):
+    """Each rerun step runs once: for the changed volume, not for the others."""
     workdir, _ = finished_run
-    volumes = [
-        {**volume, "label_kind": "binary"} if volume["name"] == "tiny_train" else volume
-        for volume in TINY_CONFIG["volumes"]
-    ]
-    (workdir / "changed.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "volumes": volumes}))
+    write_config(workdir / "changed.yaml", "tiny_train", **keys)
     done = snakemake(workdir, "-n", "-p", "--configfile", str(workdir / "changed.yaml"))
     assert done.returncode == 0, done.stderr
     jobs = jobs_in_dry_run(done.stdout)
-    assert jobs["chunk_labels"] == 1 and "chunk_raw" not in jobs
-    assert "--label-kind binary" in done.stdout
-
-
-def test_a_raw_channel_reaches_both_chunk_steps_of_that_volume(finished_run):
-    workdir, _ = finished_run
-    volumes = [
-        {**volume, "channel": 0} if volume["name"] == "tiny_train" else volume
-        for volume in TINY_CONFIG["volumes"]
-    ]
-    (workdir / "changed.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "volumes": volumes}))
-    done = snakemake(workdir, "-n", "-p", "--configfile", str(workdir / "changed.yaml"))
-    assert done.returncode == 0, done.stderr
-    jobs = jobs_in_dry_run(done.stdout)
-    assert jobs["chunk_raw"] == 1 and jobs["chunk_labels"] == 1  # not those of the others
-    assert "--channel 0" in done.stdout and "--match-channel 0" in done.stdout
+    assert all(jobs[step] == 1 for step in reruns) and not any(step in jobs for step in kept)
+    assert all(text in done.stdout for text in shown)
 
 
 def test_changed_raw_file_reruns_that_volume_only(finished_run):
@@ -181,20 +185,6 @@ def test_report_builds(finished_run):
     )
 
 
-def test_an_ignore_label_reaches_chunking_and_reruns_that_volume_and_training(finished_run):
-    workdir, _ = finished_run
-    volumes = [
-        {**volume, "ignore_label": 9} if volume["name"] == "tiny_train" else volume
-        for volume in TINY_CONFIG["volumes"]
-    ]
-    (workdir / "changed.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "volumes": volumes}))
-    done = snakemake(workdir, "-n", "-p", "--configfile", str(workdir / "changed.yaml"))
-    assert done.returncode == 0, done.stderr
-    jobs = jobs_in_dry_run(done.stdout)
-    assert jobs["chunk_labels"] == 1 and jobs["weights"] == 1 and jobs["train"] == 1
-    assert "chunk_raw" not in jobs and "--ignore-label 9" in done.stdout
-
-
 def test_sparse_annotation_trains_and_shows_in_the_data_figure(tmp_path):
     """A train volume annotated in one part of each slice (the rest marked 9): chunking records
     the ignore label, its weight maps are 0 there, training learns, and the data figure draws."""
@@ -226,11 +216,7 @@ def test_sparse_annotation_trains_and_shows_in_the_data_figure(tmp_path):
 
 
 def test_an_ignore_label_on_a_validate_volume_is_refused_by_name(tmp_path):
-    volumes = [
-        {**volume, "ignore_label": 9} if volume["name"] == "tiny_val" else volume
-        for volume in TINY_CONFIG["volumes"]
-    ]
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "volumes": volumes}))
+    write_config(tmp_path / "config.yaml", "tiny_val", ignore_label=9)
     done = snakemake(tmp_path, "-n")
     assert done.returncode != 0
     expected = "volumes: 'tiny_val' has an ignore_label, but only train volumes may be sparsely"
