@@ -60,7 +60,7 @@ def store_conventions(labels_path) -> tuple[str, int | None]:
 
 def require_dense(labels_path) -> None:
     """Refuse a sparsely annotated labels store where every pixel must be scored."""
-    ignore = store_conventions(labels_path)[1] if is_zarr(labels_path) else None
+    ignore = io.zarr_attrs(labels_path).get("ignore_label") if is_zarr(labels_path) else None
     if ignore is not None:
         raise UnetsegError(
             f"{labels_path}: sparse labels (ignore_label {ignore}); the ISBI metrics need every "

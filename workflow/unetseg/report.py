@@ -61,15 +61,20 @@ def boundaries(ids: np.ndarray) -> np.ndarray:
     return ids != ndimage.grey_erosion(ids, size=3)
 
 
+def draw_mask(axis, mask: np.ndarray, colour, alpha: float = 1.0) -> None:
+    """`mask` in `colour` over what the axis shows; elsewhere transparent."""
+    rgba = np.zeros((*mask.shape, 4))
+    rgba[mask] = (*colour, alpha)
+    axis.imshow(rgba)
+
+
 def overlay(
     axis, image: np.ndarray, mask: np.ndarray, colour, title: str, grey_range=(None, None)
 ) -> None:
     """`image` in grey (stretched to its own range unless `grey_range` is given) and `mask` in
     `colour` over it."""
     axis.imshow(image, cmap="gray", vmin=grey_range[0], vmax=grey_range[1])
-    rgba = np.zeros((*mask.shape, 4))
-    rgba[mask] = (*colour, 1.0)
-    axis.imshow(rgba)
+    draw_mask(axis, mask, colour)
     axis.set_title(title, fontsize=9)
     axis.axis("off")
 
@@ -94,9 +99,7 @@ def data_figure(raw_path, labels_path, weights_path, out_path) -> None:
         image, borders = read_view(raw, z, window), boundaries(without_ignored(view, ignore) > 0)
         overlay(axis, image, borders, (1.0, 0.6, 0.0), f"raw z={z}{where} + label borders")
         if ignore is not None:  # sparse annotation: the unannotated part, tinted blue
-            tint = np.zeros((*view.shape, 4))
-            tint[view == ignore] = (0.2, 0.4, 1.0, 0.35)
-            axis.imshow(tint)
+            draw_mask(axis, view == ignore, (0.2, 0.4, 1.0), alpha=0.35)
     view = read_view(labels, slices[0], window)
     shown_labels = (without_ignored(view, ignore) > 0).astype(float)
     if ignore is not None:

@@ -141,10 +141,11 @@ def weight_map(
     annotated: np.ndarray | None = None,
 ):
     """Eq. 2 for one slice; `cell_ids` labels the cells, `interior` is the foreground mask, and
-    pixels outside `annotated` (if given) weigh 0."""
+    pixels outside `annotated` (default: all annotated) weigh 0."""
+    if annotated is None:
+        annotated = np.ones(interior.shape, bool)
     weights = class_balance(interior, annotated)
-    if annotated is not None:
-        weights[~annotated] = 0
+    weights[~annotated] = 0
     if w0 <= 0:
         return weights.astype(np.float32)
     cut_off = sigma_px * math.sqrt(2 * math.log(w0 / NEGLIGIBLE_WEIGHT))
@@ -152,8 +153,7 @@ def weight_map(
     with np.errstate(invalid="ignore"):
         border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma_px**2))
     border[~np.isfinite(d2)] = 0
-    background = ~interior if annotated is None else ~interior & annotated
-    weights += np.where(background, border, 0.0)
+    weights += np.where(~interior & annotated, border, 0.0)
     return weights.astype(np.float32)
 
 
