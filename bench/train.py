@@ -156,6 +156,9 @@ def train_stability(seeds: range = range(8)) -> None:
                 chunk_volume(folder / f"{name}.tif", folder / f"{role}_{name}.zarr",
                              chunks=(1, 256, 256), slices=slices, is_labels=is_labels)  # fmt: skip
         weights.compute_weights(folder / "train_labels.zarr", folder / "train_weights.zarr")
+        stores = [folder / f"train_{n}.zarr" for n in ("raw", "labels", "weights")]
+        volumes = [train.load_volume(*stores)]  # every run normalises as the default does
+        val = [train.load_volume(folder / "val_raw.zarr", folder / "val_labels.zarr")]
         for clip in (0.0, 1.0):
             final = []
             for seed in seeds:
@@ -163,10 +166,6 @@ def train_stability(seeds: range = range(8)) -> None:
                     depth=3, base_channels=16, tile_out=148, steps=300, validate_every=100,
                     checkpoint_every=1000, seed=seed, grad_clip_norm=clip, workers=1,
                 )  # fmt: skip
-                stores = [folder / f"train_{n}.zarr" for n in ("raw", "labels", "weights")]
-                volumes = [train.load_volume(*stores, config=config)]
-                val = [train.load_volume(folder / "val_raw.zarr", folder / "val_labels.zarr",
-                                         config=config)]  # fmt: skip
                 run = folder / f"clip{clip}_seed{seed}"
                 try:
                     train.train(volumes, val, config, f"{run}.pt", f"{run}.tsv", f"{run}_c.pt")
