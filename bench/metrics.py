@@ -1,15 +1,21 @@
-"""ISBI metric speed against one scikit-image adapted_rand_error call on the same 512² slice."""
+"""ISBI metric speed against one scikit-image adapted_rand_error call on the same 512² slice, and
+the evaluate stage's peak memory on stacks of growing depth."""
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import tifffile
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
-from bench.record import REPO, record
+from bench.record import REPO, peak_rss_mb, record
 from unetseg import evaluate
 
 ISBI_LABELS = REPO.parent / "shared" / "data" / "isbi2012" / "train-labels.tif"
@@ -67,4 +73,37 @@ def metrics() -> None:
            ours_s=round(warping_s, 4), **common)  # fmt: skip
 
 
-BENCHMARKS = {"metrics": metrics}
+def evaluate_memory(depths=(2, 8), size_px: int = 2048) -> None:
+    """evaluate_memory_deep_vs_shallow: peak RSS of `unetseg evaluate` (TIFF truth and float32
+    probability, 2 threads) on stacks of `depths` slices of size_px², the deeper over the
+    shallower; with UNETSEG_BASELINE naming another checkout (a `git worktree`), its code too."""
+    from unetseg.data import demo_volume
+
+    code = {"ours": REPO / "workflow"}
+    if os.environ.get("UNETSEG_BASELINE"):
+        code["baseline"] = Path(os.environ["UNETSEG_BASELINE"]) / "workflow"
+    plane = demo_volume((1, size_px, size_px), seed=1)[1][0]  # instance ids: cells, membranes
+    variants = [plane, plane[::-1], plane[:, ::-1], plane[::-1, ::-1]]  # slices that differ
+    peaks = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for depth in depths:
+            truth = np.stack([variants[z % 4] > 0 for z in range(depth)]).astype(np.uint8) * 255
+            blurred = ndimage.gaussian_filter(truth / 255.0, (0, 2, 2)).astype(np.float32)
+            tifffile.imwrite(f"{folder}/truth{depth}.tif", truth)
+            tifffile.imwrite(f"{folder}/prob{depth}.tif", blurred)
+            del truth, blurred
+            for who, path in code.items():
+                os.environ["PYTHONPATH"] = str(path)
+                peaks[who, depth] = peak_rss_mb([
+                    sys.executable, "-m", "unetseg", "evaluate", "--truth", f"{folder}/truth{depth}.tif",
+                    "--prediction", f"{folder}/prob{depth}.tif", "--threads", "2",
+                ])  # fmt: skip
+                print(f"{who}, {depth} slices: {peaks[who, depth]:.0f} MB", flush=True)
+    shallow, deep = depths
+    extra = {f"{who}_{depth}_slices_mb": round(mb) for (who, depth), mb in peaks.items()}
+    record("evaluate_memory_deep_vs_shallow", round(peaks["ours", deep] / peaks["ours", shallow], 3),
+           f"x peak RSS of {shallow} slices at {deep}", "about 1 (memory independent of depth)",
+           slice_px=size_px, threads=2, **extra)  # fmt: skip
+
+
+BENCHMARKS = {"metrics": metrics, "evaluate-memory": evaluate_memory}

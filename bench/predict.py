@@ -293,6 +293,56 @@ def predict_isbi_tile(tiles=(516, 388), rounds: int = 3) -> None:
            network="models/isbi2012-cpu-16ch", rounds=rounds, workers=2)  # fmt: skip
 
 
+def predict_isbi_tta(rounds: int = 3) -> None:
+    """predict_isbi_tta: what test-time augmentation (the mean over the 8 flips and quarter
+    turns) buys on real EM: the shipped ISBI CPU model on the held-out training slices 16-19,
+    with and without it, their ISBI 2012 errors and the time it costs (medians of alternating
+    rounds, 2 workers; skipped without the ISBI data)."""
+    import tifffile
+
+    from bench.record import REPO
+    from bench.train import ISBI
+    from unetseg.chunk import chunk_volume
+    from unetseg.evaluate import evaluate_arrays, headline
+
+    if not (ISBI / "train-volume.tif").exists():
+        print(f"bench predict-isbi-tta: no ISBI 2012 data at {ISBI}; skipped")
+        return
+    model_file, held_out = REPO / "models/isbi2012-cpu-16ch/model.pt", (16, 20)
+    truth = tifffile.imread(ISBI / "train-labels.tif")[held_out[0] : held_out[1]]
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        chunk_volume(ISBI / "train-volume.tif", folder / "raw.zarr", (1, 512, 512), held_out)
+
+        def ours(tta):
+            return lambda round_: seconds(
+                lambda: predict_volume(
+                    model_file, folder / "raw.zarr", folder / f"p{tta}-{round_}.zarr",
+                    tile_out=516, block_px=512, threads=2, workers=2, device="cpu", tta=tta,
+                )
+            )  # fmt: skip
+
+        medians = alternating_medians({tta: ours(tta) for tta in (False, True)}, rounds)
+        errors = {
+            tta: headline(evaluate_arrays(truth, io.open_zarr(folder / f"p{tta}-0.zarr")[...], 2))
+            for tta in (False, True)
+        }
+    for key in ("rand_error", "pixel_error", "warping_error"):
+        print(f"{key}: {errors[False][key]:.6f} plain, {errors[True][key]:.6f} with tta")
+    record("predict_isbi_tta", round(errors[True]["rand_error"], 4),
+           "Rand error with tta (ISBI 2012 definition)", "report (sets the ISBI config's predict.tta)",
+           rand_error_plain=round(errors[False]["rand_error"], 4),
+           pixel_error_tta=round(errors[True]["pixel_error"], 4),
+           pixel_error_plain=round(errors[False]["pixel_error"], 4),
+           warping_error_tta=round(errors[True]["warping_error"], 6),
+           warping_error_plain=round(errors[False]["warping_error"], 6),
+           time_ratio_tta=round(medians[True] / medians[False], 2),
+           seconds_tta=round(medians[True], 2), seconds_plain=round(medians[False], 2),
+           data="ISBI 2012 training slices 16-19 (held out)", network="models/isbi2012-cpu-16ch",
+           tile_out=516, rounds=rounds, workers=2)  # fmt: skip
+
+
 def predict_codecs(settings=(("zstd", 1), ("lz4", 1)), slices: int = 8) -> None:
     """predict_codec_lz4_vs_zstd: Blosc (byte shuffle) encoding speed on one thread, as each
     prediction task encodes its chunk, and the size, for float16 probability maps of the shipped
@@ -371,4 +421,5 @@ BENCHMARKS = {
     "predict-codecs": predict_codecs,
     "predict-raw-cache": predict_raw_cache,
     "predict-isbi-tile": predict_isbi_tile,
+    "predict-isbi-tta": predict_isbi_tta,
 }

@@ -287,3 +287,105 @@ def test_the_float32_threshold_compares_as_the_float64_one():
         expected = values.astype(np.float64) > threshold
         assert np.array_equal(values > float32_threshold(threshold), expected), threshold
         assert np.array_equal(binarize(values, threshold), expected), threshold
+
+
+def random_cells(rng, shape, cells=12):
+    """(y, x) instance ids: nearest of random seeds, with 1-px membranes between ids."""
+    seeds = rng.integers(0, min(shape), (cells, 2))
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    ids = np.argmin([(yy - y) ** 2 + (xx - x) ** 2 for y, x in seeds], axis=0) + 1
+    membrane = np.zeros(shape, bool)
+    membrane[1:] |= ids[1:] != ids[:-1]
+    membrane[:, 1:] |= ids[:, 1:] != ids[:, :-1]
+    return np.where(membrane, 0, ids)
+
+
+def whole_stack_components(mask):
+    """4-connected components per slice, ids unique across the stack: the stack skimage sees."""
+    ids, offset = np.zeros(mask.shape, np.int64), 0
+    for z, plane in enumerate(mask):
+        found, count = ndimage.label(plane, structure=ndimage.generate_binary_structure(2, 1))
+        ids[z] = np.where(found > 0, found + offset, 0)
+        offset += count
+    return ids
+
+
+def test_skimage_comparison_from_slice_tables_equals_skimage_on_the_whole_stack():
+    """The adapted Rand error and VI come from per-slice contingency tables, so the stack is
+    never held whole; they must equal skimage's functions on the whole stack's images."""
+    from skimage.metrics import variation_of_information
+
+    rng = np.random.default_rng(3)
+    truth = np.stack([random_cells(rng, (48, 40)) > 0 for _ in range(3)]).astype(np.uint8) * 255
+    smooth = ndimage.gaussian_filter(truth.astype(float) / 255, (0, 1.5, 1.5))
+    probability = np.clip(smooth + rng.normal(0, 0.15, truth.shape), 0, 1).astype(np.float32)
+    probability[1, :10] = 0  # predicted membrane in more than one slice: one segment, as skimage
+    metrics = evaluate_arrays(truth, probability, workers=2)
+    threshold = metrics["skimage"]["threshold"]
+    truth_ids = whole_stack_components(truth > 0)
+    predicted_ids = whole_stack_components(probability.astype(np.float64) > threshold)
+    split, merge = variation_of_information(truth_ids, predicted_ids, ignore_labels=(0,))
+    expected = adapted_rand_error(truth_ids, predicted_ids)[0]
+    assert metrics["skimage"]["adapted_rand_error"] == pytest.approx(expected, abs=1e-12)
+    assert metrics["skimage"]["variation_of_information_split"] == pytest.approx(split, abs=1e-9)
+    assert metrics["skimage"]["variation_of_information_merge"] == pytest.approx(merge, abs=1e-9)
+    assert 0 < expected < 1 and split > 0 and merge > 0  # a comparison that can fail
+
+
+def test_evaluation_reads_one_slice_at_a_time_from_files(tmp_path):
+    """From TIFF or Zarr, each task reads single slices, never the stack, and the metrics equal
+    those of the arrays in memory."""
+    from unetseg import io
+    from unetseg.chunk import chunk_volume
+
+    rng = np.random.default_rng(4)
+    truth = np.stack([random_cells(rng, (40, 40)) > 0 for _ in range(4)]).astype(np.uint8) * 255
+    probability = ndimage.gaussian_filter(truth / 255.0, (0, 1, 1)).astype(np.float32)
+    write_tiff(tmp_path / "truth.tif", truth)
+    write_tiff(tmp_path / "prob.tif", probability)
+    chunk_volume(tmp_path / "truth.tif", tmp_path / "truth.zarr", (1, 40, 40), is_labels=True)
+    reads = []
+
+    def counted(volume):
+        def read(z):
+            reads.append(z)
+            return volume[z]
+
+        return io.Slices(volume.name, volume.shape, volume.dtype, read)
+
+    in_memory = headline(evaluate_arrays(truth, probability))
+    for truth_path in ("truth.tif", "truth.zarr"):
+        truth_file = counted(io.open_slices(tmp_path / truth_path))
+        prob_file = counted(io.open_slices(tmp_path / "prob.tif"))
+        assert truth_file.shape == probability.shape
+        assert headline(evaluate_arrays(truth_file, prob_file, workers=2)) == in_memory
+        # two passes (counts, then the contingency tables at the best threshold), two volumes
+        assert sorted(reads) == sorted(list(range(4)) * 4)
+        reads.clear()
+
+
+def test_errors_name_the_prediction_file_and_slice(tmp_path):
+    from unetseg import io
+
+    truth = np.stack([bars()] * 3)
+    probability = np.zeros(truth.shape, np.float32)
+    probability[2, 0, 0] = 1.5
+    write_tiff(tmp_path / "prob.tif", probability)
+    prediction = io.open_slices(tmp_path / "prob.tif")
+    with pytest.raises(UnetsegError, match=r"prob\.tif: probabilities .* \(slice 2\)"):
+        evaluate_arrays(truth, prediction, names=("truth.tif", prediction.name))
+    write_tiff(tmp_path / "4d.tif", np.zeros((2, 3, 8, 7), np.float32))
+    with pytest.raises(UnetsegError, match=r"4d\.tif: a 4D image"):
+        io.open_slices(tmp_path / "4d.tif")
+
+
+def test_instance_metrics_of_a_binary_truth_use_its_components():
+    from unetseg.evaluate import instance_metrics
+    from unetseg.labels import BINARY, volume_kind
+
+    rng = np.random.default_rng(5)
+    ids = np.stack([random_cells(rng, (30, 30), cells=6) for _ in range(2)]).astype(np.uint16)
+    mask = ((ids > 0) * 255).astype(np.uint8)
+    assert volume_kind(mask) == BINARY and volume_kind(ids) == "instance"
+    as_ids = instance_metrics(whole_stack_components(ids > 0), ids)
+    assert instance_metrics(mask, ids, BINARY) == as_ids and as_ids["mean_ap"] == 1.0

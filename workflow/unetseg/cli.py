@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from unetseg.errors import UnetsegError
-from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC
+from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC, is_zarr
 
 log = logging.getLogger("unetseg")
 
@@ -153,18 +153,15 @@ def cmd_evaluate_instances(args) -> None:
     from unetseg import evaluate, io, labels
 
     labels.require_dense(args.truth)
-    truth, segmentation = io.read_volume(args.truth), io.read_volume(args.segmentation)
+    truth, segmentation = io.open_slices(args.truth), io.open_slices(args.segmentation)
     if truth.shape != segmentation.shape:
         raise UnetsegError(
             f"{args.segmentation}: shape {segmentation.shape} does not match truth {args.truth} "
             f"shape {truth.shape}"
         )
-    kind = (
-        io.zarr_attrs(args.truth).get("label_kind") if Path(args.truth).suffix == ".zarr" else None
-    )
-    kind = kind or labels.label_kind(truth, args.truth)
-    truth_ids = truth if kind == labels.INSTANCE else evaluate.stack_components(truth > 0)
-    metrics = evaluate.instance_metrics(truth_ids, segmentation)
+    kind = io.zarr_attrs(args.truth).get("label_kind") if is_zarr(args.truth) else None
+    kind = kind or labels.volume_kind(truth, args.truth)
+    metrics = evaluate.instance_metrics(truth, segmentation, kind)
     print(json.dumps({key: metrics[key] for key in ("ap50", "mean_ap")}))
     io.write_json(args.out, metrics)
 
@@ -181,8 +178,9 @@ def cmd_evaluate(args) -> None:
     from unetseg import evaluate, io, labels
 
     labels.require_dense(args.truth)
-    truth, prediction = io.read_volume(args.truth), io.read_volume(args.prediction)
-    metrics = evaluate.evaluate_arrays(truth, prediction, workers=args.threads)
+    truth, prediction = io.open_slices(args.truth), io.open_slices(args.prediction)
+    names = (args.truth, args.prediction)
+    metrics = evaluate.evaluate_arrays(truth, prediction, workers=args.threads, names=names)
     summary = evaluate.headline(metrics)
     print(json.dumps(summary))
     if args.out:

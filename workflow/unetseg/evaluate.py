@@ -8,6 +8,7 @@ as float32 widened to double: interior iff p > t.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -15,8 +16,9 @@ import numba
 import numpy as np
 from scipy import ndimage
 
+from unetseg import labels
 from unetseg.errors import UnetsegError
-from unetseg.labels import FOUR_CONNECTED
+from unetseg.labels import FOUR_CONNECTED, INSTANCE
 
 log = logging.getLogger(__name__)
 
@@ -381,18 +383,25 @@ def summarize(per_slice: list[SliceCounts], n_pixels: int) -> dict:
     }
 
 
-def check_inputs(truth: np.ndarray, probability: np.ndarray, truth_name: str, prob_name: str):
-    if truth.shape != probability.shape:
-        raise UnetsegError(
-            f"{prob_name}: shape {probability.shape} does not match truth {truth_name} "
-            f"shape {truth.shape}"
-        )
+def as_stack(volume, name: str):
+    """A volume indexed by slice: NumPy arrays as they are (a 2D one as one slice), and io.Slices
+    or Zarr arrays, which each task reads a slice of."""
+    if isinstance(volume, np.ndarray) and volume.ndim == 2:
+        return volume[np.newaxis]
+    if len(volume.shape) != 3:
+        raise UnetsegError(f"{name}: shape {volume.shape} is not (z, y, x) or (y, x)")
+    return volume
+
+
+def check_slice(probability: np.ndarray, name: str, z: int) -> None:
     if probability.dtype.kind == "f":
         finite = np.isfinite(probability)
         if not finite.all() or probability.min() < 0 or probability.max() > 1:
-            raise UnetsegError(f"{prob_name}: probabilities must be finite and within [0, 1]")
+            raise UnetsegError(
+                f"{name}: probabilities must be finite and within [0, 1] (slice {z})"
+            )
     elif not set(np.unique(probability).tolist()) <= {0, 1, 255}:
-        raise UnetsegError(f"{prob_name}: integer predictions must be binary (0/1 or 0/255)")
+        raise UnetsegError(f"{name}: integer predictions must be binary (0/1 or 0/255) (slice {z})")
 
 
 def as_probability(prediction: np.ndarray) -> np.ndarray:
@@ -402,52 +411,126 @@ def as_probability(prediction: np.ndarray) -> np.ndarray:
     return (prediction > 0).astype(np.float32)
 
 
-def evaluate_arrays(truth: np.ndarray, prediction: np.ndarray, workers: int = 1) -> dict:
-    """All metrics of a (z, y, x) or (y, x) stack; slices evaluated in parallel with Dask."""
+def read_pair(truth, prediction, z: int, names: tuple[str, str]):
+    """Slice z of the truth and of the prediction (as probabilities), checked."""
+    probability = np.asarray(prediction[z])
+    check_slice(probability, names[1], z)
+    return np.asarray(truth[z]), as_probability(probability)
+
+
+def evaluate_arrays(
+    truth, prediction, workers: int = 1, names: tuple[str, str] = ("truth", "prediction")
+) -> dict:
+    """All metrics of a (z, y, x) or (y, x) stack; slices evaluated in parallel with Dask.
+
+    `truth` and `prediction` are NumPy arrays, or volumes read a slice at a time (io.Slices,
+    Zarr arrays): each task reads its own slices, so memory holds `workers` slices at a time,
+    whatever the stack's depth. `names` name them in errors (their paths, from the CLI).
+    """
     import dask
 
-    truth = truth[np.newaxis] if truth.ndim == 2 else truth
-    prediction = prediction[np.newaxis] if prediction.ndim == 2 else prediction
-    check_inputs(truth, prediction, "truth", "prediction")
-    probability = as_probability(prediction)
-    tasks = [dask.delayed(slice_counts)(t, p) for t, p in zip(truth, probability, strict=True)]
-    per_slice = dask.compute(*tasks, scheduler="threads", num_workers=workers)
-    metrics = summarize(list(per_slice), truth.size)
-    metrics["skimage"] = skimage_comparison(truth, probability, metrics["rand"]["best_threshold"])
+    truth, prediction = as_stack(truth, names[0]), as_stack(prediction, names[1])
+    if tuple(truth.shape) != tuple(prediction.shape):
+        raise UnetsegError(
+            f"{names[1]}: shape {tuple(prediction.shape)} does not match truth {names[0]} "
+            f"shape {tuple(truth.shape)}"
+        )
+
+    def counts(z):
+        return slice_counts(*read_pair(truth, prediction, z, names))
+
+    def table(z, threshold):
+        return slice_contingency(*read_pair(truth, prediction, z, names), threshold)
+
+    depth, slice_pixels = truth.shape[0], truth.shape[1] * truth.shape[2]
+    compute = functools.partial(dask.compute, scheduler="threads", num_workers=workers)
+    per_slice = compute(*[dask.delayed(counts)(z) for z in range(depth)])
+    metrics = summarize(list(per_slice), depth * slice_pixels)
+    threshold = metrics["rand"]["best_threshold"]
+    tables = compute(*[dask.delayed(table)(z, threshold) for z in range(depth)])
+    metrics["skimage"] = skimage_comparison(list(tables), threshold)
     metrics["per_slice"] = [
-        {"slice": z, **headline(summarize([counts], truth[z].size))}
+        {"slice": z, **headline(summarize([counts], slice_pixels))}
         for z, counts in enumerate(per_slice)
     ]
     return metrics
 
 
-def stack_components(mask: np.ndarray) -> np.ndarray:
-    """4-connected components per slice, with ids unique across the stack."""
-    ids = np.zeros(mask.shape, np.int64)
-    offset = 0
-    for z, slice_mask in enumerate(mask):
-        labels, count = ndimage.label(slice_mask, structure=FOUR_CONNECTED)
-        ids[z] = np.where(labels > 0, labels + offset, 0)
-        offset += count
-    return ids
+@dataclass
+class Contingency:
+    """One slice's overlaps of GT cells (4-connected components of truth > 0, GT membrane left
+    out) with predicted cells (components of p > threshold, 0 = predicted membrane): `pairs`
+    (n, 2) of (GT id, predicted id) and their pixel `counts`, ids from 1 within the slice."""
+
+    pairs: np.ndarray
+    counts: np.ndarray
+    n_truth: int
+    n_predicted: int
 
 
-def skimage_comparison(truth: np.ndarray, probability: np.ndarray, threshold: float) -> dict:
+def slice_contingency(truth: np.ndarray, probability: np.ndarray, threshold: float) -> Contingency:
+    truth_ids, n_truth = ndimage.label(truth > 0, structure=FOUR_CONNECTED)
+    predicted_ids, n_predicted = ndimage.label(
+        binarize(probability, threshold), structure=FOUR_CONNECTED
+    )
+    scored = truth_ids > 0
+    keys = truth_ids[scored].astype(np.int64) * (n_predicted + 1) + predicted_ids[scored]
+    keys, counts = np.unique(keys, return_counts=True)
+    return Contingency(np.stack(np.divmod(keys, n_predicted + 1), axis=1), counts, n_truth,
+                       n_predicted)  # fmt: skip
+
+
+def stack_table(tables: list[Contingency]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(GT ids, predicted ids, counts) of the whole stack's contingency table, ids unique across
+    slices: each slice's cells are their own, predicted membrane is one segment (id 0)."""
+    rows, cols, counts = [], [], []
+    truth_offset = predicted_offset = 0
+    for table in tables:
+        rows.append(table.pairs[:, 0] + truth_offset)
+        predicted = table.pairs[:, 1]
+        cols.append(np.where(predicted > 0, predicted + predicted_offset, 0))
+        counts.append(table.counts)
+        truth_offset += table.n_truth
+        predicted_offset += table.n_predicted
+    return tuple(np.concatenate(parts).astype(np.int64) for parts in (rows, cols, counts))
+
+
+def skimage_comparison(tables: list[Contingency], threshold: float) -> dict:
     """scikit-image's adapted Rand error and variation of information, for comparison only.
 
-    At the best Rand threshold; GT membrane (label 0) ignored, as skimage does by default.
+    At the best Rand threshold; GT membrane (label 0) ignored, as skimage does by default. From
+    the slices' contingency tables, so the stack is never held whole: the adapted Rand error by
+    skimage's own function on the table, the variation of information by its formula (skimage's
+    function refuses a table without the images), both equal to skimage on the images (tested).
     """
-    from skimage.metrics import adapted_rand_error, variation_of_information
+    from scipy import sparse
+    from skimage.metrics import adapted_rand_error
 
-    truth_ids = stack_components(truth > 0)
-    predicted_ids = stack_components(binarize(probability, threshold))
-    split, merge = variation_of_information(truth_ids, predicted_ids, ignore_labels=(0,))
+    rows, cols, counts = stack_table(tables)
+    if counts.sum() == 0:  # no GT cell, nothing scored: undefined, as skimage has it
+        nan = float("nan")
+        return {"threshold": threshold, "adapted_rand_error": nan,
+                "variation_of_information_split": nan, "variation_of_information_merge": nan}  # fmt: skip
+    shape = (int(rows.max()) + 1, int(cols.max()) + 1)
+    table = sparse.csr_array((counts.astype(float), (rows, cols)), shape=shape)
+    split, merge = variation_of_information(rows, cols, counts)
     return {
         "threshold": threshold,
-        "adapted_rand_error": float(adapted_rand_error(truth_ids, predicted_ids)[0]),
-        "variation_of_information_split": float(split),
-        "variation_of_information_merge": float(merge),
+        "adapted_rand_error": float(adapted_rand_error(table=table)[0]),
+        "variation_of_information_split": split,
+        "variation_of_information_merge": merge,
     }
+
+
+def variation_of_information(rows, cols, counts) -> tuple[float, float]:
+    """(H(predicted | GT), H(GT | predicted)) in bits, false splits and false merges, of a
+    contingency table given as (GT id, predicted id, pixel count) entries."""
+    joint = counts / counts.sum()
+    truth_marginal = np.bincount(rows, weights=joint)[rows]
+    predicted_marginal = np.bincount(cols, weights=joint)[cols]
+    split = -np.sum(joint * np.log2(joint / truth_marginal))
+    merge = -np.sum(joint * np.log2(joint / predicted_marginal))
+    return float(split), float(merge)
 
 
 HEADLINE_KEYS = ("pixel_error", "rand_error", "rand_error_pairs", "warping_error")
@@ -483,16 +566,18 @@ def matched_ious(truth_ids: np.ndarray, predicted_ids: np.ndarray) -> tuple[np.n
     return iou[rows, cols], n_truth, n_predicted
 
 
-def instance_metrics(truth_ids: np.ndarray, predicted_ids: np.ndarray) -> dict:
+def instance_metrics(truth, predicted, kind: str = INSTANCE) -> dict:
     """Average precision TP / (TP + FP + FN) per IoU threshold 0.5:0.05:0.95, over all slices.
 
+    `truth` holds instance ids, or a binary mask (`kind`) whose 4-connected components are the
+    cells; `predicted` holds ids. Both are NumPy arrays or volumes read a slice at a time.
     Objects are matched slice by slice; counts are summed over slices before the ratio.
     """
-    truth_ids = truth_ids[np.newaxis] if truth_ids.ndim == 2 else truth_ids
-    predicted_ids = predicted_ids[np.newaxis] if predicted_ids.ndim == 2 else predicted_ids
+    truth, predicted = as_stack(truth, "truth"), as_stack(predicted, "segmentation")
     counts = np.zeros((len(IOU_THRESHOLDS), 3), np.int64)
-    for truth_slice, predicted_slice in zip(truth_ids, predicted_ids, strict=True):
-        ious, n_truth, n_predicted = matched_ious(truth_slice, predicted_slice)
+    for z in range(truth.shape[0]):
+        truth_ids = labels.cells(np.asarray(truth[z]), kind)
+        ious, n_truth, n_predicted = matched_ious(truth_ids, np.asarray(predicted[z]))
         for k, threshold in enumerate(IOU_THRESHOLDS):
             tp = int(np.count_nonzero(ious >= threshold))
             counts[k] += (tp, n_predicted - tp, n_truth - tp)

@@ -239,18 +239,39 @@ def voxel_size(path: str | os.PathLike) -> tuple[float, float, float]:
         return (1.0, 1.0, 1.0)
 
 
-def read_volume(path: str | os.PathLike) -> np.ndarray:
-    """Read a whole TIFF or Zarr volume as a (z, y, x) array; for small volumes and tests."""
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
+class Slices:
+    """A (z, y, x) volume read one slice at a time: `volume[z]` is a 2D NumPy array."""
 
-        if not path.exists():
-            raise UnetsegError(f"{path}: no such file")
-        try:
-            array = tifffile.imread(path)
-        except Exception as error:
-            raise UnetsegError(f"{path}: not a readable TIFF ({error})") from error
-    else:
-        array = open_zarr(path)[...]
-    return array[np.newaxis] if array.ndim == 2 else array
+    def __init__(self, name: str, shape: tuple[int, ...], dtype: np.dtype, read_slice):
+        if len(shape) not in (2, 3):
+            raise UnetsegError(f"{name}: a {len(shape)}D image; expected (y, x) or (z, y, x)")
+        self.name, self.dtype, self._read_slice = name, np.dtype(dtype), read_slice
+        self.shape = tuple(shape) if len(shape) == 3 else (1, *shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        return np.asarray(self._read_slice(z))
+
+
+def open_slices(path: str | os.PathLike) -> Slices:
+    """A TIFF or Zarr volume, read a slice at a time (a 2D image is one slice)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        array = open_zarr(path)
+        return Slices(str(path), array.shape, array.dtype, array.__getitem__ if array.ndim == 3
+                      else lambda z: array[...])  # fmt: skip
+    import tifffile
+
+    if not path.exists():
+        raise UnetsegError(f"{path}: no such file")
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]
+            shape, dtype = series.shape, series.dtype
+    except Exception as error:
+        raise UnetsegError(f"{path}: not a readable TIFF ({error})") from error
+    if len(shape) == 2:
+        return Slices(str(path), shape, dtype, lambda z: tifffile.imread(path))
+    return Slices(str(path), shape, dtype, lambda z: tifffile.imread(path, key=z, series=0))

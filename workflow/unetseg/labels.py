@@ -35,6 +35,12 @@ def label_kind(values: np.ndarray, name: str = "labels") -> str:
     return INSTANCE
 
 
+def volume_kind(volume, name: str = "labels") -> str:
+    """`label_kind` of a volume read a slice at a time; only its distinct values are kept."""
+    distinct = [np.unique(np.asarray(volume[z])) for z in range(volume.shape[0])]
+    return label_kind(np.unique(np.concatenate(distinct)).astype(volume.dtype), name)
+
+
 def declared_kind(values: np.ndarray, declared: str, name: str = "labels") -> str:
     """The kind the config declares ('binary', 'instance'), checked against the values, or the
     detected one for 'auto'. A declaration settles what detection cannot: uint8 instance ids, or
