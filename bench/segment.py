@@ -1,5 +1,6 @@
 """Segmenting one slice chunk by chunk (ours) against labelling the whole slice at once (what
-`unetseg segment` did before, and what ndimage.label needs): peak memory and time, per size."""
+`unetseg segment` did before, and what ndimage.label needs): peak memory and time, per size;
+and what dropping small cells (segment.min_size_px) does to instance AP on ISBI 2012."""
 
 from __future__ import annotations
 
@@ -62,4 +63,49 @@ def segment_memory(sides=(2048, 4096, 8192)) -> None:
                   f"{cells} cells, same ids: {same}")  # fmt: skip
 
 
-BENCHMARKS = {"segment-memory": segment_memory}
+def segment_min_size(sizes=(0, 10, 20, 30, 50, 75, 100, 200)) -> None:
+    """segment_min_size_ap50: instance AP50 of the shipped ISBI model's cells on the held-out
+    slices 16-19 with segment.min_size_px chosen by AP50 on the training slices 0-15, against
+    keeping every cell (0); every size's AP on both sets is printed and recorded (skipped
+    without the ISBI data). Threshold: the workflow's 'auto', the best Rand F on 16-19."""
+    import tifffile
+    import torch
+
+    from bench.record import REPO
+    from bench.train import ISBI
+    from unetseg import evaluate
+    from unetseg.predict import load_model, predict_block
+    from unetseg.segment import segment_slice
+
+    if not (ISBI / "train-volume.tif").exists():
+        print(f"bench segment-min-size: no ISBI 2012 data at {ISBI}; skipped")
+        return
+    torch.set_num_threads(2)
+    model, _ = load_model(str(REPO / "models/isbi2012-cpu-16ch/model.pt"))
+    raw = tifffile.imread(ISBI / "train-volume.tif")
+    truth = tifffile.imread(ISBI / "train-labels.tif")
+    probability = np.stack([predict_block(model, raw, z, (0, 512), (0, 512), 516)
+                            for z in range(len(raw))])  # fmt: skip
+    held_out = slice(16, 20)
+    threshold = evaluate.evaluate_arrays(truth[held_out], probability[held_out], 2)["rand"][
+        "best_threshold"
+    ]
+    ap = {}
+    for name, part in (("train", slice(0, 16)), ("held_out", held_out)):
+        for size in sizes:
+            cells = np.stack([segment_slice(p, threshold, min_size_px=size)[0]
+                              for p in probability[part]])  # fmt: skip
+            metrics = evaluate.instance_metrics(truth[part], cells, "binary")
+            ap[name, size] = (metrics["ap50"], metrics["mean_ap"])
+            print(f"{name}, min size {size} px: AP50 {metrics['ap50']:.3f}, "
+                  f"mean AP {metrics['mean_ap']:.3f}", flush=True)  # fmt: skip
+    chosen = max(sizes, key=lambda size: ap["train", size][0])
+    record("segment_min_size_ap50", round(ap["held_out", chosen][0], 4),
+           f"held-out AP50 with min_size_px {chosen} (chosen on slices 0-15)", "report",
+           ap50_keep_all=round(ap["held_out", 0][0], 4), chosen_min_size_px=chosen,
+           threshold=round(threshold, 2), network="models/isbi2012-cpu-16ch",
+           **{f"{name}_{size}px": [round(v, 4) for v in values]
+              for (name, size), values in ap.items()})  # fmt: skip
+
+
+BENCHMARKS = {"segment-memory": segment_memory, "segment-min-size": segment_min_size}

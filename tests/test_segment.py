@@ -51,12 +51,15 @@ def test_auto_threshold_pools_validation_counts(tmp_path):
     assert best_threshold([tmp_path / "m.json"]) == 0.6
 
 
-@pytest.mark.parametrize("chunk_px", [5, 16, 64])
-def test_labelling_chunk_by_chunk_equals_labelling_the_whole_slice(tmp_path, chunk_px):
+@pytest.mark.parametrize(("chunk_px", "min_size_px"), [(5, 0), (16, 0), (64, 0), (5, 30), (16, 30)])
+def test_labelling_chunk_by_chunk_equals_labelling_the_whole_slice(tmp_path, chunk_px, min_size_px):
     """Components that wind through many chunks (and join only in a later chunk) get the ids
     that ndimage.label gives on the whole slice, numbered from first_id on; so does a slice of
-    one chunk and slices whose size is not a multiple of the chunk."""
+    one chunk and slices whose size is not a multiple of the chunk. Cells smaller than
+    min_size_px are dropped by their whole size, not by their pieces in each chunk (a 5-px
+    chunk holds 25 px, so every cell kept at 30 px spans chunks), as on the whole slice."""
     from scipy import ndimage
+    from skimage.segmentation import relabel_sequential
 
     from unetseg.labels import FOUR_CONNECTED
 
@@ -67,12 +70,18 @@ def test_labelling_chunk_by_chunk_equals_labelling_the_whole_slice(tmp_path, chu
     store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16,
                                (1, chunk_px, chunk_px), (1, 1, 1))  # fmt: skip
     store[...] = probability
-    segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", threshold=0.6)
+    segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.6, min_size_px=min_size_px)
     ids = io.open_zarr(tmp_path / "s.zarr")[...]
-    first_id = 0
+    first_id = dropped = 0
     for z in range(3):
-        expected, count = ndimage.label(probability[z].astype(np.float64) > 0.6, FOUR_CONNECTED)
+        expected, _ = ndimage.label(probability[z].astype(np.float64) > 0.6, FOUR_CONNECTED)
+        small = np.bincount(expected.ravel()) < min_size_px
+        small[0] = False
+        dropped += int(small.sum())
+        expected = relabel_sequential(np.where(small[expected], 0, expected))[0]
+        assert np.array_equal(segment_slice(probability[z], 0.6, min_size_px=min_size_px)[0],
+                              expected), z  # fmt: skip
         expected[expected > 0] += first_id
         assert np.array_equal(ids[z], expected), z
-        first_id += count
-    assert first_id > 20  # many cells, most of them across chunk borders at 5 px
+        first_id = max(first_id, int(expected.max()))
+    assert first_id > 20 if min_size_px == 0 else (first_id > 5 and dropped > 5)

@@ -129,6 +129,15 @@ def test_changed_normalisation_reruns_train_and_downstream_not_weights(finished_
     }  # fmt: skip
 
 
+def test_changed_minimum_cell_size_reruns_segmentation_not_prediction(finished_run):
+    workdir, _ = finished_run
+    changed = {**TINY_CONFIG, "segment": {**TINY_CONFIG["segment"], "min_size_px": 20}}
+    jobs = dry_run_jobs(workdir, changed)
+    # The ISBI errors score the probabilities, not the cells: evaluate and its figures stay.
+    assert jobs == {**SEGMENT_ON, "segment": 2, "export_segmentation": 2, "report_volume": 2,
+                    "evaluate_instances": 1, "summarize": 1, "report_prediction": 1}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("keys", "reruns", "kept", "shown"),
     [

@@ -8,6 +8,7 @@ rule segment:
     params:
         threshold=config["segment"]["threshold"],
         watershed=watershed_option(),
+        min_size_px=config["segment"]["min_size_px"],
     log:
         log_path("segment", "{volume}"),
     benchmark:
@@ -20,7 +21,8 @@ rule segment:
         "../../envs/unetseg.yaml"
     shell:
         "unetseg segment {input.probability} {output} --threshold {params.threshold}"
-        " --metrics {input.validation_metrics} {params.watershed} > {log} 2>&1"
+        " --metrics {input.validation_metrics} {params.watershed}"
+        " --min-size-px {params.min_size_px} > {log} 2>&1"
 
 
 rule export_segmentation:

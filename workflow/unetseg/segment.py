@@ -26,24 +26,33 @@ def best_threshold(metrics_paths: list[str | os.PathLike], metric: str = "rand")
 
 
 def segment_slice(
-    probability: np.ndarray, threshold: float, seed_threshold: float | None = None
+    probability: np.ndarray,
+    threshold: float,
+    seed_threshold: float | None = None,
+    min_size_px: int = 0,
 ) -> tuple[np.ndarray, int]:
     """(uint32 instance ids, count) of one slice: components of probability > threshold.
 
     With `seed_threshold`, components of probability > seed_threshold seed a watershed on
     1 - probability inside the thresholded mask, which splits cells joined by weak membranes.
+    Cells of fewer than `min_size_px` pixels become background; ids stay in raster order.
     """
+    from skimage.segmentation import relabel_sequential
+
     values = probability.astype(np.float32).astype(np.float64)
     interior = values > threshold
     if seed_threshold is None:
-        return ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
-    from skimage.segmentation import relabel_sequential, watershed
+        ids, _ = ndimage.label(interior, structure=FOUR_CONNECTED)
+    else:
+        from skimage.segmentation import watershed
 
-    seeds, _ = ndimage.label(values > seed_threshold, structure=FOUR_CONNECTED)
-    ids = watershed(1.0 - values, markers=seeds, mask=interior, connectivity=1)
-    # Interior pixels no seed reached keep their own connected component.
-    unreached, _ = ndimage.label(interior & (ids == 0), structure=FOUR_CONNECTED)
-    ids = np.where(unreached > 0, unreached + ids.max(), ids)
+        seeds, _ = ndimage.label(values > seed_threshold, structure=FOUR_CONNECTED)
+        ids = watershed(1.0 - values, markers=seeds, mask=interior, connectivity=1)
+        # Interior pixels no seed reached keep their own connected component.
+        unreached, _ = ndimage.label(interior & (ids == 0), structure=FOUR_CONNECTED)
+        ids = np.where(unreached > 0, unreached + ids.max(), ids)
+    if min_size_px > 1:
+        ids[(np.bincount(ids.ravel()) < min_size_px)[ids]] = 0
     relabelled = relabel_sequential(ids)[0].astype(np.uint32)
     return relabelled, int(relabelled.max())
 
@@ -53,10 +62,13 @@ def segment_volume(
     out_path: str | os.PathLike,
     threshold: float = 0.5,
     seed_threshold: float | None = None,
+    min_size_px: int = 0,
 ) -> int:
-    """Segment every slice into an OME-Zarr of uint32 ids, unique across the volume. Plain
-    components are found one chunk at a time (label_slice_by_chunks), in bounded memory; the
-    seeded watershed takes a whole slice at once."""
+    """Segment every slice into an OME-Zarr of uint32 ids, unique across the volume, dropping
+    cells of fewer than `min_size_px` pixels. Plain components are found one chunk at a time
+    (label_slice_by_chunks), in bounded memory; the seeded watershed takes a whole slice."""
+    if min_size_px < 0:
+        raise UnetsegError(f"segment.min_size_px: {min_size_px} is negative")
     probability = io.open_zarr(probability_path)
     next_id = 0
     with io.atomic_output(out_path) as tmp:
@@ -69,15 +81,18 @@ def segment_volume(
             attrs={
                 "threshold": threshold,
                 "watershed_seed_threshold": seed_threshold,
+                "min_size_px": min_size_px,
                 "label_kind": "instance",
                 "connectivity": 4,
             },
         )
         for z in range(probability.shape[0]):
             if seed_threshold is None:
-                count = label_slice_by_chunks(probability, target, z, threshold, next_id)
+                count = label_slice_by_chunks(
+                    probability, target, z, threshold, next_id, min_size_px
+                )
             else:
-                ids, count = segment_slice(probability[z], threshold, seed_threshold)
+                ids, count = segment_slice(probability[z], threshold, seed_threshold, min_size_px)
                 ids[ids > 0] += next_id
                 target[z] = ids
             next_id += count
@@ -88,21 +103,25 @@ def segment_volume(
     return next_id
 
 
-def label_slice_by_chunks(probability, target, z: int, threshold: float, first_id: int) -> int:
+def label_slice_by_chunks(
+    probability, target, z: int, threshold: float, first_id: int, min_size_px: int = 0
+) -> int:
     """4-connected components of probability[z] > threshold into target[z], with one chunk of
     target in memory at a time, whatever the slice's size; returns their count. The ids are
     first_id + 1, ... in the order ndimage.label numbers them on the whole slice (the raster
-    order of each component's first pixel): the result is that of labelling the slice at once.
+    order of each component's first pixel); components of fewer than `min_size_px` pixels
+    become background: the result is that of `segment_slice` on the slice at once.
 
     Pass 1 labels each chunk on its own, with provisional ids unique in the slice, and notes the
-    ids that touch across chunk borders and each id's first pixel; pass 2 rewrites each chunk
-    with the final id of the component its provisional ids join into."""
+    ids that touch across chunk borders, each id's first pixel and size; pass 2 rewrites each
+    chunk with the final id of the component its provisional ids join into."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     width = probability.shape[2]
     count, joins = 0, []
     first_pixel = [np.array([-1])]  # provisional id 0, the background, ranks first
+    sizes = [np.array([0])]
     last_row = np.zeros(width, np.uint32)  # provisional ids of the row above this chunk row
     last_column = None  # of the chunk to the left, where the chunk does not start a row
     windows = list(blocks.chunk_windows(probability.shape[1:], target.chunks[1:]))
@@ -112,6 +131,7 @@ def label_slice_by_chunks(probability, target, z: int, threshold: float, first_i
         ids, found = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
         first_y, first_x = first_pixels(ids, found)
         first_pixel.append((ys.start + first_y) * width + xs.start + first_x)
+        sizes.append(np.bincount(ids.ravel(), minlength=found + 1)[1:])
         ids[interior] += count
         borders = [(ids[0], last_row[xs])] + ([(ids[:, 0], last_column)] if xs.start else [])
         for here, there in borders:
@@ -126,15 +146,21 @@ def label_slice_by_chunks(probability, target, z: int, threshold: float, first_i
     n_components, component = connected_components(graph, directed=False)
     first_of_component = np.full(n_components, np.iinfo(np.int64).max)
     np.minimum.at(first_of_component, component, np.concatenate(first_pixel))
-    rank = np.empty(n_components, np.int64)
-    rank[np.argsort(first_of_component)] = np.arange(n_components)  # the background: 0
+    size = np.zeros(n_components, np.int64)
+    np.add.at(size, component, np.concatenate(sizes))
+    kept = size >= min_size_px
+    kept[component[0]] = True  # the background
+    rank = np.zeros(n_components, np.int64)  # dropped components: 0, the background
+    ordered = np.argsort(first_of_component)
+    ordered = ordered[kept[ordered]]
+    rank[ordered] = np.arange(len(ordered))  # the background: 0
     final_ids = rank[component]
     final_ids[final_ids > 0] += first_id
     final_ids = final_ids.astype(np.uint32)
     for ys, xs in windows:
         offset, shape = chunk_region(z, ys, xs)
         blocks.write_block(target, offset, final_ids[blocks.read_block(target, offset, shape)])
-    return n_components - 1
+    return len(ordered) - 1
 
 
 def chunk_region(z: int, ys: slice, xs: slice) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
