@@ -41,6 +41,8 @@ def segment_slice(
 
     values = probability.astype(np.float32).astype(np.float64)
     interior = values > threshold
+    if seed_threshold is None and min_size_px <= 1:  # already sequential: no relabelling
+        return ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
     if seed_threshold is None:
         ids, _ = ndimage.label(interior, structure=FOUR_CONNECTED)
     else:
