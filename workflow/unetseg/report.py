@@ -303,7 +303,8 @@ def volume_figure(raw_path, probability_path, segmentation_path, out_path, volum
     raw, probability, segmentation = (
         io.open_zarr(p) for p in (raw_path, probability_path, segmentation_path)
     )
-    threshold = io.zarr_attrs(segmentation_path).get("threshold")
+    settings = io.zarr_attrs(segmentation_path)
+    threshold, min_size_px = settings.get("threshold"), settings.get("min_size_px") or 0
     slices = pick_slices(raw.shape[0])
     window = centre_window(raw.shape[1:])
     step = -(-max(raw.shape[1:]) // VIEW_PX)
@@ -344,9 +345,10 @@ def volume_figure(raw_path, probability_path, segmentation_path, out_path, volum
         areas_axis.hist(areas, bins=edges, color="#009E73")
         areas_axis.set_xscale("log")
         small = int((areas < 10).sum())  # fragments: noise above the threshold, broken cells
-        areas_axis.set_title(
-            f"cell areas (median {np.median(areas):.0f} px; {small} under 10 px)", fontsize=10
-        )
+        title = f"cell areas (median {np.median(areas):.0f} px; {small} under 10 px)"
+        if min_size_px > 1:
+            title += f"\ncells under {min_size_px} px dropped (segment.min_size_px)"
+        areas_axis.set_title(title, fontsize=10)
     else:
         areas_axis.set_title("cell areas: no cells", fontsize=10)
     areas_axis.set(xlabel="area (px)", ylabel="cells")
@@ -354,7 +356,9 @@ def volume_figure(raw_path, probability_path, segmentation_path, out_path, volum
     chance_axis.bar(centres, histogram, width=1 / len(histogram), color="#E69F00")
     chance_axis.set_yscale("log")
     if threshold is not None:
-        chance_axis.axvline(threshold, color="grey", linestyle="--", label=f"threshold {threshold}")
+        chance_axis.axvline(
+            threshold, color="grey", linestyle="--", label=f"threshold {threshold:g}"
+        )
         chance_axis.legend(fontsize=8)
     uncertain = histogram[(centres > 0.1) & (centres < 0.9)].sum() / max(1, histogram.sum())
     chance_axis.set(xlabel="P(cell interior)", ylabel="pixels")
