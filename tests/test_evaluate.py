@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import tifffile
 from conftest import write_tiff
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
@@ -377,6 +378,23 @@ def test_errors_name_the_prediction_file_and_slice(tmp_path):
     write_tiff(tmp_path / "4d.tif", np.zeros((2, 3, 8, 7), np.float32))
     with pytest.raises(UnetsegError, match=r"4d\.tif: a 4D image"):
         io.open_slices(tmp_path / "4d.tif")
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((8, 7, 3), np.uint8), photometric="rgb")
+    with pytest.raises(UnetsegError, match=r"rgb\.tif: 3 samples per pixel"):
+        io.open_slices(tmp_path / "rgb.tif")
+
+
+def test_a_stack_stored_in_one_tiff_page_reads_as_slices(tmp_path):
+    """tifffile's default for a (4, y, x) float32 array is one page of 4 planar samples: there
+    is no page per slice to read, so the file is read whole, once."""
+    from unetseg import io
+
+    stack = np.random.default_rng(6).random((4, 9, 7)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "planar.tif", stack)
+    with tifffile.TiffFile(tmp_path / "planar.tif") as tiff:
+        assert len(tiff.pages) == 1  # the layout this test is about
+    volume = io.open_slices(tmp_path / "planar.tif")
+    assert volume.shape == (4, 9, 7)
+    assert all(np.array_equal(volume[z], stack[z]) for z in range(4))
 
 
 def test_instance_metrics_of_a_binary_truth_use_its_components():

@@ -256,7 +256,8 @@ class Slices:
 
 
 def open_slices(path: str | os.PathLike) -> Slices:
-    """A TIFF or Zarr volume, read a slice at a time (a 2D image is one slice)."""
+    """A TIFF or Zarr volume, read a slice at a time (a 2D image is one slice). A TIFF that
+    stores several slices in one page (planar samples) is read whole, once, when first asked."""
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         array = open_zarr(path)
@@ -269,9 +270,14 @@ def open_slices(path: str | os.PathLike) -> Slices:
     try:
         with tifffile.TiffFile(path) as tiff:
             series = tiff.series[0]
-            shape, dtype = series.shape, series.dtype
+            shape, dtype, axes, pages = series.shape, series.dtype, series.axes, len(series.pages)
     except Exception as error:
         raise UnetsegError(f"{path}: not a readable TIFF ({error})") from error
-    if len(shape) == 2:
-        return Slices(str(path), shape, dtype, lambda z: tifffile.imread(path))
-    return Slices(str(path), shape, dtype, lambda z: tifffile.imread(path, key=z, series=0))
+    if axes.endswith("S"):
+        raise UnetsegError(
+            f"{path}: {shape[-1]} samples per pixel (axes {axes}, RGB?); expected grey values"
+        )
+    if len(shape) == 3 and pages == shape[0]:
+        return Slices(str(path), shape, dtype, lambda z: tifffile.imread(path, key=z, series=0))
+    whole = functools.cache(lambda: tifffile.imread(path))
+    return Slices(str(path), shape, dtype, lambda z: whole()[z] if len(shape) == 3 else whole())
