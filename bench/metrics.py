@@ -93,11 +93,10 @@ def evaluate_memory(depths=(2, 8), size_px: int = 2048) -> None:
             tifffile.imwrite(f"{folder}/prob{depth}.tif", blurred)
             del truth, blurred
             for who, path in code.items():
-                os.environ["PYTHONPATH"] = str(path)
                 peaks[who, depth] = peak_rss_mb([
                     sys.executable, "-m", "unetseg", "evaluate", "--truth", f"{folder}/truth{depth}.tif",
                     "--prediction", f"{folder}/prob{depth}.tif", "--threads", "2",
-                ])  # fmt: skip
+                ], env={**os.environ, "PYTHONPATH": str(path)})  # fmt: skip
                 print(f"{who}, {depth} slices: {peaks[who, depth]:.0f} MB", flush=True)
     shallow, deep = depths
     extra = {f"{who}_{depth}_slices_mb": round(mb) for (who, depth), mb in peaks.items()}

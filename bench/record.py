@@ -56,13 +56,16 @@ def record(name: str, value: float, unit: str, goal: str, **extra) -> dict:
     return entry
 
 
-def peak_rss_mb(command: list[str]) -> float:
-    """Peak RSS of a command, from a fresh parent (ru_maxrss of children only ever grows)."""
+def peak_rss_mb(command: list[str], env: dict | None = None) -> float:
+    """Peak RSS of a command (run with `env`, else this process's environment), from a fresh
+    parent (ru_maxrss of children only ever grows)."""
     probe = (
         "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    done = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *command], capture_output=True, text=True, env=env
+    )
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return int(done.stdout.split()[-1]) / 1024

@@ -407,3 +407,14 @@ def test_instance_metrics_of_a_binary_truth_use_its_components():
     assert volume_kind(mask) == BINARY and volume_kind(ids) == "instance"
     as_ids = instance_metrics(whole_stack_components(ids > 0), ids)
     assert instance_metrics(mask, ids, BINARY) == as_ids and as_ids["mean_ap"] == 1.0
+
+
+def test_instance_metrics_refuse_stacks_of_different_shapes_by_name():
+    from unetseg.evaluate import instance_metrics
+
+    ids = np.ones((2, 6, 5), np.uint16)
+    with pytest.raises(
+        UnetsegError, match=r"seg\.tif: shape \(1, 6, 5\) does not match truth t\.zarr"
+    ):
+        instance_metrics(ids, ids[:1], names=("t.zarr", "seg.tif"))
+    assert instance_metrics(ids * 255, ids, kind=None)["mean_ap"] == 1.0  # kind detected: binary

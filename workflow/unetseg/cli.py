@@ -154,14 +154,8 @@ def cmd_evaluate_instances(args) -> None:
 
     labels.require_dense(args.truth)
     truth, segmentation = io.open_slices(args.truth), io.open_slices(args.segmentation)
-    if truth.shape != segmentation.shape:
-        raise UnetsegError(
-            f"{args.segmentation}: shape {segmentation.shape} does not match truth {args.truth} "
-            f"shape {truth.shape}"
-        )
     kind = io.zarr_attrs(args.truth).get("label_kind") if is_zarr(args.truth) else None
-    kind = kind or labels.volume_kind(truth, args.truth)
-    metrics = evaluate.instance_metrics(truth, segmentation, kind)
+    metrics = evaluate.instance_metrics(truth, segmentation, kind, (args.truth, args.segmentation))
     print(json.dumps({key: metrics[key] for key in ("ap50", "mean_ap")}))
     io.write_json(args.out, metrics)
 

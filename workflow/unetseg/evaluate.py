@@ -393,6 +393,17 @@ def as_stack(volume, name: str):
     return volume
 
 
+def stack_pair(truth, prediction, names: tuple[str, str]):
+    """Truth and prediction as stacks (`as_stack`) of one shape, else an error naming both."""
+    truth, prediction = as_stack(truth, names[0]), as_stack(prediction, names[1])
+    if tuple(truth.shape) != tuple(prediction.shape):
+        raise UnetsegError(
+            f"{names[1]}: shape {tuple(prediction.shape)} does not match truth {names[0]} "
+            f"shape {tuple(truth.shape)}"
+        )
+    return truth, prediction
+
+
 def check_slice(probability: np.ndarray, name: str, z: int) -> None:
     if probability.dtype.kind == "f":
         finite = np.isfinite(probability)
@@ -429,12 +440,7 @@ def evaluate_arrays(
     """
     import dask
 
-    truth, prediction = as_stack(truth, names[0]), as_stack(prediction, names[1])
-    if tuple(truth.shape) != tuple(prediction.shape):
-        raise UnetsegError(
-            f"{names[1]}: shape {tuple(prediction.shape)} does not match truth {names[0]} "
-            f"shape {tuple(truth.shape)}"
-        )
+    truth, prediction = stack_pair(truth, prediction, names)
 
     def counts(z):
         return slice_counts(*read_pair(truth, prediction, z, names))
@@ -566,14 +572,21 @@ def matched_ious(truth_ids: np.ndarray, predicted_ids: np.ndarray) -> tuple[np.n
     return iou[rows, cols], n_truth, n_predicted
 
 
-def instance_metrics(truth, predicted, kind: str = INSTANCE) -> dict:
+def instance_metrics(
+    truth,
+    predicted,
+    kind: str | None = INSTANCE,
+    names: tuple[str, str] = ("truth", "segmentation"),
+) -> dict:
     """Average precision TP / (TP + FP + FN) per IoU threshold 0.5:0.05:0.95, over all slices.
 
-    `truth` holds instance ids, or a binary mask (`kind`) whose 4-connected components are the
-    cells; `predicted` holds ids. Both are NumPy arrays or volumes read a slice at a time.
-    Objects are matched slice by slice; counts are summed over slices before the ratio.
+    `truth` holds instance ids, or a binary mask (`kind`; None: detected from its values) whose
+    4-connected components are the cells; `predicted` holds ids. Both are NumPy arrays or
+    volumes read a slice at a time; `names` name them in errors. Objects are matched slice by
+    slice; counts are summed over slices before the ratio.
     """
-    truth, predicted = as_stack(truth, "truth"), as_stack(predicted, "segmentation")
+    truth, predicted = stack_pair(truth, predicted, names)
+    kind = kind or labels.volume_kind(truth, names[0])
     counts = np.zeros((len(IOU_THRESHOLDS), 3), np.int64)
     for z in range(truth.shape[0]):
         truth_ids = labels.cells(np.asarray(truth[z]), kind)

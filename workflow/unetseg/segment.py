@@ -37,12 +37,12 @@ def segment_slice(
     1 - probability inside the thresholded mask, which splits cells joined by weak membranes.
     Cells of fewer than `min_size_px` pixels become background; ids stay in raster order.
     """
-    from skimage.segmentation import relabel_sequential
-
     values = probability.astype(np.float32).astype(np.float64)
     interior = values > threshold
     if seed_threshold is None and min_size_px <= 1:  # already sequential: no relabelling
         return ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
+    from skimage.segmentation import relabel_sequential
+
     if seed_threshold is None:
         ids, _ = ndimage.label(interior, structure=FOUR_CONNECTED)
     else:
