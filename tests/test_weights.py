@@ -6,7 +6,7 @@ from scipy import ndimage
 from bench.train import direct_weight_map
 from unetseg import io, labels
 from unetseg.chunk import chunk_volume
-from unetseg.weights import class_balance, compute_weights, weight_map
+from unetseg.weights import class_balance, compute_weights, weight_map, weight_volume
 
 
 def test_matches_direct_reference_on_demo(demo_arrays):
@@ -108,3 +108,63 @@ def test_a_slice_with_nothing_annotated_weighs_zero():
                          labels.interior(nothing, labels.BINARY, 9), 10.0, 5.0,
                          labels.annotated(nothing, 9))  # fmt: skip
     assert weights.shape == (8, 8) and not weights.any()
+
+
+def blockwise_weights(tmp_path, label_volume, chunks, block_px, **chunk_options) -> np.ndarray:
+    tiff = write_tiff(tmp_path / "labels.tif", label_volume)
+    chunk_volume(tiff, tmp_path / "labels.zarr", chunks=chunks, is_labels=True, **chunk_options)
+    compute_weights(tmp_path / "labels.zarr", tmp_path / "weights.zarr", 10.0, 5.0, workers=2,
+                    block_px=block_px)  # fmt: skip
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch left
+    return io.open_zarr(tmp_path / "weights.zarr")[...]
+
+
+def scattered_cells(shape, count: int = 14, seed: int = 3) -> np.ndarray:
+    """Small round cells far apart (0/255): their nearest neighbours lie up to the border term's
+    reach away, where the demo's packed cells always have one across a thin membrane."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    cells = np.zeros(shape, bool)
+    for cy, cx, radius in zip(*(rng.uniform(0, n, count) for n in shape),
+                              rng.uniform(2, 5, count), strict=True):  # fmt: skip
+        cells |= (y - cy) ** 2 + (x - cx) ** 2 <= radius**2
+    return cells.astype(np.uint8) * 255
+
+
+def touching_instances(binary: np.ndarray) -> np.ndarray:
+    """Instance ids of the demo's cells grown into their membranes, so that cells touch."""
+    from skimage.segmentation import expand_labels
+
+    return np.stack([expand_labels(ndimage.label(s > 0)[0], 2) for s in binary]).astype(np.uint16)
+
+
+@pytest.mark.parametrize("kind, ignore", [("binary", None), ("binary", 9), ("instance", None),
+                                          ("instance", 65535)])  # fmt: skip
+@pytest.mark.parametrize("chunks, block_px", [((1, 16, 16), 16), ((2, 16, 32), 40),
+                                              ((4, 96, 96), 1024)])  # fmt: skip
+def test_weights_by_blocks_equal_those_of_whole_slices(
+    tmp_path, demo_arrays, kind, ignore, chunks, block_px
+):
+    """Each block sees the labels within the border term's reach, the whole slice's cells and
+    class counts: its weights are exactly those of the whole slice (blocks of 16 px cut the
+    demo's 24-px cells and the 30-px reach many times over; slice 0 has cells far apart)."""
+    binary = demo_arrays[1].copy()
+    binary[0] = scattered_cells(binary.shape[1:])
+    label_volume = binary if kind == "binary" else touching_instances(binary)
+    if ignore is not None:
+        label_volume = label_volume.copy()
+        label_volume[1:, 20:50, 30:90] = ignore
+    expected = weight_volume(label_volume, kind, 10.0, 5.0, ignore)
+    stored = blockwise_weights(tmp_path, label_volume, chunks, block_px, ignore_label=ignore)
+    assert np.array_equal(stored, expected)
+
+
+def test_a_cell_that_leaves_a_block_and_returns_is_one_cell(tmp_path):
+    """The arms of a U whose base lies beyond a block's reach are one cell, not two: the gap
+    between them gets no border term (a block that labelled its own window would give it one)."""
+    u_shape = np.zeros((1, 112, 64), np.uint8)
+    u_shape[0, :100, 10:15] = u_shape[0, :100, 20:25] = u_shape[0, 95:100, 10:25] = 255
+    stored = blockwise_weights(tmp_path, u_shape, (1, 16, 16), 16)
+    interior = u_shape[0] > 0
+    assert np.array_equal(stored[0], class_balance(interior).astype(np.float32))
+    assert np.array_equal(stored, weight_volume(u_shape, "binary", 10.0, 5.0))

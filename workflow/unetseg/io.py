@@ -51,6 +51,16 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         remove_path(tmp)
 
 
+@contextlib.contextmanager
+def scratch_path(next_to: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden sibling path of `next_to` for intermediate data, removed afterwards."""
+    path = Path(next_to).with_name(f".{Path(next_to).name}.scratch-{uuid.uuid4().hex[:8]}")
+    try:
+        yield path
+    finally:
+        remove_path(path)
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Content hash of a file, read in 1 MiB blocks; kept while the file's size and modification
     time stay the same (hashing the paper-size model takes 0.1 s, a GPU predicts 4 Mpx in it)."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,7 @@ def segment_volume(
         for z in range(probability.shape[0]):
             if seed_threshold is None:
                 count = label_slice_by_chunks(
-                    probability, target, z, threshold, next_id, min_size_px
+                    probability, target, z, above(threshold), next_id, min_size_px
                 )
             else:
                 ids, count = segment_slice(probability[z], threshold, seed_threshold, min_size_px)
@@ -105,11 +107,17 @@ def segment_volume(
     return next_id
 
 
+def above(threshold: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The foreground of probabilities: probability > threshold (as the metrics count it)."""
+    return functools.partial(evaluate.binarize, threshold=threshold)
+
+
 def label_slice_by_chunks(
-    probability, target, z: int, threshold: float, first_id: int, min_size_px: int = 0
+    source, target, z: int, foreground: Callable, first_id: int, min_size_px: int = 0
 ) -> int:
-    """4-connected components of probability[z] > threshold into target[z], with one chunk of
-    target in memory at a time, whatever the slice's size; returns their count. The ids are
+    """4-connected components of foreground(source[z]) (a boolean mask, computed pixel by pixel)
+    into target[z], with one chunk of target in memory at a time, whatever the slice's size;
+    returns their count. The ids are
     first_id + 1, ... in the order ndimage.label numbers them on the whole slice (the raster
     order of each component's first pixel); components of fewer than `min_size_px` pixels
     become background: the result is that of `segment_slice` on the slice at once.
@@ -120,16 +128,16 @@ def label_slice_by_chunks(
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    width = probability.shape[2]
+    width = source.shape[2]
     count, joins = 0, []
     first_pixel = [np.array([-1])]  # provisional id 0, the background, ranks first
     sizes = [np.array([0])]
     last_row = np.zeros(width, np.uint32)  # provisional ids of the row above this chunk row
     last_column = None  # of the chunk to the left, where the chunk does not start a row
-    windows = list(blocks.chunk_windows(probability.shape[1:], target.chunks[1:]))
+    windows = list(blocks.chunk_windows(source.shape[1:], target.chunks[1:]))
     for ys, xs in windows:
         offset, shape = chunk_region(z, ys, xs)
-        interior = evaluate.binarize(blocks.read_block(probability, offset, shape)[0], threshold)
+        interior = foreground(blocks.read_block(source, offset, shape)[0])
         ids, found = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
         first_y, first_x = first_pixels(ids, found)
         first_pixel.append((ys.start + first_y) * width + xs.start + first_x)

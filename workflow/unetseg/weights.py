@@ -11,16 +11,19 @@ weigh 0, so the loss leaves them out, and the class counts are those of the anno
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+from dataclasses import dataclass
 
-import dask.array as da
+import dask
 import numba
 import numpy as np
+import zarr
 from scipy import ndimage
 
-from unetseg import io, labels
+from unetseg import blocks, io, labels
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +31,23 @@ log = logging.getLogger(__name__)
 NEGLIGIBLE_WEIGHT = 1e-6
 
 
-def class_balance(interior: np.ndarray, annotated: np.ndarray | None = None) -> np.ndarray:
-    """w_c per pixel: n_max / n_class, counted over this slice's annotated pixels."""
+def class_counts(interior: np.ndarray, annotated: np.ndarray) -> np.ndarray:
+    """(background, interior) pixel counts among the annotated pixels."""
+    return np.array(
+        [np.count_nonzero(~interior & annotated), np.count_nonzero(interior & annotated)], np.int64
+    )
+
+
+def class_balance(
+    interior: np.ndarray, annotated: np.ndarray | None = None, counts: np.ndarray | None = None
+) -> np.ndarray:
+    """w_c per pixel: n_max / n_class, with the class `counts` of the slice (by default those
+    of these pixels, annotated ones only)."""
     if annotated is None:
         annotated = np.ones(interior.shape, bool)
-    counts = np.array(
-        [np.count_nonzero(~interior & annotated), np.count_nonzero(interior & annotated)], float
-    )
+    if counts is None:
+        counts = class_counts(interior, annotated)
+    counts = np.asarray(counts, float)
     present = counts > 0
     weight_per_class = np.ones(2)
     if present.any():  # else a slice with nothing annotated
@@ -133,22 +146,32 @@ def _squared_distance_1d(f, n, out, parabolas, bounds):
         out[q] = (q - p) * (q - p) + f[p]
 
 
+def border_reach_px(w0: float, sigma_px: float) -> float:
+    """Distance d1 + d2 beyond which the border term is under NEGLIGIBLE_WEIGHT and dropped: no
+    cell farther than this from a pixel changes its weight."""
+    if w0 <= NEGLIGIBLE_WEIGHT:
+        return 0.0
+    return sigma_px * math.sqrt(2 * math.log(w0 / NEGLIGIBLE_WEIGHT))
+
+
 def weight_map(
     cell_ids: np.ndarray,
     interior: np.ndarray,
     w0: float,
     sigma_px: float,
     annotated: np.ndarray | None = None,
+    counts: np.ndarray | None = None,
 ):
     """Eq. 2 for one slice; `cell_ids` labels the cells, `interior` is the foreground mask, and
-    pixels outside `annotated` (default: all annotated) weigh 0."""
+    pixels outside `annotated` (default: all annotated) weigh 0. Of a window of a slice, give
+    the slice's class `counts` (class_counts)."""
     if annotated is None:
         annotated = np.ones(interior.shape, bool)
-    weights = class_balance(interior, annotated)
+    weights = class_balance(interior, annotated, counts)
     weights[~annotated] = 0
-    if w0 <= 0:
+    cut_off = border_reach_px(w0, sigma_px)
+    if cut_off <= 0:
         return weights.astype(np.float32)
-    cut_off = sigma_px * math.sqrt(2 * math.log(w0 / NEGLIGIBLE_WEIGHT))
     d1, d2 = two_nearest_cell_distances(cell_ids, cut_off)
     with np.errstate(invalid="ignore"):
         border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma_px**2))
@@ -160,7 +183,7 @@ def weight_map(
 def weight_volume(
     label_volume: np.ndarray, kind: str, w0: float, sigma_px: float, ignore: int | None = None
 ):
-    """Weight maps of a (z, y, x) block of labels, slice by slice."""
+    """Weight maps of a (z, y, x) block of whole label slices, slice by slice."""
     out = np.empty(label_volume.shape, np.float32)
     for z, slice_labels in enumerate(label_volume):
         out[z] = weight_map(
@@ -168,9 +191,116 @@ def weight_volume(
             labels.interior(slice_labels, kind, ignore),
             w0,
             sigma_px,
-            None if ignore is None else labels.annotated(slice_labels, ignore),
+            labels.annotated(slice_labels, ignore),
         )
     return out
+
+
+# A task computes the weights of a block of at most this many pixels a side (whole chunks), from
+# the labels around it within the border term's reach: its memory does not grow with the slice.
+BLOCK_PX = 1024
+
+
+@dataclass(frozen=True)
+class Block:
+    """Slices zs (one z-chunk) of the output region (ys, xs) (whole chunks), and the window of
+    labels that its weights depend on: the region grown by `halo` px, cut to the slice."""
+
+    zs: slice
+    ys: slice
+    xs: slice
+    halo: int
+    shape_yx: tuple[int, int]
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        return tuple(
+            slice(max(s.start - self.halo, 0), min(s.stop + self.halo, size))
+            for s, size in zip((self.ys, self.xs), self.shape_yx, strict=True)
+        )
+
+    @property
+    def core(self) -> tuple[slice, slice]:
+        """The region within the window."""
+        return tuple(
+            slice(s.start - w.start, s.stop - w.start)
+            for s, w in zip((self.ys, self.xs), self.window, strict=True)
+        )
+
+    @property
+    def whole_slice(self) -> bool:
+        return (self.ys.stop - self.ys.start, self.xs.stop - self.xs.start) == self.shape_yx
+
+
+def weight_blocks(shape, chunks, halo: int, block_px: int = BLOCK_PX) -> list[Block]:
+    """Chunk-aligned blocks that cover a (z, y, x) volume: no two write to one chunk."""
+    step_y, step_x = (max(block_px // c, 1) * c for c in chunks[1:])
+    return [
+        Block(slice(z, min(z + chunks[0], shape[0])), ys, xs, halo, tuple(shape[1:]))
+        for z in range(0, shape[0], chunks[0])
+        for ys, xs in blocks.chunk_windows(shape[1:], (step_y, step_x))
+    ]
+
+
+def read_window(array, z: int, window: tuple[slice, slice]) -> np.ndarray:
+    ys, xs = window
+    return blocks.read_block(
+        array, (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
+    )[0]
+
+
+def block_class_counts(source, block: Block, kind: str, ignore: int | None) -> np.ndarray:
+    """(z, 2): each slice's (background, interior) counts within the block's region (the window
+    around it decides which instance pixels are borders)."""
+    counts = []
+    for z in range(block.zs.start, block.zs.stop):
+        window = read_window(source, z, block.window)
+        interior = labels.interior(window, kind, ignore)
+        counts.append(
+            class_counts(interior[block.core], labels.annotated(window, ignore)[block.core])
+        )
+    return np.stack(counts)
+
+
+def block_weights(
+    source, cell_store, block: Block, kind: str, ignore, slice_counts, w0: float, sigma_px: float
+) -> np.ndarray:
+    """Weights of the block's region, computed on its window: equal to those of the whole slice,
+    as every cell within the border term's reach of the region lies in the window. Cell ids come
+    from `cell_store` (binary labels: components of the whole slice, as a window may cut a cell
+    in two) or from the labels themselves."""
+    out = []
+    for z in range(block.zs.start, block.zs.stop):
+        window = read_window(source, z, block.window)
+        if cell_store is not None:
+            ids = read_window(cell_store, z, block.window)
+        else:  # instance ids, or binary labels of a whole slice in one window
+            ids = labels.cells(window, kind, ignore)
+        weights = weight_map(
+            ids,
+            labels.interior(window, kind, ignore),
+            w0,
+            sigma_px,
+            labels.annotated(window, ignore),
+            slice_counts[z],
+        )
+        out.append(weights[block.core])
+    return np.stack(out)
+
+
+def label_binary_cells(source, path, ignore: int | None, compute) -> zarr.Array:
+    """The 4-connected cells of every slice of binary labels into a scratch Zarr array, a chunk
+    at a time (segment.label_slice_by_chunks), so that windows see whole-slice cells."""
+    from unetseg.segment import label_slice_by_chunks
+
+    cell_store = zarr.create_array(
+        str(path), shape=source.shape, chunks=(1, *source.chunks[1:]), dtype=np.uint32,
+        compressors=io.blosc("lz4"), fill_value=0,
+    )  # fmt: skip
+    interior = functools.partial(labels.interior, kind=labels.BINARY, ignore=ignore)
+    label = dask.delayed(label_slice_by_chunks)
+    compute(*(label(source, cell_store, z, interior, 0) for z in range(source.shape[0])))
+    return cell_store
 
 
 def compute_weights(
@@ -179,14 +309,22 @@ def compute_weights(
     w0: float = 10.0,
     sigma_px: float = 5.0,
     workers: int = 1,
+    block_px: int = BLOCK_PX,
 ) -> None:
-    """Weight maps of a label store into an OME-Zarr store, one Dask task per z-chunk."""
+    """Weight maps of a label store into an OME-Zarr store, one Dask task per block of at most
+    `block_px` a side, in memory that does not grow with the slice: a pass counts each slice's
+    classes, then each block is computed from the labels within the border term's reach."""
     source = io.open_zarr(labels_path)
     kind, ignore = labels.store_conventions(labels_path)
-    z_chunk = source.chunks[0]
-    stack = da.from_zarr(source).rechunk((z_chunk, *source.shape[1:]))
-    weights = stack.map_blocks(weight_volume, kind, w0, sigma_px, ignore, dtype=np.float32)
-    with io.atomic_output(out_path) as tmp:
+    halo = math.ceil(border_reach_px(w0, sigma_px)) + 1  # + 1: instance borders look 1 px out
+    tasks = weight_blocks(source.shape, source.chunks, halo, block_px)
+    compute = functools.partial(dask.compute, scheduler="threads", num_workers=workers)
+    count = dask.delayed(block_class_counts)
+    slice_counts = np.zeros((source.shape[0], 2), np.int64)
+    block_counts = compute(*(count(source, block, kind, ignore) for block in tasks))
+    for block, counts in zip(tasks, block_counts, strict=True):
+        slice_counts[block.zs] += counts
+    with io.atomic_output(out_path) as tmp, io.scratch_path(out_path) as scratch:
         target = io.create_ome_zarr(
             tmp,
             source.shape,
@@ -195,5 +333,17 @@ def compute_weights(
             io.voxel_size(labels_path),
             attrs={"w0": w0, "sigma_px": sigma_px, "label_kind": kind, "ignore_label": ignore},
         )
-        da.store(weights, target, lock=False, scheduler="threads", num_workers=workers)
-    log.info("wrote weight maps of %d slices to %s", source.shape[0], out_path)
+        cell_store = None
+        if kind == labels.BINARY and not all(b.whole_slice for b in tasks):
+            cell_store = label_binary_cells(source, scratch, ignore, compute)
+
+        def write(block: Block) -> None:
+            weights = block_weights(
+                source, cell_store, block, kind, ignore, slice_counts, w0, sigma_px
+            )
+            blocks.write_block(target, (block.zs.start, block.ys.start, block.xs.start), weights)
+
+        compute(*(dask.delayed(write)(block) for block in tasks))
+    log.info(
+        "wrote weight maps of %d slices (%d blocks) to %s", source.shape[0], len(tasks), out_path
+    )
