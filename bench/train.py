@@ -4,7 +4,10 @@ tensors, and CPU bf16 + channels_last against fp32. Ours and theirs alternate in
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +15,8 @@ import tifffile
 import torch
 from scipy import ndimage
 
-from bench.record import REPO, record, seconds
-from unetseg import UnetsegError, labels, model, tiling, train, weights
+from bench.record import REPO, peak_rss_mb, record, seconds
+from unetseg import UnetsegError, io, labels, model, tiling, train, weights
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet, autocast, prepare, to_device
 
@@ -65,6 +68,50 @@ def weights_vs_direct() -> None:
     record("weights_vs_direct_edt", round(direct_s / ours_s, 1), "x faster", ">= 20",
            ours_s=round(ours_s, 2), direct_s=round(direct_s, 2), slices=len(stack), data=source,
            note="ours: unetseg weights stage with 2 Dask threads; direct: one scipy EDT per cell")  # fmt: skip
+
+
+def weights_memory(sizes=(2048, 8192)) -> None:
+    """weights_memory_large_vs_small: peak RSS and time of `unetseg weights` (2 threads) on one
+    binary label plane of each size (the demo's cells, 2048² tiles flipped), the larger over the
+    smaller; with UNETSEG_BASELINE naming another checkout (a `git worktree`), its code too."""
+    from unetseg.data import demo_volume
+
+    code = {"ours": REPO / "workflow"}
+    if os.environ.get("UNETSEG_BASELINE"):
+        code["baseline"] = Path(os.environ["UNETSEG_BASELINE"]) / "workflow"
+    tile = demo_volume((1, 2048, 2048), seed=1)[1][0]
+    flips = [tile, tile[::-1], tile[:, ::-1], tile[::-1, ::-1]]
+    peaks, times = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for size in sizes:
+            n = size // tile.shape[0]
+            plane = np.block([[flips[(i + 2 * j) % 4] for i in range(n)] for j in range(n)])
+            tiff = Path(folder) / f"labels{size}.tif"
+            tifffile.imwrite(tiff, plane[np.newaxis], photometric="minisblack")
+            store = Path(folder) / f"labels{size}.zarr"
+            chunk_volume(tiff, store, chunks=(1, 512, 512), is_labels=True)
+            del plane
+            for who, path in code.items():
+                command = [sys.executable, "-m", "unetseg", "weights", str(store),
+                           f"{folder}/weights-{who}{size}.zarr", "--threads", "2"]  # fmt: skip
+                env = {**os.environ, "PYTHONPATH": str(path)}
+                started = time.perf_counter()
+                peaks[who, size] = peak_rss_mb(command, env)
+                times[who, size] = time.perf_counter() - started
+                print(
+                    f"{who}, {size}²: {peaks[who, size]:.0f} MB, {times[who, size]:.1f} s",
+                    flush=True,
+                )
+            maps = [io.open_zarr(f"{folder}/weights-{who}{size}.zarr")[0] for who in code]
+            if not all(np.array_equal(maps[0], other) for other in maps[1:]):
+                raise AssertionError(f"{size}²: the checkouts' weight maps differ")
+            del maps
+    small, large = sizes
+    extra = {f"{who}_{size}_mb": round(mb) for (who, size), mb in peaks.items()}
+    extra |= {f"{who}_{size}_s": round(s, 1) for (who, size), s in times.items()}
+    record("weights_memory_large_vs_small", round(peaks["ours", large] / peaks["ours", small], 3),
+           f"x peak RSS of a {small}² plane at {large}²",
+           "about 1 (memory independent of the plane's size)", threads=2, **extra)  # fmt: skip
 
 
 def augment_vs_pretensor(steps_per_round: int = 5, rounds: int = 3) -> None:
@@ -187,6 +234,7 @@ def train_stability(seeds: range = range(8)) -> None:
 
 BENCHMARKS = {
     "weights": weights_vs_direct,
+    "weights-memory": weights_memory,
     "augment": augment_vs_pretensor,
     "precision": cpu_bf16_cl_vs_fp32,
     "train-stability": train_stability,
