@@ -4,7 +4,9 @@ tensors, and CPU bf16 + channels_last against fp32. Ours and theirs alternate in
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -114,6 +116,59 @@ def weights_memory(sizes=(2048, 8192)) -> None:
            "about 1 (memory independent of the plane's size)", threads=2, **extra)  # fmt: skip
 
 
+def train_memory(depths=(4, 16), size_px: int = 4096, steps: int = 20) -> None:
+    """train_memory_deep_vs_shallow: peak RSS (of the largest process) and time of `unetseg
+    train` (paper tile, 8 channels, `steps` steps, 1 sample worker, 2 threads) on one train
+    volume of `depths` slices of size_px² (the demo's cells, 2048² tiles flipped), the deeper
+    over the shallower; with UNETSEG_BASELINE naming another checkout, its code too."""
+    from unetseg.data import demo_volume
+
+    code = {"ours": REPO / "workflow"}
+    if os.environ.get("UNETSEG_BASELINE"):
+        code["baseline"] = Path(os.environ["UNETSEG_BASELINE"]) / "workflow"
+    grey, cells = demo_volume((1, 2048, 2048), seed=1)
+    settings = {"depth": 4, "base_channels": 8, "tile_out": 388, "steps": steps, "workers": 1,
+                "validate_every": 10**6, "checkpoint_every": 10**6}  # fmt: skip
+    peaks, times = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for depth in depths:
+            stores = [Path(folder) / f"{name}{depth}.zarr" for name in ("raw", "labels", "weights")]
+            for source, store in zip((grey[0], cells[0]), stores[:2], strict=True):
+                flips = [source, source[::-1], source[:, ::-1], source[::-1, ::-1]]
+                n = size_px // source.shape[0]
+                plane = np.block([[flips[(i + 2 * j) % 4] for i in range(n)] for j in range(n)])
+                volume = np.stack([np.roll(plane, 97 * z, axis=1) for z in range(depth)])
+                tifffile.imwrite(Path(folder) / "volume.tif", volume, photometric="minisblack")
+                del plane, volume
+                chunk_volume(Path(folder) / "volume.tif", store, chunks=(1, 512, 512),
+                             is_labels=store is stores[1])  # fmt: skip
+            weights.compute_weights(stores[1], stores[2], workers=2)
+            for who, path in code.items():
+                command = [sys.executable, "-m", "unetseg", "train", "--raw", str(stores[0]),
+                           "--labels", str(stores[1]), "--weights", str(stores[2]),
+                           "--settings", json.dumps(settings), "--threads", "2",
+                           "--model", f"{folder}/{who}.pt", "--log", f"{folder}/{who}.tsv",
+                           "--checkpoint", f"{folder}/{who}-{depth}.ckpt"]  # fmt: skip
+                env = {**os.environ, "PYTHONPATH": str(path)}
+                started = time.perf_counter()
+                peaks[who, depth] = peak_rss_mb(command, env)
+                times[who, depth] = time.perf_counter() - started
+                print(
+                    f"{who}, {depth} x {size_px}²: {peaks[who, depth]:.0f} MB, "
+                    f"{times[who, depth]:.1f} s",
+                    flush=True,
+                )
+            for store in stores:
+                shutil.rmtree(store)
+    shallow, deep = depths
+    extra = {f"{who}_{depth}_slices_mb": round(mb) for (who, depth), mb in peaks.items()}
+    extra |= {f"{who}_{depth}_slices_s": round(s, 1) for (who, depth), s in times.items()}
+    record("train_memory_deep_vs_shallow", round(peaks["ours", deep] / peaks["ours", shallow], 3),
+           f"x peak RSS of {shallow} slices at {deep}",
+           "about 1 beyond the chunk cache (memory independent of the data's size)",
+           slice_px=size_px, steps=steps, threads=2, **extra)  # fmt: skip
+
+
 def augment_vs_pretensor(steps_per_round: int = 5, rounds: int = 3) -> None:
     """augment_vs_pretensor: training steps fed by the augmenting DataLoader (1 worker process)
     against the same steps on tensors made beforehand; the rounds alternate."""
@@ -123,7 +178,7 @@ def augment_vs_pretensor(steps_per_round: int = 5, rounds: int = 3) -> None:
     weight_maps = np.stack(
         [weights.weight_map(labels.cells(s, labels.BINARY), s > 0, 10.0, 5.0) for s in stack[:4]]
     )
-    volume = train.Volume(raw[:4].astype(np.float32) / 255, interior[:4], weight_maps)
+    volume = train.Volume.from_arrays(raw[:4].astype(np.float32) / 255, interior[:4], weight_maps)
     config = train.TrainConfig(depth=4, base_channels=32, tile_out=388, steps=10**6, workers=1)
     tile_in = tiling.input_size(config.tile_out, config.depth)
     device = torch.device("cpu")
@@ -235,6 +290,7 @@ def train_stability(seeds: range = range(8)) -> None:
 BENCHMARKS = {
     "weights": weights_vs_direct,
     "weights-memory": weights_memory,
+    "train-memory": train_memory,
     "augment": augment_vs_pretensor,
     "precision": cpu_bf16_cl_vs_fp32,
     "train-stability": train_stability,

@@ -63,3 +63,50 @@ def test_samples_are_reproducible_by_seed():
     a = augmented_sample(np.random.default_rng(7), image, interior, image, 30, 10, AugmentConfig())
     b = augmented_sample(np.random.default_rng(7), image, interior, image, 30, 10, AugmentConfig())
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def whole_slice_sample(rng, image, interior, weights, tile_in, tile_out, config):
+    """The sample as drawn before windows: scipy resamples the whole slice in 'mirror' mode."""
+    from scipy import ndimage
+
+    from unetseg.augment import crop_center, grey_value
+
+    center = (rng.uniform(0, image.shape[0] - 1), rng.uniform(0, image.shape[1] - 1))
+    coordinates = sample_coordinates(rng, tile_in, center, config)
+    tile = ndimage.map_coordinates(image, coordinates, order=1, mode="mirror").astype(np.float32)
+    inner = crop_center(coordinates, tile_out)
+    target = ndimage.map_coordinates(interior, inner, order=0, mode="mirror")
+    weight = ndimage.map_coordinates(weights, inner, order=1, mode="mirror").astype(np.float32)
+    return grey_value(rng, tile, config), target.astype(np.int64), weight
+
+
+class CountingPlane:
+    """A 2D array that records the largest window read from it."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.largest = array, array.shape, 0
+
+    def __getitem__(self, window):
+        part = self.array[window]
+        self.largest = max(self.largest, part.size)
+        return part
+
+
+def test_a_sample_from_the_window_it_reaches_equals_one_from_the_whole_slice():
+    """Mirrored coordinates and a window read give scipy's 'mirror' resampling of the whole
+    slice: tiles far inside, at the borders and larger than the slice (folded twice)."""
+    config = AugmentConfig()
+    source = np.random.default_rng(1)
+    for height, width in ((300, 260), (40, 300), (23, 17), (1, 90)):
+        image = source.random((height, width), dtype=np.float32)
+        interior = (source.random((height, width)) > 0.5).astype(np.uint8)
+        weights = source.random((height, width), dtype=np.float32)
+        planes = [CountingPlane(a) for a in (image, interior, weights)]
+        for seed in range(20):
+            ours = augmented_sample(np.random.default_rng(seed), *planes, 92, 52, config)
+            expected = whole_slice_sample(np.random.default_rng(seed), image, interior, weights,
+                                          92, 52, config)  # fmt: skip
+            for got, want in zip(ours, expected, strict=True):
+                assert np.array_equal(got, want), (height, width, seed)
+        if height == 300:  # a 92-px tile, turned and deformed, reaches about 140 px a side
+            assert planes[0].largest < 160**2

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import TEST_DEVICE, TEST_PRECISIONS, write_tiff
 
-from unetseg import UnetsegError, io, tiling
+from unetseg import UnetsegError, tiling
 from unetseg.augment import AugmentConfig
 from unetseg.chunk import chunk_volume
-from unetseg.train import TrainConfig, load_volume, train, training_step
+from unetseg.train import Samples, TrainConfig, load_volume, train, training_step
 from unetseg.weights import compute_weights
 
 TINY = dict(
@@ -90,7 +90,8 @@ def test_volumes_are_normalised_as_configured_and_the_model_records_how(
         expected = (twelve_bit - low) / (high - low)
     else:
         expected = twelve_bit / 65535
-    np.testing.assert_allclose(volume.image, expected, rtol=1e-6, atol=1e-7)
+    image = np.stack([volume.image(z).whole() for z in range(volume.depth)])
+    np.testing.assert_allclose(image, expected, rtol=1e-6, atol=1e-7)
     run(stores, tmp_path, "m", steps=2, normalize=method)
     saved = torch.load(tmp_path / "m.pt", weights_only=True)["train_config"]
     assert saved["normalize"] == method and saved["normalize_percentiles"] == [1.0, 99.8]
@@ -253,7 +254,7 @@ def sparse_volume(annotated_box):
     weights = np.zeros((3, 64, 80), np.float32)
     weights[(1, *annotated_box)] = 1.0
     interior = (rng.random((3, 64, 80)) > 0.5).astype(np.uint8)
-    return Volume(rng.random((3, 64, 80), dtype=np.float32), interior, weights)
+    return Volume.from_arrays(rng.random((3, 64, 80), dtype=np.float32), interior, weights)
 
 
 def test_sparse_slices_give_tiles_centred_in_their_annotation():
@@ -282,7 +283,7 @@ def test_dense_slices_are_sampled_as_before():
     for index in range(3):
         rng = np.random.default_rng([config.seed, index])
         z = rng.integers(3)
-        image, *_ = augmented_sample(rng, volume.image[z], volume.interior[z], volume.weights[z],
+        image, *_ = augmented_sample(rng, volume.raw[z], volume.labels[z], volume.weights[z],
                                      tile_in, 20, config.augment)  # fmt: skip
         assert np.array_equal(samples[index][0][0].numpy(), image)
 
@@ -357,7 +358,7 @@ def test_a_diverged_loss_stops_training_with_what_to_change(clip, remedy):
                       torch.device("cpu"), 3)  # fmt: skip
 
 
-def test_only_annotated_slices_of_a_sparse_volume_are_read(tmp_path, demo_arrays, caplog):
+def test_only_annotated_slices_of_a_sparse_volume_are_sampled(tmp_path, demo_arrays, caplog):
     raw, label_volume = demo_arrays
     sparse = np.full(label_volume.shape, 9, np.uint8)
     sparse[1] = label_volume[1] > 0
@@ -367,14 +368,15 @@ def test_only_annotated_slices_of_a_sparse_volume_are_read(tmp_path, demo_arrays
     chunk_volume(write_tiff(tmp_path / "labels.tif", sparse), stores[1], chunks=(2, 64, 64),
                  is_labels=True, ignore_label=9)  # fmt: skip
     compute_weights(stores[1], stores[2])
+    volume = load_volume(*stores, config=TrainConfig(normalize="unit"))
     with caplog.at_level("INFO"):
-        volume = load_volume(*stores, config=TrainConfig(normalize="unit"))
-    assert "2 of 4 slices hold annotated pixels; only these are read" in caplog.text
-    assert np.array_equal(volume.image, raw[[1, 3]] / np.float32(255))
-    assert np.array_equal(volume.interior[0], label_volume[1] > 0)
-    assert np.array_equal(volume.weights, io.open_zarr(stores[2])[[1, 3]])
-    dense = load_volume(stores[0], stores[1], None, config=TrainConfig(normalize="unit"))
-    assert dense.image.shape == raw.shape  # without weights (validation): every slice
+        samples = Samples([volume], tiling.input_size(20, 2), 20, TrainConfig(**TINY))
+    assert "2 of 4 slices hold annotated pixels; only these are sampled" in caplog.text
+    assert [z for _, z, _ in samples.slices] == [1, 3]
+    assert samples.slices[0][2] is None  # slice 1: annotated everywhere, sampled uniformly
+    assert np.array_equal(volume.image(3).whole(), raw[3] / np.float32(255))
+    assert np.array_equal(volume.interior(3)[10:30, 10:30], label_volume[3, 10:30, 10:30] > 0)
+    assert not volume.interior(3)[40:, :].any()  # unannotated: not interior
 
 
 def test_validation_no_better_than_a_constant_prediction_is_reported(demo_arrays, caplog):

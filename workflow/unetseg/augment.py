@@ -1,8 +1,10 @@
 """Data augmentation of the paper (§3.1): elastic deformation, shifts, rotations, flips, grey values.
 
-A sample is drawn as one coordinate map into the whole slice; image (linear), labels (nearest) and
-weights (linear) are all resampled through it, so they deform identically, and scipy's 'mirror'
-mode supplies the mirrored context that valid convolutions need at the slice borders.
+A sample is drawn as one coordinate map into the slice; image (linear), labels (nearest) and
+weights (linear) are all resampled through it, so they deform identically. Coordinates outside
+the slice are mirrored into it (scipy's 'mirror' mode: the context that valid convolutions need at
+the slice borders), and only the window they reach is read, so a slice may be a stored plane
+read a window at a time (any object that gives a 2D array for [ys, xs]).
 """
 
 from __future__ import annotations
@@ -83,25 +85,53 @@ def grey_value(rng: np.random.Generator, image: np.ndarray, config: AugmentConfi
     return ((image - mean) * contrast + mean + brightness).astype(np.float32)
 
 
+def mirrored(coordinates: np.ndarray, shape) -> np.ndarray:
+    """(2, ...) coordinates folded into a plane of `shape` as scipy's 'mirror' mode folds them
+    (reflected about the edge pixels, period 2 (n - 1)); exact, as the folds are."""
+    folded = np.empty_like(coordinates)
+    for axis, n in enumerate(shape):
+        if n == 1:
+            folded[axis] = 0.0
+            continue
+        period = 2 * (n - 1)
+        within = np.abs(coordinates[axis]) % period
+        folded[axis] = np.where(within > n - 1, period - within, within)
+    return folded
+
+
+def resampled(plane, coordinates: np.ndarray, order: int) -> np.ndarray:
+    """plane at (2, ...) `coordinates` inside it, reading only the window that interpolation
+    of `order` 0 or 1 reaches (shifting coordinates by whole pixels is exact)."""
+    starts = [int(np.floor(axis.min())) for axis in coordinates]
+    stops = [
+        min(int(np.floor(axis.max())) + 2, n)
+        for axis, n in zip(coordinates, plane.shape, strict=True)
+    ]
+    window = np.asarray(plane[tuple(map(slice, starts, stops))])
+    relative = coordinates - np.array(starts, float).reshape(-1, *[1] * (coordinates.ndim - 1))
+    return ndimage.map_coordinates(window, relative, order=order, mode="nearest")
+
+
 def augmented_sample(
     rng: np.random.Generator,
-    image: np.ndarray,
-    interior: np.ndarray,
-    weights: np.ndarray,
+    image,
+    interior,
+    weights,
     tile_in: int,
     tile_out: int,
     config: AugmentConfig,
     center: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training sample from one slice: (image tile_in², labels tile_out², weights tile_out²),
-    centred at `center` (y, x), or at a uniformly drawn point of the slice."""
+    centred at `center` (y, x), or at a uniformly drawn point of the slice. The slice's image,
+    interior and weights are 2D arrays or planes read a window at a time."""
     if center is None:
         center = (rng.uniform(0, image.shape[0] - 1), rng.uniform(0, image.shape[1] - 1))
-    coordinates = sample_coordinates(rng, tile_in, center, config)
-    tile = ndimage.map_coordinates(image, coordinates, order=1, mode="mirror").astype(np.float32)
+    coordinates = mirrored(sample_coordinates(rng, tile_in, center, config), image.shape)
+    tile = resampled(image, coordinates, order=1).astype(np.float32)
     inner = crop_center(coordinates, tile_out)
-    target = ndimage.map_coordinates(interior, inner, order=0, mode="mirror")
-    weight = ndimage.map_coordinates(weights, inner, order=1, mode="mirror").astype(np.float32)
+    target = resampled(interior, inner, order=0)
+    weight = resampled(weights, inner, order=1).astype(np.float32)
     if config.grey_value:
         tile = grey_value(rng, tile, config)
     return tile, target.astype(np.int64), weight
@@ -111,23 +141,33 @@ def augmented_sample(
 ANNOTATION_GRID_PX = 16
 
 
-def annotated_cells(weights_2d: np.ndarray) -> np.ndarray | None:
+# Rows of a plane scanned at once for annotation: a multiple of the grid.
+SCAN_ROWS = 64 * ANNOTATION_GRID_PX
+
+
+def annotated_cells(weights_2d) -> np.ndarray | None:
     """(n, 2) grid cells (ANNOTATION_GRID_PX a side) holding annotated pixels (weight > 0) of a
-    sparsely annotated slice; None where every pixel is annotated."""
-    annotated = weights_2d > 0
-    if annotated.all():
-        return None
+    sparsely annotated slice; None where every pixel is annotated. Read in bands of rows, so a
+    stored plane is never held whole."""
     grid = ANNOTATION_GRID_PX
-    height, width = (-(-n // grid) * grid for n in annotated.shape)
-    padded = np.zeros((height, width), bool)
-    padded[: annotated.shape[0], : annotated.shape[1]] = annotated
-    cells = padded.reshape(height // grid, grid, width // grid, grid).any(axis=(1, 3))
-    return np.argwhere(cells).astype(np.int32)
+    height, width = weights_2d.shape
+    found, everywhere = [], True
+    for top in range(0, height, SCAN_ROWS):
+        annotated = np.asarray(weights_2d[top : top + SCAN_ROWS, :]) > 0
+        everywhere &= bool(annotated.all())
+        rows, columns = (-(-n // grid) * grid for n in annotated.shape)
+        padded = np.zeros((rows, columns), bool)
+        padded[: annotated.shape[0], : annotated.shape[1]] = annotated
+        cells = padded.reshape(rows // grid, grid, columns // grid, grid).any(axis=(1, 3))
+        found.append(np.argwhere(cells) + [top // grid, 0])
+    return None if everywhere else np.concatenate(found).astype(np.int32)
 
 
 def annotated_point(rng: np.random.Generator, weights_2d: np.ndarray, cells: np.ndarray):
     """(y, x) of an annotated pixel: in a random grid cell of `cells`, a random annotated one."""
-    top, left = cells[rng.integers(len(cells))] * ANNOTATION_GRID_PX
-    window = weights_2d[top : top + ANNOTATION_GRID_PX, left : left + ANNOTATION_GRID_PX]
+    top, left = (int(i) for i in cells[rng.integers(len(cells))] * ANNOTATION_GRID_PX)
+    window = np.asarray(
+        weights_2d[top : top + ANNOTATION_GRID_PX, left : left + ANNOTATION_GRID_PX]
+    )
     y, x = np.divmod(rng.choice(np.flatnonzero(window > 0)), window.shape[1])
     return float(top + y), float(left + x)

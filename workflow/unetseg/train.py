@@ -6,7 +6,9 @@ the number of DataLoader workers, and a resumed run continues the exact same sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from unetseg import evaluate, intensity, io, labels, tiling
+from unetseg import blocks, evaluate, intensity, io, labels, tiling
 from unetseg.augment import AugmentConfig, annotated_cells, annotated_point, augmented_sample
 from unetseg.errors import UnetsegError
 from unetseg.model import UNet, autocast, pick_device, prepare, to_device
@@ -66,50 +68,105 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Decoded chunks of the training stores kept by each process that makes samples: a data set up
+# to this size is read from disk once; a larger one is read window by window as samples need it.
+CHUNK_CACHE_BYTES = 1 << 30
+
+
+class Plane:
+    """Slice z of a (z, y, x) array (a Zarr store or numpy) as a 2D array that reads only the
+    windows asked for, through `convert` (normalisation, the interior mask)."""
+
+    def __init__(self, array, z: int, convert=None, cache: blocks.DecodedChunks | None = None):
+        self.array, self.z, self.convert, self.cache = array, z, convert, cache
+        self.shape = tuple(array.shape[1:])
+
+    def __getitem__(self, window: tuple[slice, slice]) -> np.ndarray:
+        (y0, y1, _), (x0, x1, _) = (s.indices(n) for s, n in zip(window, self.shape, strict=True))
+        shape = (1, max(y1 - y0, 0), max(x1 - x0, 0))
+        block = blocks.read_block(self.array, (self.z, y0, x0), shape, self.cache)[0]
+        return block if self.convert is None else self.convert(block)
+
+    def whole(self) -> np.ndarray:
+        return self[:, :]
+
+
+class CacheSection:
+    """One array's share of a DecodedChunks that several arrays use, so that one budget serves
+    all of a run's volumes."""
+
+    def __init__(self, shared: blocks.DecodedChunks, key: str):
+        self.shared, self.key = shared, key
+
+    def get(self, index: tuple[int, ...], decode):
+        return self.shared.get((self.key, *index), lambda _: decode(index))
+
+
+SHARED_CHUNKS = blocks.DecodedChunks(CHUNK_CACHE_BYTES)  # a pickled copy starts empty
+VOLUME_NUMBERS = itertools.count()
+
+
 @dataclass
 class Volume:
-    """A training or validation volume in memory: normalised grey values, interior mask, weights."""
+    """A training or validation volume as the network sees it, read from its stores a window at
+    a time: grey values normalised by `grey_mapping`, the interior mask of the labels, and the
+    loss weights (train volumes)."""
 
-    image: np.ndarray
-    interior: np.ndarray
-    weights: np.ndarray | None = None
+    raw: object  # (z, y, x) Zarr arrays, or numpy
+    labels: object
+    weights: object | None = None
+    grey_mapping: intensity.Mapping = (0.0, 1.0)
+    kind: str = labels.BINARY
+    ignore: int | None = None
+    name: str = field(default_factory=lambda: f"volume {next(VOLUME_NUMBERS)}")  # names its chunks
+
+    @classmethod
+    def from_arrays(cls, image, interior, weights=None) -> Volume:
+        """A volume held in memory: normalised grey values, interior mask, weights."""
+        return cls(np.asarray(image, np.float32), np.asarray(interior, np.uint8), weights)
+
+    @property
+    def depth(self) -> int:
+        return self.raw.shape[0]
+
+    def cache(self, part: str):
+        return CacheSection(SHARED_CHUNKS, f"{self.name}:{part}")
+
+    def image(self, z: int) -> Plane:
+        normalise = functools.partial(intensity.normalized, mapping=self.grey_mapping)
+        return Plane(self.raw, z, normalise, self.cache("raw"))
+
+    def interior(self, z: int) -> Plane:
+        mask = functools.partial(interior_mask, kind=self.kind, ignore=self.ignore)
+        return Plane(self.labels, z, mask, self.cache("labels"))
+
+    def weight(self, z: int, cached: bool = True) -> Plane:
+        return Plane(self.weights, z, None, self.cache("weights") if cached else None)
+
+
+def interior_mask(block: np.ndarray, kind: str, ignore: int | None) -> np.ndarray:
+    return labels.interior(block, kind, ignore).astype(np.uint8)
 
 
 def load_volume(
     raw_path, labels_path, weights_path=None, config: TrainConfig | None = None
 ) -> Volume:
-    """A volume as the network sees it: grey values normalised as `config` says. With weights,
-    only its slices that hold annotated pixels are read (a sparsely annotated stack may have
-    a few labelled slices among thousands)."""
+    """A volume's stores, read as the network sees them: grey values normalised as `config`
+    says (from the raw store's percentiles, or its type)."""
     config = config or TrainConfig()
     raw = io.open_zarr(raw_path)
     kind, ignore = labels.store_conventions(labels_path)
     grey_mapping = intensity.volume_mapping(raw, config.normalize, config.normalize_percentiles)
     log.info("%s: grey values (x - %g) / %g (%s)", raw_path, *grey_mapping, config.normalize)
-    weights = io.open_zarr(weights_path) if weights_path else None
-    kept = annotated_slices(weights) if weights is not None else list(range(raw.shape[0]))
-    if len(kept) < raw.shape[0]:
-        log.info("%s: %d of %d slices hold annotated pixels; only these are read", labels_path,
-                 len(kept), raw.shape[0])  # fmt: skip
-
-    def read(array):
-        return array[...] if len(kept) == array.shape[0] else array.oindex[kept]
-
     return Volume(
-        intensity.normalized(read(raw), grey_mapping),
-        labels.interior(read(io.open_zarr(labels_path)), kind, ignore).astype(np.uint8),
-        read(weights) if weights is not None else None,
+        raw,
+        io.open_zarr(labels_path),
+        io.open_zarr(weights_path) if weights_path else None,
+        grey_mapping,
+        kind,
+        ignore,
+        name=str(Path(raw_path).resolve()),
     )
-
-
-def annotated_slices(weights) -> list[int]:
-    """Slices of a weight store with a pixel of weight > 0, read one chunk of slices at a time."""
-    depth = weights.chunks[0]
-    kept = []
-    for start in range(0, weights.shape[0], depth):
-        block = weights[start : start + depth]
-        kept += [start + int(z) for z in np.flatnonzero(block.reshape(len(block), -1).max(1) > 0)]
-    return kept
 
 
 class Samples(torch.utils.data.Dataset):
@@ -117,15 +174,21 @@ class Samples(torch.utils.data.Dataset):
 
     Slices without annotated pixels are skipped, and tiles of sparsely annotated slices are
     centred on annotated pixels; fully annotated slices are sampled uniformly, as the paper did.
+    A tile reads only the window of its slice that it reaches.
     """
 
     def __init__(self, volumes: list[Volume], tile_in: int, tile_out: int, config: TrainConfig):
         self.slices = []
         for volume in volumes:
-            for z in range(volume.image.shape[0]):
-                cells = annotated_cells(volume.weights[z])
+            annotated = 0
+            for z in range(volume.depth):
+                cells = annotated_cells(volume.weight(z, cached=False))  # read once here
                 if cells is None or len(cells):
                     self.slices.append((volume, z, cells))
+                    annotated += 1
+            if annotated < volume.depth:
+                log.info("%s: %d of %d slices hold annotated pixels; only these are sampled",
+                         volume.name, annotated, volume.depth)  # fmt: skip
         if not self.slices:
             raise UnetsegError("train: no pixel of the train volumes is annotated")
         self.tile_in, self.tile_out, self.config = tile_in, tile_out, config
@@ -136,12 +199,12 @@ class Samples(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.config.seed, index])
         volume, z, cells = self.slices[rng.integers(len(self.slices))]
-        center = None if cells is None else annotated_point(rng, volume.weights[z], cells)
+        center = None if cells is None else annotated_point(rng, volume.weight(z), cells)
         image, target, weight = augmented_sample(
             rng,
-            volume.image[z],
-            volume.interior[z],
-            volume.weights[z],
+            volume.image(z),
+            volume.interior(z),
+            volume.weight(z),
             self.tile_in,
             self.tile_out,
             self.config.augment,
@@ -221,21 +284,21 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
     model.eval()
     counts = []
     for volume in volumes:
-        for z in range(volume.image.shape[0]):
-            shape = volume.image.shape
+        for z in range(volume.depth):
+            image = volume.image(z).whole()
             prob = predict_block(
                 model,
-                volume.image,
-                z,
-                (0, shape[1]),
-                (0, shape[2]),
+                image[np.newaxis],
+                0,
+                (0, image.shape[0]),
+                (0, image.shape[1]),
                 config.tile_out,
                 config.batch_size,
                 device,
                 config.precision,
                 config.channels_last,
             )
-            truth = volume.interior[z]
+            truth = volume.interior(z).whole()
             counts.append(
                 (
                     evaluate.pixel_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS),
@@ -254,7 +317,8 @@ def constant_prediction_errors(volumes: list[Volume]) -> dict:
     (one segment). A network that scores no better has not learned to separate cells."""
     pixel, rand = 0, 0
     for volume in volumes:
-        for truth in volume.interior:
+        for z in range(volume.depth):
+            truth = volume.interior(z).whole()
             everything = np.ones(truth.shape, np.float32)
             pixel = pixel + evaluate.pixel_counts(truth, everything, [0.0])
             rand = rand + evaluate.rand_counts(truth, everything, [0.0])[0]
