@@ -17,7 +17,7 @@ import tifffile
 import torch
 from scipy import ndimage
 
-from bench.record import REPO, peak_rss_mb, record, seconds
+from bench.record import REPO, alternating_medians, peak_rss_mb, record, seconds
 from unetseg import UnetsegError, io, labels, model, tiling, train, weights
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet, autocast, prepare, to_device
@@ -116,33 +116,84 @@ def weights_memory(sizes=(2048, 8192)) -> None:
            "about 1 (memory independent of the plane's size)", threads=2, **extra)  # fmt: skip
 
 
-def train_memory(depths=(4, 16), size_px: int = 4096, steps: int = 20) -> None:
+def demo_train_stores(folder: Path, depth: int, size_px: int, tag: str = "") -> list[Path]:
+    """Raw, labels and weight stores (chunks of 512²) of `depth` slices of size_px², made of the
+    demo's 2048² plane flipped and each slice shifted, so that no two slices are alike."""
+    from unetseg.data import demo_volume
+
+    stores = [folder / f"{name}{tag}.zarr" for name in ("raw", "labels", "weights")]
+    for source, store in zip(demo_volume((1, 2048, 2048), seed=1), stores[:2], strict=True):
+        flips = [source[0], source[0, ::-1], source[0, :, ::-1], source[0, ::-1, ::-1]]
+        n = size_px // 2048
+        plane = np.block([[flips[(i + 2 * j) % 4] for i in range(n)] for j in range(n)])
+        volume = np.stack([np.roll(plane, 97 * z, axis=1) for z in range(depth)])
+        tifffile.imwrite(folder / "volume.tif", volume, photometric="minisblack")
+        del plane, volume
+        chunk_volume(folder / "volume.tif", store, chunks=(1, 512, 512),
+                     is_labels=store is stores[1])  # fmt: skip
+    weights.compute_weights(stores[1], stores[2], workers=2)
+    return stores
+
+
+class Uncached(train.Volume):
+    """A volume whose every window is decoded from its chunks."""
+
+    def cache(self, part: str):
+        return None
+
+
+def samples_from_stores(count: int = 100, rounds: int = 3, depth: int = 4, size_px: int = 4096):
+    """sample_from_store_vs_memory: seconds per augmented training sample (paper tile, one
+    process) read window by window from the Zarr stores, with the chunk cache warm and with no
+    cache (every window decoded: data far beyond the cache), against the same samples from the
+    volume held in memory, as training held it before; rounds alternate."""
+    config = train.TrainConfig(depth=4, tile_out=388)
+    tile_in = tiling.input_size(config.tile_out, config.depth)
+    with tempfile.TemporaryDirectory() as folder:
+        stores = demo_train_stores(Path(folder), depth, size_px)
+        stored = train.load_volume(*stores, config=config)
+        in_memory = train.Volume.from_arrays(
+            *(np.stack([plane(z).whole() for z in range(depth)])
+              for plane in (stored.image, stored.interior, stored.weight))
+        )  # fmt: skip
+        samples = {
+            "memory": train.Samples([in_memory], tile_in, config.tile_out, config),
+            "store, warm cache": train.Samples([stored], tile_in, config.tile_out, config),
+            "store, no cache": train.Samples([Uncached(**vars(stored))], tile_in,
+                                             config.tile_out, config),
+        }  # fmt: skip
+        for index in range(count):  # the same samples, and the warm cache filled
+            made = [samples[name][index] for name in ("memory", "store, warm cache")]
+            assert all(torch.equal(a, b) for a, b in zip(*made, strict=True)), index
+
+        def timed(name):
+            return lambda round_: seconds(lambda: [samples[name][i] for i in range(count)]) / count
+
+        medians = alternating_medians({name: timed(name) for name in samples}, rounds)
+    for name, median in medians.items():
+        print(f"{name}: {1000 * median:.1f} ms per sample", flush=True)
+    record("sample_from_store_vs_memory", round(medians["memory"] / medians["store, no cache"], 3),
+           "x the speed of samples from memory (no cache)", ">= 0.8",
+           warm_cache_ratio=round(medians["memory"] / medians["store, warm cache"], 3),
+           **{f"{name.replace(', ', '_').replace(' ', '_')}_ms": round(1000 * m, 2)
+              for name, m in medians.items()},
+           tile_in=tile_in, samples=count, rounds=rounds)  # fmt: skip
+
+
+def train_memory(depths=(16, 32), size_px: int = 4096, steps: int = 300) -> None:
     """train_memory_deep_vs_shallow: peak RSS (of the largest process) and time of `unetseg
     train` (paper tile, 8 channels, `steps` steps, 1 sample worker, 2 threads) on one train
     volume of `depths` slices of size_px² (the demo's cells, 2048² tiles flipped), the deeper
     over the shallower; with UNETSEG_BASELINE naming another checkout, its code too."""
-    from unetseg.data import demo_volume
-
     code = {"ours": REPO / "workflow"}
     if os.environ.get("UNETSEG_BASELINE"):
         code["baseline"] = Path(os.environ["UNETSEG_BASELINE"]) / "workflow"
-    grey, cells = demo_volume((1, 2048, 2048), seed=1)
     settings = {"depth": 4, "base_channels": 8, "tile_out": 388, "steps": steps, "workers": 1,
                 "validate_every": 10**6, "checkpoint_every": 10**6}  # fmt: skip
     peaks, times = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for depth in depths:
-            stores = [Path(folder) / f"{name}{depth}.zarr" for name in ("raw", "labels", "weights")]
-            for source, store in zip((grey[0], cells[0]), stores[:2], strict=True):
-                flips = [source, source[::-1], source[:, ::-1], source[::-1, ::-1]]
-                n = size_px // source.shape[0]
-                plane = np.block([[flips[(i + 2 * j) % 4] for i in range(n)] for j in range(n)])
-                volume = np.stack([np.roll(plane, 97 * z, axis=1) for z in range(depth)])
-                tifffile.imwrite(Path(folder) / "volume.tif", volume, photometric="minisblack")
-                del plane, volume
-                chunk_volume(Path(folder) / "volume.tif", store, chunks=(1, 512, 512),
-                             is_labels=store is stores[1])  # fmt: skip
-            weights.compute_weights(stores[1], stores[2], workers=2)
+            stores = demo_train_stores(Path(folder), depth, size_px, f"{depth}")
             for who, path in code.items():
                 command = [sys.executable, "-m", "unetseg", "train", "--raw", str(stores[0]),
                            "--labels", str(stores[1]), "--weights", str(stores[2]),
@@ -291,6 +342,7 @@ BENCHMARKS = {
     "weights": weights_vs_direct,
     "weights-memory": weights_memory,
     "train-memory": train_memory,
+    "samples": samples_from_stores,
     "augment": augment_vs_pretensor,
     "precision": cpu_bf16_cl_vs_fp32,
     "train-stability": train_stability,
