@@ -1,6 +1,6 @@
 rule segment:
     input:
-        code=stage_code("segment"),
+        code=stage_code("segment", "labels"),
         probability=volume_path("{volume}", "probability.zarr"),
         validation_metrics=threshold_inputs,
     output:

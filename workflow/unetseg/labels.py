@@ -3,9 +3,11 @@ optional ignore label that marks unannotated pixels (sparse annotation)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from unetseg import io
+from unetseg import blocks, io
 from unetseg.errors import UnetsegError
 from unetseg.stores import is_zarr
 
@@ -114,3 +116,85 @@ def interior(labels: np.ndarray, kind: str, ignore: int | None = None) -> np.nda
         moved = np.moveaxis(border, axis, 0)
         moved[1:] |= differs
     return foreground & ~border
+
+
+def label_slice_by_chunks(
+    source, target, z: int, foreground: Callable, first_id: int, min_size_px: int = 0
+) -> int:
+    """4-connected components of foreground(source[z]) (a boolean mask, computed pixel by pixel)
+    into target[z], with one chunk of target in memory at a time, whatever the slice's size;
+    returns their count. The ids are
+    first_id + 1, ... in the order ndimage.label numbers them on the whole slice (the raster
+    order of each component's first pixel); components of fewer than `min_size_px` pixels
+    become background: the result is that of `segment_slice` on the slice at once.
+
+    Pass 1 labels each chunk on its own, with provisional ids unique in the slice, and notes the
+    ids that touch across chunk borders, each id's first pixel and size; pass 2 rewrites each
+    chunk with the final id of the component its provisional ids join into."""
+    from scipy import ndimage  # here: chunking imports this module and needs no scipy
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    width = source.shape[2]
+    count, joins = 0, []
+    first_pixel = [np.array([-1])]  # provisional id 0, the background, ranks first
+    sizes = [np.array([0])]
+    last_row = np.zeros(width, np.uint32)  # provisional ids of the row above this chunk row
+    last_column = None  # of the chunk to the left, where the chunk does not start a row
+    windows = list(blocks.chunk_windows(source.shape[1:], target.chunks[1:]))
+    for ys, xs in windows:
+        offset, shape = chunk_region(z, ys, xs)
+        interior = foreground(blocks.read_block(source, offset, shape)[0])
+        ids, found = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
+        first_y, first_x = first_pixels(ids, found)
+        first_pixel.append((ys.start + first_y) * width + xs.start + first_x)
+        sizes.append(np.bincount(ids.ravel(), minlength=found + 1)[1:])
+        ids[interior] += count
+        borders = [(ids[0], last_row[xs])] + ([(ids[:, 0], last_column)] if xs.start else [])
+        for here, there in borders:
+            touching = (here > 0) & (there > 0)
+            joins.append(np.stack([here[touching], there[touching]]))
+        last_row[xs], last_column = ids[-1], ids[:, -1].copy()
+        blocks.write_block(target, offset, ids[np.newaxis])
+        count += found
+
+    edges = np.concatenate(joins, axis=1)
+    graph = coo_matrix((np.ones(edges.shape[1], np.int8), tuple(edges)), (count + 1, count + 1))
+    n_components, component = connected_components(graph, directed=False)
+    first_of_component = np.full(n_components, np.iinfo(np.int64).max)
+    np.minimum.at(first_of_component, component, np.concatenate(first_pixel))
+    size = np.zeros(n_components, np.int64)
+    np.add.at(size, component, np.concatenate(sizes))
+    kept = size >= min_size_px
+    kept[component[0]] = True  # the background
+    rank = np.zeros(n_components, np.int64)  # dropped components: 0, the background
+    ordered = np.argsort(first_of_component)
+    ordered = ordered[kept[ordered]]
+    rank[ordered] = np.arange(len(ordered))  # the background: 0
+    final_ids = rank[component]
+    final_ids[final_ids > 0] += first_id
+    final_ids = final_ids.astype(np.uint32)
+    for ys, xs in windows:
+        offset, shape = chunk_region(z, ys, xs)
+        blocks.write_block(target, offset, final_ids[blocks.read_block(target, offset, shape)])
+    return len(ordered) - 1
+
+
+def chunk_region(z: int, ys: slice, xs: slice) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(offset, shape) of slice z's window (ys, xs), as blocks.read_block and write_block take."""
+    return (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
+
+
+def first_pixels(ids: np.ndarray, found: int) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) of the first pixel in raster order of each of ids 1 .. found: in the first row of
+    its bounding box, the leftmost pixel of that id. Their rank in the slice is the same, as
+    a chunk's raster order is the slice's among the chunk's pixels."""
+    from scipy import ndimage
+
+    first_y = np.array([box[0].start for box in ndimage.find_objects(ids)], np.int64)
+    first_row_of = np.concatenate([[-1], first_y])  # the background's: none
+    in_first_row = first_row_of[ids] == np.arange(ids.shape[0])[:, np.newaxis]
+    ys, xs = np.nonzero(in_first_row)
+    first_x = np.full(found + 1, ids.shape[1])
+    np.minimum.at(first_x, ids[ys, xs], xs)
+    return first_y, first_x[1:]
