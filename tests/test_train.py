@@ -288,6 +288,26 @@ def test_dense_slices_are_sampled_as_before():
         assert np.array_equal(samples[index][0][0].numpy(), image)
 
 
+def test_sampling_processes_share_the_chunk_cache(monkeypatch):
+    """Each of n DataLoader workers keeps 1/n of the decoded-chunk budget."""
+    from unetseg import train as train_module
+
+    class CacheBudget(torch.utils.data.Dataset):
+        def __init__(self, *args):
+            pass
+
+        def __getitem__(self, index):
+            return torch.tensor(train_module.SHARED_CHUNKS.max_bytes)
+
+    monkeypatch.setattr(train_module, "Samples", CacheBudget)
+    for workers, expected in ((2, train_module.CHUNK_CACHE_BYTES // 2),
+                              (0, train_module.CHUNK_CACHE_BYTES)):  # fmt: skip
+        config = TrainConfig(**TINY, workers=workers)
+        loader = train_module.sample_loader([], 92, config, torch.device("cpu"), 0)
+        budgets = [batch.item() for batch, _ in zip(loader, range(4), strict=False)]
+        assert budgets == [expected] * 4
+
+
 def test_no_annotated_pixel_is_refused():
     from unetseg.train import Samples
 

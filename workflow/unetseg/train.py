@@ -68,8 +68,8 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# Decoded chunks of the training stores kept by each process that makes samples: a data set up
-# to this size is read from disk once; a larger one is read window by window as samples need it.
+# Decoded chunks of the training stores kept by the processes that make samples, shared out among
+# them: a data set up to this size is decoded once; a larger one window by window as needed.
 CHUNK_CACHE_BYTES = 1 << 30
 
 
@@ -129,19 +129,21 @@ class Volume:
     def depth(self) -> int:
         return self.raw.shape[0]
 
-    def cache(self, part: str):
-        return CacheSection(SHARED_CHUNKS, f"{self.name}:{part}")
+    def cache(self, part: str, cached: bool = True) -> CacheSection | None:
+        """Samples keep decoded chunks; what is read whole once in a while (validation slices,
+        the annotation scan) is not kept."""
+        return CacheSection(SHARED_CHUNKS, f"{self.name}:{part}") if cached else None
 
-    def image(self, z: int) -> Plane:
+    def image(self, z: int, cached: bool = True) -> Plane:
         normalise = functools.partial(intensity.normalized, mapping=self.grey_mapping)
-        return Plane(self.raw, z, normalise, self.cache("raw"))
+        return Plane(self.raw, z, normalise, self.cache("raw", cached))
 
-    def interior(self, z: int) -> Plane:
+    def interior(self, z: int, cached: bool = True) -> Plane:
         mask = functools.partial(interior_mask, kind=self.kind, ignore=self.ignore)
-        return Plane(self.labels, z, mask, self.cache("labels"))
+        return Plane(self.labels, z, mask, self.cache("labels", cached))
 
     def weight(self, z: int, cached: bool = True) -> Plane:
-        return Plane(self.weights, z, None, self.cache("weights") if cached else None)
+        return Plane(self.weights, z, None, self.cache("weights", cached))
 
 
 def interior_mask(block: np.ndarray, kind: str, ignore: int | None) -> np.ndarray:
@@ -182,7 +184,7 @@ class Samples(torch.utils.data.Dataset):
         for volume in volumes:
             annotated = 0
             for z in range(volume.depth):
-                cells = annotated_cells(volume.weight(z, cached=False))  # read once here
+                cells = annotated_cells(volume.weight(z, cached=False))
                 if cells is None or len(cells):
                     self.slices.append((volume, z, cells))
                     annotated += 1
@@ -235,7 +237,15 @@ def sample_loader(volumes: list[Volume], tile_in: int, config: TrainConfig, devi
         num_workers=config.workers,
         pin_memory=device.type == "cuda",  # pinned pages let the copies below run asynchronously
         persistent_workers=config.workers > 0,
+        worker_init_fn=functools.partial(limit_chunk_cache, CHUNK_CACHE_BYTES // config.workers)
+        if config.workers
+        else None,
     )
+
+
+def limit_chunk_cache(max_bytes: int, worker: int) -> None:
+    """A sampling process's share of the chunk cache, so that the run's total stays within it."""
+    SHARED_CHUNKS.max_bytes = max_bytes
 
 
 def training_step(model, optimizer, scaler, batch, config: TrainConfig, device, step: int) -> float:
@@ -285,7 +295,7 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
     counts = []
     for volume in volumes:
         for z in range(volume.depth):
-            image = volume.image(z).whole()
+            image = volume.image(z, cached=False).whole()
             prob = predict_block(
                 model,
                 image[np.newaxis],
@@ -298,7 +308,7 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
                 config.precision,
                 config.channels_last,
             )
-            truth = volume.interior(z).whole()
+            truth = volume.interior(z, cached=False).whole()
             counts.append(
                 (
                     evaluate.pixel_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS),
@@ -318,7 +328,7 @@ def constant_prediction_errors(volumes: list[Volume]) -> dict:
     pixel, rand = 0, 0
     for volume in volumes:
         for z in range(volume.depth):
-            truth = volume.interior(z).whole()
+            truth = volume.interior(z, cached=False).whole()
             everything = np.ones(truth.shape, np.float32)
             pixel = pixel + evaluate.pixel_counts(truth, everything, [0.0])
             rand = rand + evaluate.rand_counts(truth, everything, [0.0])[0]
