@@ -138,7 +138,7 @@ def demo_train_stores(folder: Path, depth: int, size_px: int, tag: str = "") -> 
 class Uncached(train.Volume):
     """A volume whose every window is decoded from its chunks."""
 
-    def cache(self, part: str, cached: bool = True):
+    def cache(self, array, cached: bool = True):
         return None
 
 

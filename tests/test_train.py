@@ -288,6 +288,20 @@ def test_dense_slices_are_sampled_as_before():
         assert np.array_equal(samples[index][0][0].numpy(), image)
 
 
+def test_volumes_sharing_a_raw_store_keep_their_own_labels(tmp_path, demo_arrays):
+    """The chunk cache names chunks by their store: two label stores of one raw store (two
+    annotators, say) are not mistaken for each other."""
+    raw, label_volume = demo_arrays
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    for name, values in (("a", label_volume), ("b", 255 - label_volume)):
+        chunk_volume(write_tiff(tmp_path / f"{name}.tif", values), tmp_path / f"{name}.zarr",
+                     is_labels=True)  # fmt: skip
+    first, second = (load_volume(tmp_path / "raw.zarr", tmp_path / f"{n}.zarr") for n in "ab")
+    assert np.array_equal(first.interior(0)[:, :], label_volume[0] > 0)
+    assert np.array_equal(second.interior(0)[:, :], label_volume[0] == 0)
+    assert np.array_equal(first.image(0)[:, :], second.image(0)[:, :])
+
+
 def test_sampling_processes_share_the_chunk_cache(monkeypatch):
     """Each of n DataLoader workers keeps 1/n of the decoded-chunk budget."""
     from unetseg import train as train_module

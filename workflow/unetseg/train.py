@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import json
 import logging
 import math
@@ -103,7 +102,6 @@ class CacheSection:
 
 
 SHARED_CHUNKS = blocks.DecodedChunks(CHUNK_CACHE_BYTES)  # a pickled copy starts empty
-VOLUME_NUMBERS = itertools.count()
 
 
 @dataclass
@@ -118,7 +116,7 @@ class Volume:
     grey_mapping: intensity.Mapping = (0.0, 1.0)
     kind: str = labels.BINARY
     ignore: int | None = None
-    name: str = field(default_factory=lambda: f"volume {next(VOLUME_NUMBERS)}")  # names its chunks
+    name: str = "volume"  # for the log: its labels store
 
     @classmethod
     def from_arrays(cls, image, interior, weights=None) -> Volume:
@@ -129,21 +127,29 @@ class Volume:
     def depth(self) -> int:
         return self.raw.shape[0]
 
-    def cache(self, part: str, cached: bool = True) -> CacheSection | None:
-        """Samples keep decoded chunks; what is read whole once in a while (validation slices,
-        the annotation scan) is not kept."""
-        return CacheSection(SHARED_CHUNKS, f"{self.name}:{part}") if cached else None
+    def cache(self, array, cached: bool = True) -> CacheSection | None:
+        """Samples keep decoded chunks, under the name of the store they come from (volumes may
+        share a raw store); what is read whole now and then (validation slices, the annotation
+        scan) is not kept."""
+        return CacheSection(SHARED_CHUNKS, store_key(array)) if cached else None
 
     def image(self, z: int, cached: bool = True) -> Plane:
         normalise = functools.partial(intensity.normalized, mapping=self.grey_mapping)
-        return Plane(self.raw, z, normalise, self.cache("raw", cached))
+        return Plane(self.raw, z, normalise, self.cache(self.raw, cached))
 
     def interior(self, z: int, cached: bool = True) -> Plane:
         mask = functools.partial(interior_mask, kind=self.kind, ignore=self.ignore)
-        return Plane(self.labels, z, mask, self.cache("labels", cached))
+        return Plane(self.labels, z, mask, self.cache(self.labels, cached))
 
     def weight(self, z: int, cached: bool = True) -> Plane:
-        return Plane(self.weights, z, None, self.cache("weights", cached))
+        return Plane(self.weights, z, None, self.cache(self.weights, cached))
+
+
+def store_key(array) -> str:
+    """What names an array's chunks in the shared cache: its store and path (numpy arrays are
+    sliced, never cached)."""
+    store_path = getattr(array, "store_path", None)
+    return str(store_path) if store_path is not None else f"array {id(array)}"
 
 
 def interior_mask(block: np.ndarray, kind: str, ignore: int | None) -> np.ndarray:
@@ -167,7 +173,7 @@ def load_volume(
         grey_mapping,
         kind,
         ignore,
-        name=str(Path(raw_path).resolve()),
+        name=str(labels_path),
     )
 
 
