@@ -1,4 +1,4 @@
-"""The paper's pixel-wise loss weights (§3, Eq. 2), computed slice by slice with Dask.
+"""The paper's pixel-wise loss weights (§3, Eq. 2), computed by blocks of a slice with Dask.
 
     w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))
 
@@ -7,6 +7,10 @@ background pixels only (the separation borders it is meant to emphasise). w_c ba
 frequencies of the slice: w_c(x) = n_max / n_class(x), so the more frequent class weighs 1 and the
 rarer one n_max / n_rare. Unannotated pixels (the labels' ignore label, for sparse annotation)
 weigh 0, so the loss leaves them out, and the class counts are those of the annotated pixels.
+
+The border term is dropped where it falls under NEGLIGIBLE_WEIGHT, so a pixel's weight depends only
+on the cells within that reach: a block computed from the labels around it, with the slice's
+class counts and cells, equals the whole-slice map exactly.
 """
 
 from __future__ import annotations
