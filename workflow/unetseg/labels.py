@@ -1,5 +1,6 @@
 """Label conventions shared by the stages: binary interior masks and instance ids, and an
-optional ignore label that marks unannotated pixels (sparse annotation)."""
+optional ignore label that marks unannotated pixels (sparse annotation); and the cells of a
+slice of any size, found chunk by chunk (the weights and segment stages)."""
 
 from __future__ import annotations
 
@@ -123,10 +124,10 @@ def label_slice_by_chunks(
 ) -> int:
     """4-connected components of foreground(source[z]) (a boolean mask, computed pixel by pixel)
     into target[z], with one chunk of target in memory at a time, whatever the slice's size;
-    returns their count. The ids are
-    first_id + 1, ... in the order ndimage.label numbers them on the whole slice (the raster
-    order of each component's first pixel); components of fewer than `min_size_px` pixels
-    become background: the result is that of `segment_slice` on the slice at once.
+    returns their count. The ids are first_id + 1, ... in the order ndimage.label numbers them
+    on the whole slice (the raster order of each component's first pixel); components of fewer
+    than `min_size_px` pixels become background: the result is that of segment.segment_slice on
+    the slice at once.
 
     Pass 1 labels each chunk on its own, with provisional ids unique in the slice, and notes the
     ids that touch across chunk borders, each id's first pixel and size; pass 2 rewrites each
