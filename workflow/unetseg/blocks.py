@@ -108,6 +108,18 @@ def read_block(
     return out
 
 
+def window_region(
+    z: int, ys: slice, xs: slice
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(offset, shape) of slice z's window (ys, xs), as read_block and write_block take."""
+    return (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
+
+
+def read_window(array, z: int, ys: slice, xs: slice, cache=None) -> np.ndarray:
+    """array[z, ys, xs] as a 2D array, through read_block (slices with start and stop)."""
+    return read_block(array, *window_region(z, ys, xs), cache)[0]
+
+
 class DecodedChunks:
     """The most recently used decoded chunks of one array that nothing writes meanwhile (such as
     prediction's input), at most `max_bytes` of them, shared by the threads of a process.

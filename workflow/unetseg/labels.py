@@ -144,7 +144,7 @@ def label_slice_by_chunks(
     last_column = None  # of the chunk to the left, where the chunk does not start a row
     windows = list(blocks.chunk_windows(source.shape[1:], target.chunks[1:]))
     for ys, xs in windows:
-        offset, shape = chunk_region(z, ys, xs)
+        offset, shape = blocks.window_region(z, ys, xs)
         interior = foreground(blocks.read_block(source, offset, shape)[0])
         ids, found = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
         first_y, first_x = first_pixels(ids, found)
@@ -176,14 +176,9 @@ def label_slice_by_chunks(
     final_ids[final_ids > 0] += first_id
     final_ids = final_ids.astype(np.uint32)
     for ys, xs in windows:
-        offset, shape = chunk_region(z, ys, xs)
+        offset, shape = blocks.window_region(z, ys, xs)
         blocks.write_block(target, offset, final_ids[blocks.read_block(target, offset, shape)])
     return len(ordered) - 1
-
-
-def chunk_region(z: int, ys: slice, xs: slice) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """(offset, shape) of slice z's window (ys, xs), as blocks.read_block and write_block take."""
-    return (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
 
 
 def first_pixels(ids: np.ndarray, found: int) -> tuple[np.ndarray, np.ndarray]:

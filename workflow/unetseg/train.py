@@ -81,9 +81,11 @@ class Plane:
         self.shape = tuple(array.shape[1:])
 
     def __getitem__(self, window: tuple[slice, slice]) -> np.ndarray:
-        (y0, y1, _), (x0, x1, _) = (s.indices(n) for s, n in zip(window, self.shape, strict=True))
-        shape = (1, max(y1 - y0, 0), max(x1 - x0, 0))
-        block = blocks.read_block(self.array, (self.z, y0, x0), shape, self.cache)[0]
+        ys, xs = (
+            slice(start, max(start, stop))
+            for start, stop, _ in (s.indices(n) for s, n in zip(window, self.shape, strict=True))
+        )
+        block = blocks.read_window(self.array, self.z, ys, xs, self.cache)
         return block if self.convert is None else self.convert(block)
 
     def whole(self) -> np.ndarray:

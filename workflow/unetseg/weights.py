@@ -246,19 +246,12 @@ def weight_blocks(shape, chunks, halo: int, block_px: int = BLOCK_PX) -> list[Bl
     ]
 
 
-def read_window(array, z: int, window: tuple[slice, slice]) -> np.ndarray:
-    ys, xs = window
-    return blocks.read_block(
-        array, (z, ys.start, xs.start), (1, ys.stop - ys.start, xs.stop - xs.start)
-    )[0]
-
-
 def block_class_counts(source, block: Block, kind: str, ignore: int | None) -> np.ndarray:
     """(z, 2): each slice's (background, interior) counts within the block's region (the window
     around it decides which instance pixels are borders)."""
     counts = []
     for z in range(block.zs.start, block.zs.stop):
-        window = read_window(source, z, block.window)
+        window = blocks.read_window(source, z, *block.window)
         interior = labels.interior(window, kind, ignore)
         counts.append(
             class_counts(interior[block.core], labels.annotated(window, ignore)[block.core])
@@ -275,9 +268,9 @@ def block_weights(
     in two) or from the labels themselves."""
     out = []
     for z in range(block.zs.start, block.zs.stop):
-        window = read_window(source, z, block.window)
+        window = blocks.read_window(source, z, *block.window)
         if cell_store is not None:
-            ids = read_window(cell_store, z, block.window)
+            ids = blocks.read_window(cell_store, z, *block.window)
         else:  # instance ids, or binary labels of a whole slice in one window
             ids = labels.cells(window, kind, ignore)
         weights = weight_map(
