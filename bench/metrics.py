@@ -3,19 +3,17 @@ the evaluate stage's peak memory on stacks of growing depth."""
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import tifffile
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
-from bench.record import REPO, peak_rss_mb, record
+from bench.record import REPO, checkouts, peak_rss_and_seconds, record
 from unetseg import evaluate
 
 ISBI_LABELS = REPO.parent / "shared" / "data" / "isbi2012" / "train-labels.tif"
@@ -79,9 +77,7 @@ def evaluate_memory(depths=(2, 8), size_px: int = 2048) -> None:
     shallower; with UNETSEG_BASELINE naming another checkout (a `git worktree`), its code too."""
     from unetseg.data import demo_volume
 
-    code = {"ours": REPO / "workflow"}
-    if os.environ.get("UNETSEG_BASELINE"):
-        code["baseline"] = Path(os.environ["UNETSEG_BASELINE"]) / "workflow"
+    code = checkouts()
     plane = demo_volume((1, size_px, size_px), seed=1)[1][0]  # instance ids: cells, membranes
     variants = [plane, plane[::-1], plane[:, ::-1], plane[::-1, ::-1]]  # slices that differ
     peaks = {}
@@ -93,10 +89,10 @@ def evaluate_memory(depths=(2, 8), size_px: int = 2048) -> None:
             tifffile.imwrite(f"{folder}/prob{depth}.tif", blurred)
             del truth, blurred
             for who, path in code.items():
-                peaks[who, depth] = peak_rss_mb([
+                peaks[who, depth], _ = peak_rss_and_seconds([
                     sys.executable, "-m", "unetseg", "evaluate", "--truth", f"{folder}/truth{depth}.tif",
                     "--prediction", f"{folder}/prob{depth}.tif", "--threads", "2",
-                ], env={**os.environ, "PYTHONPATH": str(path)})  # fmt: skip
+                ], path)  # fmt: skip
                 print(f"{who}, {depth} slices: {peaks[who, depth]:.0f} MB", flush=True)
     shallow, deep = depths
     extra = {f"{who}_{depth}_slices_mb": round(mb) for (who, depth), mb in peaks.items()}

@@ -71,6 +71,22 @@ def peak_rss_mb(command: list[str], env: dict | None = None) -> float:
     return int(done.stdout.split()[-1]) / 1024
 
 
+def checkouts() -> dict[str, Path]:
+    """The code a memory benchmark runs: ours, and with UNETSEG_BASELINE naming another checkout
+    (a `git worktree`), its code too."""
+    code = {"ours": REPO / "workflow"}
+    if os.environ.get("UNETSEG_BASELINE"):
+        code["baseline"] = Path(os.environ["UNETSEG_BASELINE"]) / "workflow"
+    return code
+
+
+def peak_rss_and_seconds(command: list[str], code: Path) -> tuple[float, float]:
+    """Peak RSS (MB, peak_rss_mb) and wall time of a command run with the package at `code`."""
+    started = time.perf_counter()
+    peak = peak_rss_mb(command, env={**os.environ, "PYTHONPATH": str(code)})
+    return peak, time.perf_counter() - started
+
+
 def seconds(function) -> float:
     """Wall time of one call."""
     started = time.perf_counter()

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,14 @@ import tifffile
 import torch
 from scipy import ndimage
 
-from bench.record import REPO, alternating_medians, peak_rss_mb, record, seconds
+from bench.record import (
+    REPO,
+    alternating_medians,
+    checkouts,
+    peak_rss_and_seconds,
+    record,
+    seconds,
+)
 from unetseg import UnetsegError, io, labels, model, tiling, train, weights
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet, autocast, prepare, to_device
@@ -78,16 +83,12 @@ def weights_memory(sizes=(2048, 8192)) -> None:
     smaller; with UNETSEG_BASELINE naming another checkout (a `git worktree`), its code too."""
     from unetseg.data import demo_volume
 
-    code = {"ours": REPO / "workflow"}
-    if os.environ.get("UNETSEG_BASELINE"):
-        code["baseline"] = Path(os.environ["UNETSEG_BASELINE"]) / "workflow"
+    code = checkouts()
     tile = demo_volume((1, 2048, 2048), seed=1)[1][0]
-    flips = [tile, tile[::-1], tile[:, ::-1], tile[::-1, ::-1]]
     peaks, times = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
-            n = size // tile.shape[0]
-            plane = np.block([[flips[(i + 2 * j) % 4] for i in range(n)] for j in range(n)])
+            plane = tiled_plane(tile, size)
             tiff = Path(folder) / f"labels{size}.tif"
             tifffile.imwrite(tiff, plane[np.newaxis], photometric="minisblack")
             store = Path(folder) / f"labels{size}.zarr"
@@ -96,10 +97,7 @@ def weights_memory(sizes=(2048, 8192)) -> None:
             for who, path in code.items():
                 command = [sys.executable, "-m", "unetseg", "weights", str(store),
                            f"{folder}/weights-{who}{size}.zarr", "--threads", "2"]  # fmt: skip
-                env = {**os.environ, "PYTHONPATH": str(path)}
-                started = time.perf_counter()
-                peaks[who, size] = peak_rss_mb(command, env)
-                times[who, size] = time.perf_counter() - started
+                peaks[who, size], times[who, size] = peak_rss_and_seconds(command, path)
                 print(
                     f"{who}, {size}²: {peaks[who, size]:.0f} MB, {times[who, size]:.1f} s",
                     flush=True,
@@ -116,6 +114,13 @@ def weights_memory(sizes=(2048, 8192)) -> None:
            "about 1 (memory independent of the plane's size)", threads=2, **extra)  # fmt: skip
 
 
+def tiled_plane(tile: np.ndarray, size_px: int) -> np.ndarray:
+    """A size_px² plane of copies of a square tile, flipped four ways so that neighbours differ."""
+    flips = [tile, tile[::-1], tile[:, ::-1], tile[::-1, ::-1]]
+    n = size_px // tile.shape[0]
+    return np.block([[flips[(i + 2 * j) % 4] for i in range(n)] for j in range(n)])
+
+
 def demo_train_stores(folder: Path, depth: int, size_px: int, tag: str = "") -> list[Path]:
     """Raw, labels and weight stores (chunks of 512²) of `depth` slices of size_px², made of the
     demo's 2048² plane flipped and each slice shifted, so that no two slices are alike."""
@@ -123,9 +128,7 @@ def demo_train_stores(folder: Path, depth: int, size_px: int, tag: str = "") -> 
 
     stores = [folder / f"{name}{tag}.zarr" for name in ("raw", "labels", "weights")]
     for source, store in zip(demo_volume((1, 2048, 2048), seed=1), stores[:2], strict=True):
-        flips = [source[0], source[0, ::-1], source[0, :, ::-1], source[0, ::-1, ::-1]]
-        n = size_px // 2048
-        plane = np.block([[flips[(i + 2 * j) % 4] for i in range(n)] for j in range(n)])
+        plane = tiled_plane(source[0], size_px)
         volume = np.stack([np.roll(plane, 97 * z, axis=1) for z in range(depth)])
         tifffile.imwrite(folder / "volume.tif", volume, photometric="minisblack")
         del plane, volume
@@ -185,9 +188,7 @@ def train_memory(depths=(16, 32), size_px: int = 4096, steps: int = 300) -> None
     train` (paper tile, 8 channels, `steps` steps, 1 sample worker, 2 threads) on one train
     volume of `depths` slices of size_px² (the demo's cells, 2048² tiles flipped), the deeper
     over the shallower; with UNETSEG_BASELINE naming another checkout, its code too."""
-    code = {"ours": REPO / "workflow"}
-    if os.environ.get("UNETSEG_BASELINE"):
-        code["baseline"] = Path(os.environ["UNETSEG_BASELINE"]) / "workflow"
+    code = checkouts()
     settings = {"depth": 4, "base_channels": 8, "tile_out": 388, "steps": steps, "workers": 1,
                 "validate_every": 10**6, "checkpoint_every": 10**6}  # fmt: skip
     peaks, times = {}, {}
@@ -200,10 +201,7 @@ def train_memory(depths=(16, 32), size_px: int = 4096, steps: int = 300) -> None
                            "--settings", json.dumps(settings), "--threads", "2",
                            "--model", f"{folder}/{who}.pt", "--log", f"{folder}/{who}.tsv",
                            "--checkpoint", f"{folder}/{who}-{depth}.ckpt"]  # fmt: skip
-                env = {**os.environ, "PYTHONPATH": str(path)}
-                started = time.perf_counter()
-                peaks[who, depth] = peak_rss_mb(command, env)
-                times[who, depth] = time.perf_counter() - started
+                peaks[who, depth], times[who, depth] = peak_rss_and_seconds(command, path)
                 print(
                     f"{who}, {depth} x {size_px}²: {peaks[who, depth]:.0f} MB, "
                     f"{times[who, depth]:.1f} s",

@@ -258,8 +258,6 @@ def sparse_volume(annotated_box):
 
 
 def test_sparse_slices_give_tiles_centred_in_their_annotation():
-    from unetseg.train import Samples
-
     volume = sparse_volume((slice(40, 43), slice(60, 70)))
     config = TrainConfig(**TINY, augment=AugmentConfig(elastic=False))
     samples = Samples([volume], tiling.input_size(20, 2), 20, config)
@@ -273,7 +271,6 @@ def test_dense_slices_are_sampled_as_before():
     """Fully annotated slices draw the same random numbers as before sparse annotation existed:
     a slice, then a uniform centre inside augmented_sample."""
     from unetseg.augment import augmented_sample
-    from unetseg.train import Samples
 
     volume = sparse_volume((slice(None), slice(None)))
     volume.weights[:] = 1.0
@@ -323,8 +320,6 @@ def test_sampling_processes_share_the_chunk_cache(monkeypatch):
 
 
 def test_no_annotated_pixel_is_refused():
-    from unetseg.train import Samples
-
     volume = sparse_volume((slice(0), slice(0)))
     with pytest.raises(UnetsegError, match="no pixel of the train volumes is annotated"):
         Samples([volume], tiling.input_size(20, 2), 20, TrainConfig(**TINY))
