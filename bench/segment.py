@@ -1,9 +1,11 @@
 """Segmenting one slice chunk by chunk (ours) against labelling the whole slice at once (what
-`unetseg segment` did before, and what ndimage.label needs): peak memory and time, per size;
-and what dropping small cells (segment.min_size_px) does to instance AP on ISBI 2012."""
+`unetseg segment` did before, and what ndimage.label needs): peak memory and time, per size,
+by threshold and by the seeded watershed; and what dropping small cells (segment.min_size_px)
+does to instance AP on ISBI 2012."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 import time
@@ -22,7 +24,8 @@ from unetseg import io
 from unetseg.segment import segment_slice
 probability = io.open_zarr(sys.argv[1])
 target = io.create_ome_zarr(sys.argv[2], probability.shape, np.uint32, probability.chunks, (1, 1, 1))
-target[0] = segment_slice(probability[0], 0.5)[0]
+seed = float(sys.argv[3]) if len(sys.argv) > 3 else None
+target[0] = segment_slice(probability[0], 0.5, seed)[0]
 """
 
 
@@ -34,17 +37,50 @@ def make_probability(path: Path, side: int) -> None:
     store[0] = 1 / (1 + np.exp(-8 * field / field.std()))
 
 
-def segment_memory(sides=(2048, 4096, 8192)) -> None:
+def make_cells(path: Path, side: int, cell_px: int = 24) -> None:
+    """EM-like probabilities for the seeded watershed: Voronoi cells about `cell_px` across
+    between 3-px membranes (0.05), of which about 15 % are faint (0.65: above the threshold, so
+    plain components join those cells, below the seed threshold), blurred, with noise; float16.
+    A Gaussian field cut at 0.5 would not do: half the slice above a level percolates into one
+    cell as wide as the slice."""
+    rng = np.random.default_rng(0)
+    points = np.ones((side, side), bool)
+    count = (side // cell_px) ** 2
+    points[rng.integers(0, side, count), rng.integers(0, side, count)] = False
+    nearest = ndimage.distance_transform_edt(points, return_distances=False, return_indices=True)
+    owner = nearest[0].astype(np.int64) * side + nearest[1]
+    del nearest
+    membrane = np.zeros((side, side), bool)
+    membrane[1:] |= owner[1:] != owner[:-1]
+    membrane[:, 1:] |= owner[:, 1:] != owner[:, :-1]
+    membrane = ndimage.binary_dilation(membrane)
+    faint = owner * 2654435761 % 1000 < 150  # a hash of the cell: its membrane pixels are faint
+    del owner
+    probability = np.where(membrane, np.where(faint, 0.65, 0.05), 0.95).astype(np.float32)
+    del membrane, faint
+    probability = ndimage.gaussian_filter(probability, 1.0)
+    probability += rng.normal(0, 0.03, probability.shape).astype(np.float32)
+    store = io.create_ome_zarr(path, (1, side, side), np.float16, (1, CHUNK_PX, CHUNK_PX),
+                               (1, 1, 1))  # fmt: skip
+    store[0] = np.clip(probability, 0, 1)
+
+
+def segment_memory(sides=(2048, 4096, 8192), seed: float | None = None) -> None:
     """segment_peak_rss_mb_<side>px: `unetseg segment` on one slice of growing size, beside the
-    whole-slice labelling in the same run; both in fresh processes, their ids compared."""
+    whole-slice labelling in the same run; both in fresh processes, their ids compared. With a
+    `seed` threshold, segment_watershed_peak_rss_mb_<side>px: the seeded watershed (by windows
+    of whole cells) beside segment_slice's on the whole slice, on EM-like cells (make_cells)."""
+    prefix = "segment_peak_rss_mb" if seed is None else "segment_watershed_peak_rss_mb"
+    seed_args = [] if seed is None else [str(seed)]
     for side in sides:
         with tempfile.TemporaryDirectory() as folder:
             folder = Path(folder)
-            make_probability(folder / "p.zarr", side)
+            (make_probability if seed is None else make_cells)(folder / "p.zarr", side)
             ours = [sys.executable, "-m", "unetseg", "segment", str(folder / "p.zarr"),
                     str(folder / "ours.zarr"), "--threshold", "0.5"]  # fmt: skip
+            ours += [] if seed is None else ["--watershed-seed", str(seed)]
             whole = [sys.executable, "-c", WHOLE_SLICE, str(folder / "p.zarr"),
-                     str(folder / "whole.zarr")]  # fmt: skip
+                     str(folder / "whole.zarr"), *seed_args]  # fmt: skip
             taken = {}
             for name, command in (("ours", ours), ("whole", whole)):
                 started = time.perf_counter()
@@ -53,10 +89,11 @@ def segment_memory(sides=(2048, 4096, 8192)) -> None:
                 io.open_zarr(folder / "ours.zarr")[...], io.open_zarr(folder / "whole.zarr")[...]
             )
             cells = int(io.open_zarr(folder / "ours.zarr")[...].max())
-            record(f"segment_peak_rss_mb_{side}px", round(taken["ours"][0]), "MB",
+            record(f"{prefix}_{side}px", round(taken["ours"][0]), "MB",
                    "flat in slice size", whole_slice_mb=round(taken["whole"][0]),
                    seconds=round(taken["ours"][1], 1), whole_slice_seconds=round(taken["whole"][1], 1),
                    slice=f"{side}x{side} float16, {CHUNK_PX}-px chunks", cells=cells,
+                   watershed_seed_threshold=seed,
                    same_ids=bool(same))  # fmt: skip
             print(f"{side} px: ours {taken['ours'][0]:.0f} MB {taken['ours'][1]:.1f} s, "
                   f"whole slice {taken['whole'][0]:.0f} MB {taken['whole'][1]:.1f} s, "
@@ -108,4 +145,8 @@ def segment_min_size(sizes=(0, 10, 20, 30, 50, 75, 100, 200)) -> None:
               for (name, size), values in ap.items()})  # fmt: skip
 
 
-BENCHMARKS = {"segment-memory": segment_memory, "segment-min-size": segment_min_size}
+BENCHMARKS = {
+    "segment-memory": segment_memory,
+    "segment-watershed-memory": functools.partial(segment_memory, seed=0.8),
+    "segment-min-size": segment_min_size,
+}

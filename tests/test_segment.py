@@ -85,3 +85,68 @@ def test_labelling_chunk_by_chunk_equals_labelling_the_whole_slice(tmp_path, chu
         assert np.array_equal(ids[z], expected), z
         first_id = max(first_id, int(expected.max()))
     assert first_id > 20 if min_size_px == 0 else (first_id > 5 and dropped > 5)
+
+
+def quantised_cells(shape, seed=1):
+    """Smooth probabilities in steps of 0.05, as float16: many equal values, so that the order in
+    which the watershed floods pixels of equal height decides which seed takes a pixel."""
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), 1.5)
+    return (np.round(20 / (1 + np.exp(-2 * field / field.std()))) / 20).astype(np.float16)
+
+
+@pytest.mark.parametrize(("chunk_px", "min_size_px"), [(5, 0), (16, 0), (64, 0), (5, 30), (16, 30)])
+def test_seeded_watershed_by_windows_equals_the_whole_slice(tmp_path, chunk_px, min_size_px):
+    """The seeded watershed, run on windows of whole cells, gives segment_slice's ids on the
+    whole slice, numbered on across slices: cells wider than many chunks with several seeds,
+    cells without a seed, ties everywhere (scikit-image's own order of equal heights depends on
+    the image, and fails this test)."""
+    probability = quantised_cells((3, 97, 83))
+    store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16,
+                               (1, chunk_px, chunk_px), (1, 1, 1))  # fmt: skip
+    store[...] = probability
+    count = segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.5, 0.8, min_size_px)
+    ids = io.open_zarr(tmp_path / "s.zarr")[...]
+    first_id = 0
+    for z in range(3):
+        expected, found = segment_slice(probability[z], 0.5, 0.8, min_size_px)
+        assert found > segment_slice(probability[z], 0.5, min_size_px=min_size_px)[1]  # splits
+        expected = expected.astype(np.int64)
+        expected[expected > 0] += first_id
+        assert np.array_equal(ids[z], expected), z
+        first_id += found
+    assert count == first_id and not any(tmp_path.glob(".s.zarr.scratch-*"))
+
+
+def test_watershed_of_a_cell_does_not_depend_on_the_rest_of_the_slice():
+    """Each cell (component of the mask) flooded in its own bounding box gets the regions it
+    gets in the whole slice: what lets the segment stage work window by window."""
+    from scipy import ndimage
+
+    from unetseg.labels import FOUR_CONNECTED
+    from unetseg.segment import as_float64, seeded_watershed
+
+    values = as_float64(quantised_cells((120, 110), seed=3))
+    interior = values > 0.5
+    seeds, _ = ndimage.label(values > 0.8, FOUR_CONNECTED)
+    whole = seeded_watershed(values, interior, seeds)
+    cells, _ = ndimage.label(interior, FOUR_CONNECTED)
+    contested = 0
+    for cell, box in enumerate(ndimage.find_objects(cells), start=1):
+        inside = cells[box] == cell
+        alone = seeded_watershed(values[box], inside, np.where(inside, seeds[box], 0))
+        assert np.array_equal(alone[inside], whole[box][inside]), cell
+        contested += len(np.unique(seeds[box][inside])) > 2  # the background and 2+ seeds
+    assert contested >= 5
+
+
+def test_a_seed_threshold_below_the_threshold_seeds_each_cell_whole(tmp_path):
+    probability = quantised_cells((2, 40, 50), seed=4)
+    store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16, (1, 16, 16),
+                               (1, 1, 1))  # fmt: skip
+    store[...] = probability
+    segment_volume(tmp_path / "p.zarr", tmp_path / "seeded.zarr", 0.6, 0.3)
+    segment_volume(tmp_path / "p.zarr", tmp_path / "plain.zarr", 0.6)
+    seeded = io.open_zarr(tmp_path / "seeded.zarr")[...]
+    assert seeded.max() > 4 and np.array_equal(seeded, io.open_zarr(tmp_path / "plain.zarr")[...])

@@ -1,4 +1,5 @@
-"""Probability of cell interior -> cell instances: threshold, then 4-connected components per slice."""
+"""Probability of cell interior -> cell instances: threshold, then 4-connected components per
+slice, or a seeded watershed inside the thresholded cells; chunk by chunk, whatever the slice."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import zarr
 from scipy import ndimage
 
-from unetseg import evaluate, io, labels
+from unetseg import blocks, evaluate, io, labels
 from unetseg.errors import UnetsegError
 from unetseg.labels import FOUR_CONNECTED
 
@@ -36,10 +38,11 @@ def segment_slice(
     """(uint32 instance ids, count) of one slice: components of probability > threshold.
 
     With `seed_threshold`, components of probability > seed_threshold seed a watershed on
-    1 - probability inside the thresholded mask, which splits cells joined by weak membranes.
-    Cells of fewer than `min_size_px` pixels become background; ids stay in raster order.
+    1 - probability inside the thresholded mask, which splits cells joined by weak membranes
+    (`seeded_watershed`). Cells of fewer than `min_size_px` pixels become background; ids stay in
+    raster order.
     """
-    values = probability.astype(np.float32).astype(np.float64)
+    values = as_float64(probability)
     interior = values > threshold
     if seed_threshold is None and min_size_px <= 1:  # already sequential: no relabelling
         return ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
@@ -48,10 +51,8 @@ def segment_slice(
     if seed_threshold is None:
         ids, _ = ndimage.label(interior, structure=FOUR_CONNECTED)
     else:
-        from skimage.segmentation import watershed
-
-        seeds, _ = ndimage.label(values > seed_threshold, structure=FOUR_CONNECTED)
-        ids = watershed(1.0 - values, markers=seeds, mask=interior, connectivity=1)
+        seeds, _ = ndimage.label(values > seed_level(threshold, seed_threshold), FOUR_CONNECTED)
+        ids = seeded_watershed(values, interior, seeds)
         # Interior pixels no seed reached keep their own connected component.
         unreached, _ = ndimage.label(interior & (ids == 0), structure=FOUR_CONNECTED)
         ids = np.where(unreached > 0, unreached + ids.max(), ids)
@@ -59,6 +60,33 @@ def segment_slice(
         ids[(np.bincount(ids.ravel()) < min_size_px)[ids]] = 0
     relabelled = relabel_sequential(ids)[0].astype(np.uint32)
     return relabelled, int(relabelled.max())
+
+
+def as_float64(probability: np.ndarray) -> np.ndarray:
+    """Probabilities as the stages compare them: through float32, as the metrics read them."""
+    return probability.astype(np.float32).astype(np.float64)
+
+
+def seed_level(threshold: float, seed_threshold: float) -> float:
+    """Seeds lie inside the cells: a seed threshold below the threshold seeds each cell whole."""
+    return max(threshold, seed_threshold)
+
+
+def seeded_watershed(values: np.ndarray, interior: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Watershed of the `seeds` ids on 1 - values, within `interior`; 0 where no seed reaches.
+
+    Equal probabilities are common (float16 has 2048 values in [0.5, 1)), and scikit-image floods
+    pixels of equal height in an order that depends on the whole image. Flooding instead by
+    rank of (1 - value, raster position) gives each component of the interior the same result
+    whether the image is the slice or a window around the component, which lets
+    `segment_volume` work window by window.
+    """
+    from skimage.segmentation import watershed
+
+    order = np.argsort(-values.ravel(), kind="stable")  # highest first, ties in raster order
+    rank = np.empty(values.size, np.float64)
+    rank[order] = np.arange(values.size)
+    return watershed(rank.reshape(values.shape), seeds, connectivity=1, mask=interior)
 
 
 def segment_volume(
@@ -69,18 +97,19 @@ def segment_volume(
     min_size_px: int = 0,
 ) -> int:
     """Segment every slice into an OME-Zarr of uint32 ids, unique across the volume, dropping
-    cells of fewer than `min_size_px` pixels. Plain components are found one chunk at a time
-    (labels.label_slice_by_chunks), in bounded memory; the seeded watershed takes a whole slice."""
+    cells of fewer than `min_size_px` pixels; each slice as segment_slice would, one chunk (or,
+    for the seeded watershed, one window of whole cells) at a time, whatever the slice's size."""
     if min_size_px < 0:
         raise UnetsegError(f"segment.min_size_px: {min_size_px} is negative")
     probability = io.open_zarr(probability_path)
+    chunks = (1, *probability.chunks[1:])
     next_id = 0
-    with io.atomic_output(out_path) as tmp:
+    with io.atomic_output(out_path) as tmp, io.scratch_path(out_path) as scratch:
         target = io.create_ome_zarr(
             tmp,
             probability.shape,
             np.uint32,
-            (1, *probability.chunks[1:]),
+            chunks,
             io.voxel_size(probability_path),
             attrs={
                 "threshold": threshold,
@@ -90,21 +119,122 @@ def segment_volume(
                 "connectivity": 4,
             },
         )
+        if seed_threshold is not None:
+            cells, seeds = (scratch_ids(scratch / name, probability.shape, chunks)
+                            for name in ("cells", "seeds"))  # fmt: skip
         for z in range(probability.shape[0]):
             if seed_threshold is None:
                 count = labels.label_slice_by_chunks(
                     probability, target, z, above(threshold), next_id, min_size_px
                 )
             else:
-                ids, count = segment_slice(probability[z], threshold, seed_threshold, min_size_px)
-                ids[ids > 0] += next_id
-                target[z] = ids
+                count = watershed_slice_by_windows(
+                    probability, target, z, (threshold, seed_threshold), next_id, min_size_px,
+                    (cells, seeds),
+                )  # fmt: skip
             next_id += count
     log.info(
         "segmented %d cells in %d slices at threshold %s into %s",
         next_id, probability.shape[0], threshold, out_path,
     )  # fmt: skip
     return next_id
+
+
+def scratch_ids(path, shape, chunks) -> zarr.Array:
+    """A scratch array of provisional uint32 ids, chunked as the segmentation."""
+    return zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=np.uint32,
+                             compressors=io.blosc("lz4"), fill_value=0)  # fmt: skip
+
+
+def watershed_slice_by_windows(
+    probability, target, z: int, thresholds, first_id: int, min_size_px: int, scratch
+) -> int:
+    """segment_slice(probability[z], *thresholds, min_size_px) into target[z], ids from
+    first_id + 1; returns the count of cells. The seeded watershed of a cell (a component of the
+    thresholded mask) depends only on that cell (`seeded_watershed`), so it runs on windows of
+    whole cells, never on the slice: memory grows with the largest cell, not the slice.
+
+    The cells and the seeds are labelled chunk by chunk into the `scratch` arrays; a pass over
+    their chunks finds each cell's bounding box, size and whether it holds a seed. The seeded
+    cells whose box starts in one chunk are flooded together in one window, which writes the
+    seeds' ids into target; the last pass gives every region its final id, in segment_slice's
+    order: the seeds' regions in the seeds' raster order, then the unseeded cells in theirs."""
+    threshold, seed_threshold = thresholds
+    cells, seeds = scratch
+    n_cells = labels.label_slice_by_chunks(probability, cells, z, above(threshold), 0)
+    seed_above = above(seed_level(threshold, seed_threshold))
+    n_seeds = labels.label_slice_by_chunks(probability, seeds, z, seed_above, 0)
+    box, cell_size, seeded = cell_boxes(cells, seeds, z, n_cells)
+    seed_size = np.zeros(n_seeds + 1, np.int64)
+    for group in cells_by_starting_chunk(np.flatnonzero(seeded), box, target.chunks[1:]):
+        seed_size += flood_window(probability, cells, seeds, target, z, group, box, n_seeds)
+    # Provisional ids: 1..n_seeds the seeds' regions, n_seeds + c the unseeded cell c.
+    size = np.concatenate([seed_size, np.where(seeded, 0, cell_size)[1:]])
+    kept = size >= max(min_size_px, 1)
+    kept[0] = False
+    final_ids = np.zeros(len(size), np.uint32)
+    final_ids[kept] = first_id + np.arange(1, kept.sum() + 1)
+    for ys, xs in blocks.chunk_windows(target.shape[1:], target.chunks[1:]):
+        flooded = blocks.read_window(target, z, ys, xs).astype(np.int64)
+        cell = blocks.read_window(cells, z, ys, xs).astype(np.int64)
+        provisional = np.where(flooded > 0, flooded, np.where(cell > 0, n_seeds + cell, 0))
+        offset, _ = blocks.window_region(z, ys, xs)
+        blocks.write_block(target, offset, final_ids[provisional][np.newaxis])
+    return int(kept.sum())
+
+
+def cell_boxes(cells, seeds, z: int, n_cells: int):
+    """(box, size, seeded) of cells 1..n_cells of slice z, read a chunk at a time: box[c] is
+    (top, left, bottom, right), bottom and right exclusive; seeded[c]: a seed lies in the cell."""
+    box = np.zeros((n_cells + 1, 4), np.int64)
+    box[:, :2] = np.iinfo(np.int64).max
+    size = np.zeros(n_cells + 1, np.int64)
+    seeded = np.zeros(n_cells + 1, bool)
+    for ys, xs in blocks.chunk_windows(cells.shape[1:], cells.chunks[1:]):
+        ids = blocks.read_window(cells, z, ys, xs)
+        seeded[ids[blocks.read_window(seeds, z, ys, xs) > 0]] = True
+        present, local = np.unique(ids, return_inverse=True)
+        local = local.reshape(ids.shape) + (present[0] != 0)  # the background, if any, is 0
+        present = present[present > 0]
+        size[present] += np.bincount(local.ravel(), minlength=len(present) + 1)[1:]
+        found = np.array([(y.start, x.start, y.stop, x.stop)
+                          for y, x in ndimage.find_objects(local)]).reshape(-1, 4)  # fmt: skip
+        found += (ys.start, xs.start, ys.start, xs.start)
+        box[present, :2] = np.minimum(box[present, :2], found[:, :2])
+        box[present, 2:] = np.maximum(box[present, 2:], found[:, 2:])
+    seeded[0] = False
+    return box, size, seeded
+
+
+def cells_by_starting_chunk(ids: np.ndarray, box: np.ndarray, chunks_yx):
+    """`ids` grouped by the chunk that holds the top left corner of their box, chunk by chunk."""
+    start = box[ids, :2] // np.asarray(chunks_yx)
+    order = np.lexsort((start[:, 1], start[:, 0]))
+    ids, start = ids[order], start[order]
+    breaks = np.flatnonzero(np.any(np.diff(start, axis=0) != 0, axis=1)) + 1
+    return np.split(ids, breaks) if len(ids) else []
+
+
+def flood_window(probability, cells, seeds, target, z: int, group, box, n_seeds: int):
+    """The seeded watershed of the cells `group` in the window of their boxes, written into
+    target as the seeds' ids; returns the pixel count of each seed's region (0 .. n_seeds)."""
+    top, left = box[group, :2].min(axis=0)
+    bottom, right = box[group, 2:].max(axis=0)
+    ys, xs = slice(int(top), int(bottom)), slice(int(left), int(right))
+    inside = np.isin(blocks.read_window(cells, z, ys, xs), group)
+    markers = np.where(inside, blocks.read_window(seeds, z, ys, xs), 0)
+    values = as_float64(blocks.read_window(probability, z, ys, xs))
+    flooded = seeded_watershed(values, inside, markers.astype(np.int64))
+    # Write whole chunks: the window widened to the chunks it touches, read and updated.
+    cy, cx = target.chunks[1:]
+    wide_ys = slice(ys.start // cy * cy, min(-(-ys.stop // cy) * cy, target.shape[1]))
+    wide_xs = slice(xs.start // cx * cx, min(-(-xs.stop // cx) * cx, target.shape[2]))
+    region = blocks.read_window(target, z, wide_ys, wide_xs)
+    y, x = ys.start - wide_ys.start, xs.start - wide_xs.start
+    region[y : y + inside.shape[0], x : x + inside.shape[1]][inside] = flooded[inside]
+    offset, _ = blocks.window_region(z, wide_ys, wide_xs)
+    blocks.write_block(target, offset, region[np.newaxis])
+    return np.bincount(flooded[inside], minlength=n_seeds + 1)
 
 
 def above(threshold: float) -> Callable[[np.ndarray], np.ndarray]:
