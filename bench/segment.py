@@ -6,6 +6,7 @@ does to instance AP on ISBI 2012."""
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,13 +38,20 @@ def make_probability(path: Path, side: int) -> None:
     store[0] = 1 / (1 + np.exp(-8 * field / field.std()))
 
 
-def make_cells(path: Path, side: int, cell_px: int = 24) -> None:
-    """EM-like probabilities for the seeded watershed: Voronoi cells about `cell_px` across
-    between 3-px membranes (0.05), of which about 15 % are faint (0.65: above the threshold, so
-    plain components join those cells, below the seed threshold), blurred, with noise; float16.
-    A Gaussian field cut at 0.5 would not do: half the slice above a level percolates into one
-    cell as wide as the slice."""
-    rng = np.random.default_rng(0)
+def make_cells(path: Path, side: int, slices: int = 1) -> None:
+    """A stack of EM-like probabilities for the seeded watershed (`cell_probabilities`), float16
+    in 768-px chunks."""
+    store = io.create_ome_zarr(path, (slices, side, side), np.float16, (1, CHUNK_PX, CHUNK_PX),
+                               (1, 1, 1))  # fmt: skip
+    for z in range(slices):
+        store[z] = cell_probabilities(side, np.random.default_rng(z))
+
+
+def cell_probabilities(side: int, rng: np.random.Generator, cell_px: int = 24) -> np.ndarray:
+    """Voronoi cells about `cell_px` across between 3-px membranes (0.05), of which about 15 %
+    are faint (0.65: above the threshold, so plain components join those cells, below the seed
+    threshold), blurred, with noise. A Gaussian field cut at 0.5 would not do for the watershed:
+    half the slice above a level percolates into one cell as wide as the slice."""
     points = np.ones((side, side), bool)
     count = (side // cell_px) ** 2
     points[rng.integers(0, side, count), rng.integers(0, side, count)] = False
@@ -60,9 +68,7 @@ def make_cells(path: Path, side: int, cell_px: int = 24) -> None:
     del membrane, faint
     probability = ndimage.gaussian_filter(probability, 1.0)
     probability += rng.normal(0, 0.03, probability.shape).astype(np.float32)
-    store = io.create_ome_zarr(path, (1, side, side), np.float16, (1, CHUNK_PX, CHUNK_PX),
-                               (1, 1, 1))  # fmt: skip
-    store[0] = np.clip(probability, 0, 1)
+    return np.clip(probability, 0, 1)
 
 
 def segment_memory(sides=(2048, 4096, 8192), seed: float | None = None) -> None:
@@ -98,6 +104,34 @@ def segment_memory(sides=(2048, 4096, 8192), seed: float | None = None) -> None:
             print(f"{side} px: ours {taken['ours'][0]:.0f} MB {taken['ours'][1]:.1f} s, "
                   f"whole slice {taken['whole'][0]:.0f} MB {taken['whole'][1]:.1f} s, "
                   f"{cells} cells, same ids: {same}")  # fmt: skip
+
+
+def segment_threads(slices: int = 8, side: int = 4096, threads: int = 2) -> None:
+    """segment_threads_speedup, segment_watershed_threads_speedup: `unetseg segment` of a stack
+    of EM-like slices with `threads` threads against one, in the same run, ids compared."""
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        make_cells(folder / "p.zarr", side, slices)
+        for prefix, seed_args in (
+            ("segment", []),
+            ("segment_watershed", ["--watershed-seed", "0.8"]),
+        ):
+            seconds = {}
+            for count in (1, threads):
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "unetseg", "segment", str(folder / "p.zarr"),
+                                str(folder / f"{count}.zarr"), "--threshold", "0.5", *seed_args,
+                                "--threads", str(count)], check=True)  # fmt: skip
+                seconds[count] = time.perf_counter() - started
+            same = np.array_equal(io.open_zarr(folder / "1.zarr")[...],
+                                  io.open_zarr(folder / f"{threads}.zarr")[...])  # fmt: skip
+            record(f"{prefix}_threads_speedup", round(seconds[1] / seconds[threads], 2), "x",
+                   f"near {threads} on {threads} cores", threads=threads,
+                   seconds_1_thread=round(seconds[1], 1),
+                   seconds_threads=round(seconds[threads], 1),
+                   stack=f"{slices}x{side}x{side} float16, {CHUNK_PX}-px chunks", same_ids=same)  # fmt: skip
+            print(f"{prefix}: 1 thread {seconds[1]:.1f} s, {threads} threads "
+                  f"{seconds[threads]:.1f} s, same ids: {same}")  # fmt: skip
 
 
 def segment_min_size(sizes=(0, 10, 20, 30, 50, 75, 100, 200)) -> None:
@@ -148,5 +182,6 @@ def segment_min_size(sizes=(0, 10, 20, 30, 50, 75, 100, 200)) -> None:
 BENCHMARKS = {
     "segment-memory": segment_memory,
     "segment-watershed-memory": functools.partial(segment_memory, seed=0.8),
+    "segment-threads": segment_threads,
     "segment-min-size": segment_min_size,
 }

@@ -51,8 +51,13 @@ def test_auto_threshold_pools_validation_counts(tmp_path):
     assert best_threshold([tmp_path / "m.json"]) == 0.6
 
 
-@pytest.mark.parametrize(("chunk_px", "min_size_px"), [(5, 0), (16, 0), (64, 0), (5, 30), (16, 30)])
-def test_labelling_chunk_by_chunk_equals_labelling_the_whole_slice(tmp_path, chunk_px, min_size_px):
+@pytest.mark.parametrize(
+    ("chunk_px", "min_size_px", "workers"),
+    [(5, 0, 1), (16, 0, 2), (64, 0, 1), (5, 30, 2), (16, 30, 1)],
+)
+def test_labelling_chunk_by_chunk_equals_labelling_the_whole_slice(
+    tmp_path, chunk_px, min_size_px, workers
+):
     """Components that wind through many chunks (and join only in a later chunk) get the ids
     that ndimage.label gives on the whole slice, numbered from first_id on; so does a slice of
     one chunk and slices whose size is not a multiple of the chunk. Cells smaller than
@@ -70,7 +75,7 @@ def test_labelling_chunk_by_chunk_equals_labelling_the_whole_slice(tmp_path, chu
     store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16,
                                (1, chunk_px, chunk_px), (1, 1, 1))  # fmt: skip
     store[...] = probability
-    segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.6, min_size_px=min_size_px)
+    segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.6, None, min_size_px, workers)
     ids = io.open_zarr(tmp_path / "s.zarr")[...]
     first_id = dropped = 0
     for z in range(3):
@@ -96,8 +101,13 @@ def quantised_cells(shape, seed=1):
     return (np.round(20 / (1 + np.exp(-2 * field / field.std()))) / 20).astype(np.float16)
 
 
-@pytest.mark.parametrize(("chunk_px", "min_size_px"), [(5, 0), (16, 0), (64, 0), (5, 30), (16, 30)])
-def test_seeded_watershed_by_windows_equals_the_whole_slice(tmp_path, chunk_px, min_size_px):
+@pytest.mark.parametrize(
+    ("chunk_px", "min_size_px", "workers"),
+    [(5, 0, 2), (16, 0, 1), (64, 0, 2), (5, 30, 1), (16, 30, 2)],
+)
+def test_seeded_watershed_by_windows_equals_the_whole_slice(
+    tmp_path, chunk_px, min_size_px, workers
+):
     """The seeded watershed, run on windows of whole cells, gives segment_slice's ids on the
     whole slice, numbered on across slices: cells wider than many chunks with several seeds,
     cells without a seed, ties everywhere (scikit-image's own order of equal heights depends on
@@ -106,7 +116,7 @@ def test_seeded_watershed_by_windows_equals_the_whole_slice(tmp_path, chunk_px, 
     store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16,
                                (1, chunk_px, chunk_px), (1, 1, 1))  # fmt: skip
     store[...] = probability
-    count = segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.5, 0.8, min_size_px)
+    count = segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.5, 0.8, min_size_px, workers)
     ids = io.open_zarr(tmp_path / "s.zarr")[...]
     first_id = 0
     for z in range(3):

@@ -13,7 +13,7 @@ rule segment:
         log_path("segment", "{volume}"),
     benchmark:
         benchmark_path("segment", "{volume}")
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=60,
@@ -22,7 +22,7 @@ rule segment:
     shell:
         "unetseg segment {input.probability} {output} --threshold {params.threshold}"
         " --metrics {input.validation_metrics} {params.watershed}"
-        " --min-size-px {params.min_size_px} > {log} 2>&1"
+        " --min-size-px {params.min_size_px} --threads {threads} > {log} 2>&1"
 
 
 rule export_segmentation:

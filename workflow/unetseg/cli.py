@@ -146,7 +146,9 @@ def cmd_segment(args) -> None:
             raise UnetsegError(
                 f"segment.threshold: '{args.threshold}' is not a number or 'auto'"
             ) from None
-    segment_volume(args.probability, args.out, threshold, args.watershed_seed, args.min_size_px)
+    segment_volume(
+        args.probability, args.out, threshold, args.watershed_seed, args.min_size_px, args.threads
+    )
 
 
 def cmd_evaluate_instances(args) -> None:
@@ -330,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--metrics", nargs="*", default=[], help="validation metrics (for 'auto')")
     sub.add_argument("--watershed-seed", type=float, help="seeded watershed: seed threshold")
     sub.add_argument("--min-size-px", type=int, default=0, help="drop cells smaller than this")
+    sub.add_argument("--threads", type=int, default=1, help="slices labelled at once")
 
     sub = command("evaluate", cmd_evaluate, "ISBI 2012 pixel, Rand and warping errors.")
     sub.add_argument("--truth", required=True, help="labels (TIFF or Zarr), non-zero = cell")

@@ -127,11 +127,21 @@ def label_slice_by_chunks(
     returns their count. The ids are first_id + 1, ... in the order ndimage.label numbers them
     on the whole slice (the raster order of each component's first pixel); components of fewer
     than `min_size_px` pixels become background: the result is that of segment.segment_slice on
-    the slice at once.
+    the slice at once. The two passes are `provisional_ids` and `write_final_ids`."""
+    final_ids = provisional_ids(source, target, z, foreground, min_size_px)
+    write_final_ids(target, z, final_ids, first_id)
+    return int(final_ids.max())
 
-    Pass 1 labels each chunk on its own, with provisional ids unique in the slice, and notes the
-    ids that touch across chunk borders, each id's first pixel and size; pass 2 rewrites each
-    chunk with the final id of the component its provisional ids join into."""
+
+def provisional_ids(
+    source, target, z: int, foreground: Callable, min_size_px: int = 0
+) -> np.ndarray:
+    """Pass 1 of label_slice_by_chunks: label each chunk of foreground(source[z]) on its own
+    into target[z], with provisional ids unique in the slice, noting the ids that touch across
+    chunk borders, each id's first pixel and size. Returns each provisional id's final id:
+    1, 2, ... in the raster order of the components' first pixels, 0 for the background and
+    components of fewer than `min_size_px` pixels. Slices of one array can be labelled at once;
+    the ids of one slice do not depend on the others (write_final_ids numbers them on)."""
     from scipy import ndimage  # here: chunking imports this module and needs no scipy
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -142,8 +152,7 @@ def label_slice_by_chunks(
     sizes = [np.array([0])]
     last_row = np.zeros(width, np.uint32)  # provisional ids of the row above this chunk row
     last_column = None  # of the chunk to the left, where the chunk does not start a row
-    windows = list(blocks.chunk_windows(source.shape[1:], target.chunks[1:]))
-    for ys, xs in windows:
+    for ys, xs in blocks.chunk_windows(source.shape[1:], target.chunks[1:]):
         offset, shape = blocks.window_region(z, ys, xs)
         interior = foreground(blocks.read_block(source, offset, shape)[0])
         ids, found = ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
@@ -172,13 +181,21 @@ def label_slice_by_chunks(
     ordered = np.argsort(first_of_component)
     ordered = ordered[kept[ordered]]
     rank[ordered] = np.arange(len(ordered))  # the background: 0
-    final_ids = rank[component]
-    final_ids[final_ids > 0] += first_id
-    final_ids = final_ids.astype(np.uint32)
-    for ys, xs in windows:
+    return rank[component]
+
+
+def write_final_ids(
+    target, z: int, final_ids: np.ndarray, first_id: int, provisional: Callable | None = None
+) -> None:
+    """Pass 2: rewrite slice z of target chunk by chunk with final_ids[provisional id] + first_id
+    (0 stays 0). The provisional ids of a window (ys, xs) are target's own, or `provisional`'s."""
+    lookup = np.where(final_ids > 0, final_ids + first_id, 0).astype(np.uint32)
+    for ys, xs in blocks.chunk_windows(target.shape[1:], target.chunks[1:]):
         offset, shape = blocks.window_region(z, ys, xs)
-        blocks.write_block(target, offset, final_ids[blocks.read_block(target, offset, shape)])
-    return len(ordered) - 1
+        ids = (
+            blocks.read_block(target, offset, shape) if provisional is None else provisional(ys, xs)
+        )
+        blocks.write_block(target, offset, lookup[ids].reshape(shape))
 
 
 def first_pixels(ids: np.ndarray, found: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import dask
 import numpy as np
 import zarr
 from scipy import ndimage
@@ -95,15 +96,18 @@ def segment_volume(
     threshold: float = 0.5,
     seed_threshold: float | None = None,
     min_size_px: int = 0,
+    workers: int = 1,
 ) -> int:
     """Segment every slice into an OME-Zarr of uint32 ids, unique across the volume, dropping
     cells of fewer than `min_size_px` pixels; each slice as segment_slice would, one chunk (or,
-    for the seeded watershed, one window of whole cells) at a time, whatever the slice's size."""
+    for the seeded watershed, one window of whole cells) at a time, whatever the slice's size.
+    `workers` threads label slices at once; a second pass numbers each slice's cells on from
+    the previous slices' count."""
     if min_size_px < 0:
         raise UnetsegError(f"segment.min_size_px: {min_size_px} is negative")
     probability = io.open_zarr(probability_path)
     chunks = (1, *probability.chunks[1:])
-    next_id = 0
+    compute = functools.partial(dask.compute, scheduler="threads", num_workers=workers)
     with io.atomic_output(out_path) as tmp, io.scratch_path(out_path) as scratch:
         target = io.create_ome_zarr(
             tmp,
@@ -119,25 +123,31 @@ def segment_volume(
                 "connectivity": 4,
             },
         )
-        if seed_threshold is not None:
+        if seed_threshold is None:
+            label = functools.partial(label_slice, probability, target, threshold, min_size_px)
+        else:
             cells, seeds = (scratch_ids(scratch / name, probability.shape, chunks)
                             for name in ("cells", "seeds"))  # fmt: skip
-        for z in range(probability.shape[0]):
-            if seed_threshold is None:
-                count = labels.label_slice_by_chunks(
-                    probability, target, z, above(threshold), next_id, min_size_px
-                )
-            else:
-                count = watershed_slice_by_windows(
-                    probability, target, z, (threshold, seed_threshold), next_id, min_size_px,
-                    (cells, seeds),
-                )  # fmt: skip
-            next_id += count
+            label = functools.partial(flood_slice, probability, target, (threshold, seed_threshold),
+                                      min_size_px, (cells, seeds))  # fmt: skip
+        labelled = compute(*(dask.delayed(label)(z) for z in range(probability.shape[0])))
+        counts = [int(final_ids.max(initial=0)) for final_ids, _ in labelled]
+        first_ids = np.cumsum([0, *counts[:-1]]).tolist()
+        write = dask.delayed(labels.write_final_ids)
+        compute(*(write(target, z, final_ids, first_id, provisional)
+                  for z, ((final_ids, provisional), first_id)
+                  in enumerate(zip(labelled, first_ids, strict=True))))  # fmt: skip
     log.info(
         "segmented %d cells in %d slices at threshold %s into %s",
-        next_id, probability.shape[0], threshold, out_path,
+        sum(counts), probability.shape[0], threshold, out_path,
     )  # fmt: skip
-    return next_id
+    return sum(counts)
+
+
+def label_slice(probability, target, threshold: float, min_size_px: int, z: int):
+    """Components of slice z above the threshold, with provisional ids in target: (final ids
+    from 1, None: target holds the provisional ids), as labels.write_final_ids takes them."""
+    return labels.provisional_ids(probability, target, z, above(threshold), min_size_px), None
 
 
 def scratch_ids(path, shape, chunks) -> zarr.Array:
@@ -146,19 +156,19 @@ def scratch_ids(path, shape, chunks) -> zarr.Array:
                              compressors=io.blosc("lz4"), fill_value=0)  # fmt: skip
 
 
-def watershed_slice_by_windows(
-    probability, target, z: int, thresholds, first_id: int, min_size_px: int, scratch
-) -> int:
-    """segment_slice(probability[z], *thresholds, min_size_px) into target[z], ids from
-    first_id + 1; returns the count of cells. The seeded watershed of a cell (a component of the
-    thresholded mask) depends only on that cell (`seeded_watershed`), so it runs on windows of
-    whole cells, never on the slice: memory grows with the largest cell, not the slice.
+def flood_slice(probability, target, thresholds, min_size_px: int, scratch, z: int):
+    """segment_slice(probability[z], *thresholds, min_size_px) by windows: (final ids from 1,
+    the function that reads a window's provisional ids), as labels.write_final_ids takes them.
+    The seeded watershed of a cell (a component of the thresholded mask) depends only on that
+    cell (`seeded_watershed`), so it runs on windows of whole cells, never on the slice: memory
+    grows with the largest cell, not the slice.
 
     The cells and the seeds are labelled chunk by chunk into the `scratch` arrays; a pass over
     their chunks finds each cell's bounding box, size and whether it holds a seed. The seeded
     cells whose box starts in one chunk are flooded together in one window, which writes the
-    seeds' ids into target; the last pass gives every region its final id, in segment_slice's
-    order: the seeds' regions in the seeds' raster order, then the unseeded cells in theirs."""
+    seeds' ids into target. Provisional ids are 1..n_seeds for the seeds' regions, then
+    n_seeds + c for the unseeded cell c: segment_slice's order, the seeds' regions in the seeds'
+    raster order, then the unseeded cells in theirs."""
     threshold, seed_threshold = thresholds
     cells, seeds = scratch
     n_cells = labels.label_slice_by_chunks(probability, cells, z, above(threshold), 0)
@@ -168,19 +178,18 @@ def watershed_slice_by_windows(
     seed_size = np.zeros(n_seeds + 1, np.int64)
     for group in cells_by_starting_chunk(np.flatnonzero(seeded), box, target.chunks[1:]):
         seed_size += flood_window(probability, cells, seeds, target, z, group, box, n_seeds)
-    # Provisional ids: 1..n_seeds the seeds' regions, n_seeds + c the unseeded cell c.
     size = np.concatenate([seed_size, np.where(seeded, 0, cell_size)[1:]])
     kept = size >= max(min_size_px, 1)
     kept[0] = False
-    final_ids = np.zeros(len(size), np.uint32)
-    final_ids[kept] = first_id + np.arange(1, kept.sum() + 1)
-    for ys, xs in blocks.chunk_windows(target.shape[1:], target.chunks[1:]):
+    final_ids = np.zeros(len(size), np.int64)
+    final_ids[kept] = np.arange(1, kept.sum() + 1)
+
+    def provisional(ys: slice, xs: slice) -> np.ndarray:
         flooded = blocks.read_window(target, z, ys, xs).astype(np.int64)
         cell = blocks.read_window(cells, z, ys, xs).astype(np.int64)
-        provisional = np.where(flooded > 0, flooded, np.where(cell > 0, n_seeds + cell, 0))
-        offset, _ = blocks.window_region(z, ys, xs)
-        blocks.write_block(target, offset, final_ids[provisional][np.newaxis])
-    return int(kept.sum())
+        return np.where(flooded > 0, flooded, np.where(cell > 0, n_seeds + cell, 0))
+
+    return final_ids, provisional
 
 
 def cell_boxes(cells, seeds, z: int, n_cells: int):
