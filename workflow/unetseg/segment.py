@@ -202,12 +202,19 @@ def cell_boxes(cells, seeds, z: int, n_cells: int):
     for ys, xs in blocks.chunk_windows(cells.shape[1:], cells.chunks[1:]):
         ids = blocks.read_window(cells, z, ys, xs)
         seeded[ids[blocks.read_window(seeds, z, ys, xs) > 0]] = True
-        present, local = np.unique(ids, return_inverse=True)
-        local = local.reshape(ids.shape) + (present[0] != 0)  # the background, if any, is 0
-        present = present[present > 0]
-        size[present] += np.bincount(local.ravel(), minlength=len(present) + 1)[1:]
-        found = np.array([(y.start, x.start, y.stop, x.stop)
-                          for y, x in ndimage.find_objects(local)]).reshape(-1, 4)  # fmt: skip
+        foreground = ids > 0
+        if not foreground.any():
+            continue
+        # Ids from 1 within the chunk (by subtraction: a sort by np.unique took 4 times as long).
+        below = int(ids[foreground].min()) - 1
+        local = np.where(foreground, ids - below, 0)
+        counts = np.bincount(local.ravel())
+        within = np.flatnonzero(counts[1:])  # local id - 1 of the cells in the chunk
+        present = within + below + 1
+        size[present] += counts[within + 1]
+        boxes = ndimage.find_objects(local)
+        found = np.array([(boxes[i][0].start, boxes[i][1].start, boxes[i][0].stop,
+                           boxes[i][1].stop) for i in within]).reshape(-1, 4)  # fmt: skip
         found += (ys.start, xs.start, ys.start, xs.start)
         box[present, :2] = np.minimum(box[present, :2], found[:, :2])
         box[present, 2:] = np.maximum(box[present, 2:], found[:, 2:])
