@@ -151,6 +151,27 @@ def test_watershed_of_a_cell_does_not_depend_on_the_rest_of_the_slice():
     assert contested >= 5
 
 
+def test_watershed_floods_as_scikit_image_does_where_no_two_seed_pixels_tie():
+    """The flooding heights change only the order of seed pixels of equal probability: with
+    every seed pixel's value distinct, the regions are scikit-image's own, plateaus of equal
+    values among the other pixels included (shared out breadth first, not in raster order)."""
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    from unetseg.labels import FOUR_CONNECTED
+    from unetseg.segment import as_float64, seeded_watershed
+
+    values = as_float64(quantised_cells((90, 100), seed=5))
+    is_seed = values > 0.8
+    values[is_seed] += np.arange(is_seed.sum()) * 1e-9  # distinct, in no particular order
+    values[is_seed] = np.random.default_rng(0).permutation(values[is_seed])
+    seeds, _ = ndimage.label(is_seed, FOUR_CONNECTED)
+    interior = values > 0.5
+    expected = watershed(1.0 - values, seeds, connectivity=1, mask=interior)
+    assert len(np.unique(values[interior & ~is_seed])) < 12  # plateaus
+    assert np.array_equal(seeded_watershed(values, interior, seeds), expected)
+
+
 def test_a_seed_threshold_below_the_threshold_seeds_each_cell_whole(tmp_path):
     probability = quantised_cells((2, 40, 50), seed=4)
     store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16, (1, 16, 16),
@@ -160,3 +181,19 @@ def test_a_seed_threshold_below_the_threshold_seeds_each_cell_whole(tmp_path):
     segment_volume(tmp_path / "p.zarr", tmp_path / "plain.zarr", 0.6)
     seeded = io.open_zarr(tmp_path / "seeded.zarr")[...]
     assert seeded.max() > 4 and np.array_equal(seeded, io.open_zarr(tmp_path / "plain.zarr")[...])
+
+
+def test_seeded_watershed_of_empty_slices_and_of_one_cell_as_wide_as_the_slice(tmp_path):
+    """No cells; one unseeded cell filling the slice; one cell filling the slice with two seeds
+    (its window is the whole slice): each as segment_slice gives it."""
+    probability = np.zeros((3, 40, 37), np.float16)
+    probability[1:] = 0.7
+    probability[2, 3:9, 4:10] = probability[2, 30:36, 20:33] = 0.95
+    store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16, (1, 16, 16),
+                               (1, 1, 1))  # fmt: skip
+    store[...] = probability
+    assert segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.5, 0.8, 0, 2) == 3
+    ids = io.open_zarr(tmp_path / "s.zarr")[...]
+    assert not ids[0].any() and np.all(ids[1] == 1)
+    assert np.array_equal(ids[2], segment_slice(probability[2], 0.5, 0.8)[0] + 1)
+    assert set(np.unique(ids[2])) == {2, 3} and ids[2, 0, 0] == 2 and ids[2, -1, -1] == 3

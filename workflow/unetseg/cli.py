@@ -325,12 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sub.add_argument("--expect-architecture", help='JSON, e.g. {"depth": 4, "base_channels": 64}')
 
-    sub = command("segment", cmd_segment, "Threshold + 4-connected components per slice.")
+    sub = command(
+        "segment", cmd_segment, "Threshold + 4-connected components, or a seeded watershed."
+    )
     sub.add_argument("probability", help="probability .zarr store")
     sub.add_argument("out", help="output segmentation .zarr store (uint32 ids)")
     sub.add_argument("--threshold", default="0.5", help="a number in [0, 1], or 'auto'")
     sub.add_argument("--metrics", nargs="*", default=[], help="validation metrics (for 'auto')")
-    sub.add_argument("--watershed-seed", type=float, help="seeded watershed: seed threshold")
+    sub.add_argument(
+        "--watershed-seed", type=float, help="seeds of a watershed within the cells: above this"
+    )
     sub.add_argument("--min-size-px", type=int, default=0, help="drop cells smaller than this")
     sub.add_argument("--threads", type=int, default=1, help="slices labelled at once")
 

@@ -76,18 +76,33 @@ def seed_level(threshold: float, seed_threshold: float) -> float:
 def seeded_watershed(values: np.ndarray, interior: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """Watershed of the `seeds` ids on 1 - values, within `interior`; 0 where no seed reaches.
 
-    Equal probabilities are common (float16 has 2048 values in [0.5, 1)), and scikit-image floods
-    pixels of equal height in an order that depends on the whole image. Flooding instead by
-    rank of (1 - value, raster position) gives each component of the interior the same result
-    whether the image is the slice or a window around the component, which lets
-    `segment_volume` work window by window.
+    scikit-image floods the lowest pixel first; of equal ones, the one queued first, so a
+    plateau is shared out breadth first. Seed pixels all enter the queue at once, though, and
+    those of equal height (common: float16 has 2048 values in [0.5, 1)) leave it in an order
+    that depends on everything else queued, i.e. on the whole image. `flooding_heights` orders
+    them by raster position, which gives each component of the interior the same result whether
+    the image is the slice or a window around the component: what lets `segment_volume` work
+    window by window.
     """
     from skimage.segmentation import watershed
 
-    order = np.argsort(-values.ravel(), kind="stable")  # highest first, ties in raster order
-    rank = np.empty(values.size, np.float64)
-    rank[order] = np.arange(values.size)
-    return watershed(rank.reshape(values.shape), seeds, connectivity=1, mask=interior)
+    heights = flooding_heights(values, seeds > 0)
+    return watershed(heights, seeds, connectivity=1, mask=interior)
+
+
+def flooding_heights(values: np.ndarray, is_seed: np.ndarray) -> np.ndarray:
+    """Heights in the order of 1 - values, in which seed pixels are each their own height, below
+    other pixels of the same value and in raster order among themselves; other pixels of equal
+    value share one height (scikit-image then floods them in the order they were queued)."""
+    flat_seed = is_seed.ravel()
+    seeds_first = np.argsort(~flat_seed, kind="stable")  # seeds, then the rest, in raster order
+    order = seeds_first[np.argsort(-values.ravel()[seeds_first], kind="stable")]
+    ordered_values, ordered_seed = values.ravel()[order], flat_seed[order]
+    starts = np.ones(values.size, bool)  # where a new height begins, in flooding order
+    starts[1:] = (ordered_values[1:] != ordered_values[:-1]) | ordered_seed[1:] | ordered_seed[:-1]
+    heights = np.empty(values.size, np.float64)
+    heights[order] = np.cumsum(starts)
+    return heights.reshape(values.shape)
 
 
 def segment_volume(
