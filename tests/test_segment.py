@@ -183,16 +183,28 @@ def test_a_seed_threshold_below_the_threshold_seeds_each_cell_whole(tmp_path):
     assert seeded.max() > 4 and np.array_equal(seeded, io.open_zarr(tmp_path / "plain.zarr")[...])
 
 
-def test_seeded_watershed_of_empty_slices_and_of_one_cell_as_wide_as_the_slice(tmp_path):
+def test_seeded_watershed_of_empty_slices_and_of_one_cell_as_wide_as_the_slice(
+    tmp_path, monkeypatch, caplog
+):
     """No cells; one unseeded cell filling the slice; one cell filling the slice with two seeds
-    (its window is the whole slice): each as segment_slice gives it."""
+    (its window is the whole slice, which is reported as large): each as segment_slice gives
+    it, plateaus shared out breadth first (each seed takes the corner nearer to it)."""
+    import logging
+
+    from unetseg import segment
+
+    monkeypatch.setattr(segment, "LARGE_WINDOW_PX", 1000)
     probability = np.zeros((3, 40, 37), np.float16)
     probability[1:] = 0.7
     probability[2, 3:9, 4:10] = probability[2, 30:36, 20:33] = 0.95
     store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16, (1, 16, 16),
                                (1, 1, 1))  # fmt: skip
     store[...] = probability
-    assert segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.5, 0.8, 0, 2) == 3
+    with caplog.at_level(logging.WARNING):
+        assert segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.5, 0.8, 0, 2) == 3
+    assert [r.getMessage()[:56] for r in caplog.records] == [
+        "slice 2: the seeded watershed floods a window of 40 x 37"
+    ]
     ids = io.open_zarr(tmp_path / "s.zarr")[...]
     assert not ids[0].any() and np.all(ids[1] == 1)
     assert np.array_equal(ids[2], segment_slice(probability[2], 0.5, 0.8)[0] + 1)
