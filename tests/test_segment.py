@@ -209,3 +209,23 @@ def test_seeded_watershed_of_empty_slices_and_of_one_cell_as_wide_as_the_slice(
     assert not ids[0].any() and np.all(ids[1] == 1)
     assert np.array_equal(ids[2], segment_slice(probability[2], 0.5, 0.8)[0] + 1)
     assert set(np.unique(ids[2])) == {2, 3} and ids[2, 0, 0] == 2 and ids[2, -1, -1] == 3
+
+
+def test_a_rerun_removes_what_a_killed_segment_left(tmp_path):
+    """SIGKILL skips the clean-up of the temporary store and the scratch stores; the next write
+    of the same output removes them, and leaves other outputs' alone."""
+    probability = quantised_cells((1, 30, 30))
+    store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float16, (1, 16, 16),
+                               (1, 1, 1))  # fmt: skip
+    store[...] = probability
+    left = [tmp_path / ".s.zarr.tmp-0badc0de", tmp_path / ".s.zarr.scratch-0badc0de"]
+    other = tmp_path / ".p.zarr.tmp-0badc0de"
+    for path in [*left, other]:
+        (path / "cells").mkdir(parents=True)
+    segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.5, 0.8)
+    assert not any(path.exists() for path in left) and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".p.zarr.tmp-0badc0de",
+        "p.zarr",
+        "s.zarr",
+    ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -19,6 +21,8 @@ from zarr.codecs import BloscCodec
 
 from unetseg.errors import UnetsegError
 
+log = logging.getLogger(__name__)
+
 OME_VERSION = "0.5"
 ARRAY_NAME = "0"  # the full-resolution level of an OME-Zarr multiscale group
 
@@ -27,14 +31,15 @@ ARRAY_NAME = "0"  # the full-resolution level of an OME-Zarr multiscale group
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds.
 
-    A killed or failing writer leaves at most a `.tmp-*` sibling, never a `path` that a rerun
-    would trust.
+    A killed or failing writer leaves at most a `.tmp-*` sibling (and `scratch_path`'s), never
+    a `path` that a rerun would trust; the rerun removes them first.
     """
     final = Path(path)
     if not final.parent.exists():
         raise UnetsegError(f"{final.parent}: output folder does not exist")
     if not os.access(final.parent, os.W_OK):
         raise UnetsegError(f"{final.parent}: output folder is not writable")
+    remove_leftovers(final)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
@@ -49,6 +54,16 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         remove_path(tmp)
+
+
+def remove_leftovers(final: Path) -> None:
+    """Remove the temporary and scratch siblings of `final` that a killed writer left behind
+    (a weights or segment store's can hold gigabytes). Only one writer makes a path at a time:
+    Snakemake runs one job per output, and the README asks for one run per folder."""
+    for kind in ("tmp", "scratch"):
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
+            log.info("removing %s, left by a writer that did not finish", stale)
+            remove_path(stale)
 
 
 @contextlib.contextmanager
