@@ -112,6 +112,13 @@ def kill_during(workdir: Path, config: Path, stage: str, delay_s: float, timeout
     return sorted(running)
 
 
+def leftovers(results: Path) -> list[str]:
+    """Temporary and scratch files of killed steps still there after the rerun (each step's
+    rerun removes its own: io.remove_leftovers)."""
+    found = (path for pattern in (".*.tmp-*", ".*.scratch-*") for path in results.rglob(pattern))
+    return sorted(str(path.relative_to(results)) for path in found)
+
+
 def stage_of(rule: str) -> str:
     return next((stage for stage in STAGES if rule.startswith(stage)), rule)
 
@@ -137,7 +144,8 @@ def fault_trials(
         )
         records.append(
             {"trial": trial, "target": stage, "delay_s": round(delay, 2),
-             "killed_in": sorted({stage_of(rule) for rule in killed_in}), "mismatches": mismatches}
+             "killed_in": sorted({stage_of(rule) for rule in killed_in}), "mismatches": mismatches,
+             "leftovers": leftovers(workdir / "results")}
         )  # fmt: skip
         print(records[-1], flush=True)
     return records, reference
@@ -155,6 +163,7 @@ def faults() -> None:
         sum(len(r["mismatches"]) for r in records),
         "outputs differing from an uninterrupted run",
         "0",
+        leftovers=sum(len(r["leftovers"]) for r in records),
         trials=len(records),
         stages_hit=stages_hit,
         outputs_compared=len(reference),

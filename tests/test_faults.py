@@ -19,3 +19,4 @@ def test_kill_9_then_rerun_reproduces_every_output(tmp_path):
     assert len(reference) >= 10  # stores, model, metrics and tables are all compared
     assert all(record["killed_in"] for record in records), records  # each kill hit a running job
     assert [record["mismatches"] for record in records] == [[], [], []]
+    assert [record["leftovers"] for record in records] == [[], [], []]

@@ -21,9 +21,10 @@ from unetseg.labels import FOUR_CONNECTED
 
 log = logging.getLogger(__name__)
 
-# A watershed window beyond this is reported: about 80 bytes a pixel (BENCHMARKS.md,
+# A watershed window beyond this is reported: it takes about 75 bytes a pixel (BENCHMARKS.md,
 # segment-watershed-memory), 1.3 GB at 4096².
 LARGE_WINDOW_PX = 4096 * 4096
+WATERSHED_BYTES_PER_PX = 75
 
 
 def best_threshold(metrics_paths: list[str | os.PathLike], metric: str = "rand") -> float:
@@ -260,7 +261,8 @@ def flood_window(probability, cells, seeds, target, z: int, group, box, n_seeds:
         log.warning(
             "slice %d: the seeded watershed floods a window of %d x %d px at once (about %.1f GB),"
             " the box of cells that span it; probabilities with no membranes between cells do"
-            " that", z, bottom - top, right - left, (bottom - top) * (right - left) * 80 / 1e9,
+            " that", z, bottom - top, right - left,
+            (bottom - top) * (right - left) * WATERSHED_BYTES_PER_PX / 1e9,
         )  # fmt: skip
     inside = np.isin(blocks.read_window(cells, z, ys, xs), group)
     markers = np.where(inside, blocks.read_window(seeds, z, ys, xs), 0)
