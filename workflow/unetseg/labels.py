@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import zarr
 
 from unetseg import blocks, io
 from unetseg.errors import UnetsegError
@@ -196,6 +197,13 @@ def write_final_ids(
             blocks.read_block(target, offset, shape) if provisional is None else provisional(ys, xs)
         )
         blocks.write_block(target, offset, lookup[ids].reshape(shape))
+
+
+def scratch_ids(path, shape, chunks):
+    """A scratch Zarr array of uint32 cell ids (lz4: runs of one id compress well), for
+    label_slice_by_chunks to write into."""
+    return zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=np.uint32,
+                             compressors=io.blosc("lz4"), fill_value=0)  # fmt: skip
 
 
 def first_pixels(ids: np.ndarray, found: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dask
 import numpy as np
-import zarr
 from scipy import ndimage
 
 from unetseg import blocks, evaluate, io, labels
@@ -146,7 +145,7 @@ def segment_volume(
         if seed_threshold is None:
             label = functools.partial(label_slice, probability, target, threshold, min_size_px)
         else:
-            cells, seeds = (scratch_ids(scratch / name, probability.shape, chunks)
+            cells, seeds = (labels.scratch_ids(scratch / name, probability.shape, chunks)
                             for name in ("cells", "seeds"))  # fmt: skip
             label = functools.partial(flood_slice, probability, target, (threshold, seed_threshold),
                                       min_size_px, (cells, seeds))  # fmt: skip
@@ -168,12 +167,6 @@ def label_slice(probability, target, threshold: float, min_size_px: int, z: int)
     """Components of slice z above the threshold, with provisional ids in target: (final ids
     from 1, None: target holds the provisional ids), as labels.write_final_ids takes them."""
     return labels.provisional_ids(probability, target, z, above(threshold), min_size_px), None
-
-
-def scratch_ids(path, shape, chunks) -> zarr.Array:
-    """A scratch array of provisional uint32 ids, chunked as the segmentation."""
-    return zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=np.uint32,
-                             compressors=io.blosc("lz4"), fill_value=0)  # fmt: skip
 
 
 def flood_slice(probability, target, thresholds, min_size_px: int, scratch, z: int):

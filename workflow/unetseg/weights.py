@@ -288,10 +288,7 @@ def block_weights(
 def label_binary_cells(source, path, ignore: int | None, compute) -> zarr.Array:
     """The 4-connected cells of every slice of binary labels into a scratch Zarr array, a chunk
     at a time (labels.label_slice_by_chunks), so that windows see whole-slice cells."""
-    cell_store = zarr.create_array(
-        str(path), shape=source.shape, chunks=(1, *source.chunks[1:]), dtype=np.uint32,
-        compressors=io.blosc("lz4"), fill_value=0,
-    )  # fmt: skip
+    cell_store = labels.scratch_ids(path, source.shape, (1, *source.chunks[1:]))
     interior = functools.partial(labels.interior, kind=labels.BINARY, ignore=ignore)
     label = dask.delayed(labels.label_slice_by_chunks)
     compute(*(label(source, cell_store, z, interior, 0) for z in range(source.shape[0])))
