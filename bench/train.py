@@ -3,6 +3,7 @@ tensors, and CPU bf16 + channels_last against fp32. Ours and theirs alternate in
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
+import yaml
 from scipy import ndimage
 
 from bench.record import (
@@ -336,6 +338,92 @@ def train_stability(seeds: range = range(8)) -> None:
                    "momentum 0.99, fp32", data="demo volume, 6 train slices, 2 held out")  # fmt: skip
 
 
+def isbi_cpu_settings() -> dict:
+    """The training settings of config/isbi2012.yaml with isbi2012-cpu.yaml over the demo's
+    config/config.yaml, as Snakemake merges them (TrainConfig's defaults are the schema's)."""
+    merged: dict = {}
+    for name in ("config.yaml", "isbi2012.yaml", "isbi2012-cpu.yaml"):
+        loaded = yaml.safe_load((REPO / "config" / name).read_text())
+        for section in ("model", "train"):
+            merged.setdefault(section, {}).update(loaded.get(section) or {})
+    merged["model"].pop("pretrained", None)
+    return {**merged["model"], **merged["train"], "max_minutes": 0}
+
+
+def isbi_stores(folder: Path) -> dict[str, Path]:
+    """ISBI 2012 slices 0-15 (train, with weight maps) and 16-19 (held out) as the workflow
+    stores them."""
+    stores = {}
+    for role, slices in (("train", (0, 16)), ("val", (16, 20))):
+        for name, source in (("raw", "train-volume.tif"), ("labels", "train-labels.tif")):
+            stores[f"{role}_{name}"] = folder / f"{role}_{name}.zarr"
+            chunk_volume(ISBI / source, stores[f"{role}_{name}"], slices=slices,
+                         is_labels=name == "labels")  # fmt: skip
+    stores["train_weights"] = folder / "train_weights.zarr"
+    weights.compute_weights(stores["train_labels"], stores["train_weights"], workers=2)
+    return stores
+
+
+STABILITY_ARMS = {
+    "default": {},
+    "warmup500": {"warmup_steps": 500},
+    "lr0.003": {"learning_rate": 0.003},
+}
+
+
+def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
+                         stop_after: int = 750) -> None:  # fmt: skip
+    """train_stability_isbi_<arm>: the ISBI CPU network (config/isbi2012.yaml with
+    isbi2012-cpu.yaml: 16 channels, lr 0.01 poly, momentum 0.99, clipping 1.0) trained from
+    several seeds on slices 0-15, each stopped after `stop_after` steps of a schedule planned
+    over `plan`; a run has collapsed when its held-out Rand error is no better than calling
+    every pixel interior at its last validation (or its loss became NaN). Skipped without the
+    ISBI data. About 7 minutes a run on 2 cores."""
+    if not (ISBI / "train-volume.tif").exists():
+        print(f"bench train-stability-isbi: no ISBI 2012 data at {ISBI}; skipped")
+        return
+    base = isbi_cpu_settings() | {"steps": plan}
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        stores = isbi_stores(folder)
+        train_stores = [stores[f"train_{name}"] for name in ("raw", "labels", "weights")]
+        configs = {}
+        for arm, overrides in arms.items():
+            settings = base | overrides
+            augment = train.AugmentConfig(**settings.pop("augment", {}))
+            configs[arm] = train.TrainConfig(**settings, augment=augment)
+        volumes = [train.load_volume(*train_stores, config=configs["default"])]
+        val = [
+            train.load_volume(stores["val_raw"], stores["val_labels"], config=configs["default"])
+        ]
+        constant = train.constant_prediction_errors(val)["rand_error"]
+        runs = {arm: [] for arm in arms}
+        for seed in seeds:  # each seed's arms together, so that a stopped run still compares
+            for arm, config in configs.items():
+                run = folder / f"{arm}_seed{seed}"
+                try:
+                    train.train(volumes, val, dataclasses.replace(config, seed=seed), f"{run}.pt",
+                                f"{run}.tsv", f"{run}_c.pt", stop_after=stop_after)  # fmt: skip
+                except UnetsegError as error:  # the loss became NaN: diverged
+                    print(error, flush=True)
+                    runs[arm].append("diverged")
+                    continue
+                rows = [line.split("\t") for line in Path(f"{run}.tsv").read_text().splitlines()]
+                runs[arm].append([round(float(row[3]), 4) for row in rows[1:]])
+                print(arm, seed, runs[arm][-1], flush=True)
+    for arm, overrides in arms.items():
+        collapsed = [run == "diverged" or run[-1] >= constant - 1e-9 for run in runs[arm]]
+        learned = [run[-1] for run, dead in zip(runs[arm], collapsed, strict=True) if not dead]
+        record(f"train_stability_isbi_{arm}", sum(collapsed), f"of {len(collapsed)} runs collapsed",
+               "0 with the default", settings=overrides or "config/isbi2012-cpu.yaml",
+               rand_error_by_validation=runs[arm], validate_every=configs[arm].validate_every,
+               constant_rand_error=round(constant, 4), seeds=list(seeds),
+               median_final_rand_error_of_the_others=round(float(np.median(learned)), 4)
+               if learned else None, steps=f"{stop_after} of a schedule planned over {plan}",
+               network="isbi2012-cpu: depth 4, 16 channels, tile 388, fp32",
+               data="ISBI 2012 slices 0-15 train, 16-19 held out")  # fmt: skip
+
+
 BENCHMARKS = {
     "weights": weights_vs_direct,
     "weights-memory": weights_memory,
@@ -344,4 +432,5 @@ BENCHMARKS = {
     "augment": augment_vs_pretensor,
     "precision": cpu_bf16_cl_vs_fp32,
     "train-stability": train_stability,
+    "train-stability-isbi": train_stability_isbi,
 }

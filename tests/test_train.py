@@ -369,6 +369,18 @@ def test_gradient_norm_is_clipped_as_configured(clip):
         assert moved > 10 * 0.1
 
 
+def test_learning_rate_warms_up_linearly_then_decays():
+    from unetseg.train import learning_rate
+
+    config = TrainConfig(learning_rate=0.01, steps=1000, warmup_steps=100, lr_decay="constant")
+    rates = [learning_rate(config, step) for step in (0, 49, 99, 100, 999)]
+    assert rates == pytest.approx([0.0001, 0.005, 0.01, 0.01, 0.01])
+    poly = TrainConfig(learning_rate=0.01, steps=1000, warmup_steps=100)
+    assert learning_rate(poly, 49) == pytest.approx(0.005 * (1 - 49 / 1000) ** 0.9)
+    assert learning_rate(poly, 500) == pytest.approx(0.01 * 0.5**0.9)
+    assert learning_rate(TrainConfig(learning_rate=0.01, steps=1000), 0) == pytest.approx(0.01)
+
+
 @pytest.mark.parametrize(("clip", "remedy"), [(0.0, "set train.grad_clip_norm (1.0) or lower"),
                                               (1.0, "; lower train.learning_rate")])  # fmt: skip
 def test_a_diverged_loss_stops_training_with_what_to_change(clip, remedy):

@@ -48,6 +48,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip_norm: float = 1.0  # paper: none (0); see the config schema
     lr_decay: str = "poly"  # 'constant' or 'poly' ((1 - step/steps)^0.9, as nnU-Net)
+    warmup_steps: int = 0  # paper: none; the rate rises linearly to its value over these steps
     precision: str = "fp32"
     channels_last: bool = False
     device: str = "auto"
@@ -292,9 +293,12 @@ def weighted_cross_entropy(logits, target, weights) -> torch.Tensor:
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
+    rate = config.learning_rate
     if config.lr_decay == "poly":
-        return config.learning_rate * (1 - step / config.steps) ** 0.9
-    return config.learning_rate
+        rate *= (1 - step / config.steps) ** 0.9
+    if step < config.warmup_steps:
+        rate *= (step + 1) / config.warmup_steps
+    return rate
 
 
 def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) -> dict:
@@ -419,8 +423,12 @@ def train(
     model_path: str | os.PathLike,
     log_path: str | os.PathLike,
     checkpoint_path: str | os.PathLike,
+    stop_after: int | None = None,
 ) -> dict:
-    """Train, validate and checkpoint; write the best model (by validation Rand error) and the log."""
+    """Train, validate and checkpoint; write the best model (by validation Rand error) and the log.
+    stop_after: end after this step, with the rate still planned over config.steps (to study the
+    start of a long schedule)."""
+    end = min(config.steps, stop_after or config.steps)
     tile_in = tiling.input_size(
         tiling.check_output_size(config.tile_out, config.depth, "train.tile_out"), config.depth
     )
@@ -453,7 +461,7 @@ def train(
     log.info(
         "training %d -> %d steps, tile %d -> %d, on %s",
         step,
-        config.steps,
+        end,
         tile_in,
         config.tile_out,
         device,
@@ -461,13 +469,13 @@ def train(
     model.train()
     losses = state.get("pending_losses", [])  # since the last log row, so a resumed mean is exact
     for batch in batches:
-        if step >= config.steps:
+        if step >= end:
             break
         losses.append(training_step(model, optimizer, scaler, batch, config, device, step))
         step += 1
         elapsed = time.perf_counter() - started
         out_of_time = config.max_minutes > 0 and elapsed > 60 * config.max_minutes
-        last = step == config.steps or out_of_time
+        last = step == end or out_of_time
         if step % config.validate_every == 0 or last:
             warn_if_constant(model, batch[0], config, device, step)
             metrics = validate(model, val_volumes, config, device) if val_volumes else {}
@@ -486,11 +494,11 @@ def train(
             log.info(
                 "step %d/%d loss %.4f val %s %.2f steps/s eta %.0f s",
                 step,
-                config.steps,
+                end,
                 row["loss"],
                 metrics,
                 rate,
-                (config.steps - step) / rate,
+                (end - step) / rate,
             )
             if best is None or metrics.get("rand_error", 0) <= best["metrics"].get("rand_error", 0):
                 best = model_file(model, config, step, metrics)
