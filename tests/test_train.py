@@ -73,6 +73,16 @@ def test_training_learns_and_keeps_the_best_model(stores, tmp_path):
     assert saved["step"] == best["step"] and saved["model_config"]["depth"] == 2
 
 
+def test_stop_after_ends_early_on_the_schedule_planned_over_all_steps(stores, tmp_path):
+    config = TrainConfig(**{**TINY, "steps": 40, "validate_every": 5})
+    volumes = [load_volume(*stores["train"], config=config)]
+    train(volumes, [], config, tmp_path / "m.pt", tmp_path / "log.tsv", tmp_path / "c.pt",
+          stop_after=10)  # fmt: skip
+    rows = [line.split("\t") for line in (tmp_path / "log.tsv").read_text().splitlines()[1:]]
+    assert [int(row[0]) for row in rows] == [5, 10]
+    assert float(rows[-1][4]) == pytest.approx(0.01 * (1 - 9 / 40) ** 0.9)
+
+
 @pytest.mark.parametrize("method", ["percentile", "unit"])
 def test_volumes_are_normalised_as_configured_and_the_model_records_how(
     stores, tmp_path, demo_arrays, method
