@@ -396,7 +396,7 @@ def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
         val = [
             train.load_volume(stores["val_raw"], stores["val_labels"], config=configs["default"])
         ]
-        constant = train.constant_prediction_errors(val)["rand_error"]
+        constant = float(train.constant_prediction_errors(val)["rand_error"])
         runs = {arm: [] for arm in arms}
         for seed in seeds:  # each seed's arms together, so that a stopped run still compares
             for arm, config in configs.items():
@@ -412,7 +412,7 @@ def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
                 runs[arm].append([round(float(row[3]), 4) for row in rows[1:]])
                 print(arm, seed, runs[arm][-1], flush=True)
     for arm, overrides in arms.items():
-        collapsed = [run == "diverged" or run[-1] >= constant - 1e-9 for run in runs[arm]]
+        collapsed = [run == "diverged" or bool(run[-1] >= constant - 1e-9) for run in runs[arm]]
         learned = [run[-1] for run, dead in zip(runs[arm], collapsed, strict=True) if not dead]
         record(f"train_stability_isbi_{arm}", sum(collapsed), f"of {len(collapsed)} runs collapsed",
                "0 with the default", settings=overrides or "config/isbi2012-cpu.yaml",
