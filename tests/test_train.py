@@ -391,8 +391,8 @@ def test_learning_rate_warms_up_linearly_then_decays():
     assert learning_rate(TrainConfig(learning_rate=0.01, steps=1000), 0) == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize(("clip", "remedy"), [(0.0, "set train.grad_clip_norm (1.0) or lower"),
-                                              (1.0, "; lower train.learning_rate")])  # fmt: skip
+@pytest.mark.parametrize(("clip", "remedy"), [(0.0, "set train.grad_clip_norm (1.0), lower"),
+                                              (1.0, "; lower train.learning_rate or set train.warmup_steps (500)")])  # fmt: skip
 def test_a_diverged_loss_stops_training_with_what_to_change(clip, remedy):
     from unetseg.model import UNet
 

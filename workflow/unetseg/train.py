@@ -281,8 +281,8 @@ def training_step(model, optimizer, scaler, batch, config: TrainConfig, device, 
 
 def unstable_remedy(config: TrainConfig) -> str:
     if config.grad_clip_norm > 0:
-        return "lower train.learning_rate"
-    return "set train.grad_clip_norm (1.0) or lower train.learning_rate"
+        return "lower train.learning_rate or set train.warmup_steps (500)"
+    return "set train.grad_clip_norm (1.0), lower train.learning_rate or set train.warmup_steps"
 
 
 def weighted_cross_entropy(logits, target, weights) -> torch.Tensor:
