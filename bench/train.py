@@ -16,6 +16,7 @@ import tifffile
 import torch
 import yaml
 from scipy import ndimage
+from snakemake.utils import update_config, validate
 
 from bench.record import (
     REPO,
@@ -339,15 +340,15 @@ def train_stability(seeds: range = range(8)) -> None:
 
 
 def isbi_cpu_settings() -> dict:
-    """The training settings of config/isbi2012.yaml with isbi2012-cpu.yaml over the demo's
-    config/config.yaml, as Snakemake merges them (TrainConfig's defaults are the schema's)."""
-    merged: dict = {}
+    """The train rule's settings for config/isbi2012.yaml with isbi2012-cpu.yaml over the demo's
+    config/config.yaml: merged and given the schema's defaults as Snakemake does."""
+    config: dict = {}
     for name in ("config.yaml", "isbi2012.yaml", "isbi2012-cpu.yaml"):
-        loaded = yaml.safe_load((REPO / "config" / name).read_text())
-        for section in ("model", "train"):
-            merged.setdefault(section, {}).update(loaded.get(section) or {})
-    merged["model"].pop("pretrained", None)
-    return {**merged["model"], **merged["train"], "max_minutes": 0}
+        update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    model = {key: value for key, value in config["model"].items() if key != "pretrained"}
+    settings = {key: value for key, value in config["train"].items() if key != "gpus"}
+    return {**model, **settings, "max_minutes": 0}
 
 
 def isbi_stores(folder: Path) -> dict[str, Path]:
@@ -396,7 +397,7 @@ def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
         val = [
             train.load_volume(stores["val_raw"], stores["val_labels"], config=configs["default"])
         ]
-        constant = float(train.constant_prediction_errors(val)["rand_error"])
+        constant = train.constant_prediction_errors(val)["rand_error"]
         runs = {arm: [] for arm in arms}
         for seed in seeds:  # each seed's arms together, so that a stopped run still compares
             for arm, config in configs.items():
@@ -412,12 +413,14 @@ def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
                 runs[arm].append([round(float(row[3]), 4) for row in rows[1:]])
                 print(arm, seed, runs[arm][-1], flush=True)
     for arm, overrides in arms.items():
-        collapsed = [run == "diverged" or bool(run[-1] >= constant - 1e-9) for run in runs[arm]]
+        collapsed = [
+            run == "diverged" or train.no_better_than(constant, run[-1]) for run in runs[arm]
+        ]
         learned = [run[-1] for run, dead in zip(runs[arm], collapsed, strict=True) if not dead]
         record(f"train_stability_isbi_{arm}", sum(collapsed), f"of {len(collapsed)} runs collapsed",
                "0 with the default", settings=overrides or "config/isbi2012-cpu.yaml",
                rand_error_by_validation=runs[arm], validate_every=configs[arm].validate_every,
-               constant_rand_error=round(constant, 4), seeds=list(seeds),
+               constant_rand_error=round(float(constant), 4), seeds=list(seeds),
                median_final_rand_error_of_the_others=round(float(np.median(learned)), 4)
                if learned else None, steps=f"{stop_after} of a schedule planned over {plan}",
                network="isbi2012-cpu: depth 4, 16 channels, tile 388, fp32",

@@ -350,8 +350,14 @@ def constant_prediction_errors(volumes: list[Volume]) -> dict:
     }
 
 
+def no_better_than(constant_rand_error: float, rand_error: float) -> bool:
+    """Whether a Rand error is no better than that of one probability at every pixel: how a
+    collapsed network scores."""
+    return bool(rand_error >= constant_rand_error - 1e-9)
+
+
 def warn_if_no_better_than_constant(metrics: dict, constant: dict, config: TrainConfig, step: int):
-    if metrics["rand_error"] >= constant["rand_error"] - 1e-9:
+    if no_better_than(constant["rand_error"], metrics["rand_error"]):
         log.warning(
             "step %d: on the validate volumes the network scores no better than one probability "
             "at every pixel (Rand error %.4f, pixel error %.4f, as if every pixel were cell "
