@@ -20,6 +20,16 @@ def test_every_stage_has_help(stage, capsys):
     assert "usage: unetseg " + stage in capsys.readouterr().out
 
 
+def test_every_option_is_explained_with_its_default():
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    for stage, parser in commands.choices.items():
+        for action in parser._actions:
+            assert action.help, f"unetseg {stage} {action.dest}: no help text"
+    predict_help = commands.choices["predict"].format_help()
+    assert "(default: 768)" in predict_help  # --block-px
+    assert "(default: None)" not in predict_help and "(default: False)" not in predict_help
+
+
 def test_user_error_is_one_line_and_nonzero(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "unetseg", "chunk", str(tmp_path / "nothing.tif"), str(tmp_path / "o.zarr")],

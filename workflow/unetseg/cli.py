@@ -226,21 +226,36 @@ def cmd_report(args) -> None:
         report.metrics_figure(args.metrics, args.out, args.volume)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it has one (not for flags, nor options unset by default)."""
+
+    def _get_help_string(self, action) -> str:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetseg", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, function, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text,
+            formatter_class=DefaultsHelpFormatter,
+        )  # fmt: skip
         sub.set_defaults(function=function)
         return sub
 
     sub = command("demo-data", cmd_demo_data, "Make the synthetic EM-like demo volume and labels.")
     sub.add_argument("--raw", required=True, help="output TIFF of grey values (uint8)")
     sub.add_argument("--labels", required=True, help="output TIFF of labels (255 = cell interior)")
-    sub.add_argument("--shape", type=int, nargs=3, default=(8, 256, 256), metavar=("Z", "Y", "X"))
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument(
+        "--shape", type=int, nargs=3, default=(8, 256, 256), metavar=("Z", "Y", "X"),
+        help="volume shape in slices and pixels",
+    )  # fmt: skip
+    sub.add_argument("--seed", type=int, default=0, help="the same seed gives the same volume")
     sub.add_argument("--noise", type=float, default=0.08, help="Gaussian noise std (grey 0..1)")
 
     sub = command("chunk", cmd_chunk, "Stream a TIFF volume into a chunked OME-Zarr store.")
@@ -262,25 +277,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="labels: the value of unannotated pixels (sparse annotation), left out of the loss",
     )
     sub.add_argument("--chunks", type=triple, default=(1, 512, 512), help="z,y,x chunk shape")
-    sub.add_argument("--slices", type=int, nargs=2, metavar=("START", "STOP"))
+    sub.add_argument("--slices", type=int, nargs=2, metavar=("START", "STOP"),
+                     help="take slices START to STOP - 1 only")  # fmt: skip
     sub.add_argument("--voxel-size", type=lambda t: triple(t, float), help="z,y,x in micrometres")
     sub.add_argument("--shards", type=triple, help="z,y,x shard shape (Zarr v3 sharding)")
     sub.add_argument("--levels", type=int, default=1, help="pyramid levels (1: none)")
     sub.add_argument("--cname", default="zstd", choices=BLOSC_COMPRESSORS,
                      help="Blosc compressor")  # fmt: skip
     sub.add_argument("--clevel", type=int, default=1, help="Blosc compression level")
-    sub.add_argument("--threads", type=int, default=2)
+    sub.add_argument("--threads", type=int, default=2, help="worker threads")
 
     sub = command("export", cmd_export, "Stream a Zarr volume into a TIFF (ImageJ metadata).")
-    sub.add_argument("zarr")
-    sub.add_argument("tiff")
+    sub.add_argument("zarr", help="input .zarr store (its full-resolution array)")
+    sub.add_argument("tiff", help="output TIFF (BigTIFF when large)")
 
     sub = command("weights", cmd_weights, "Weight maps of the paper (Eq. 2) from a label store.")
     sub.add_argument("labels", help="label .zarr store")
     sub.add_argument("out", help="output .zarr store")
     sub.add_argument("--w0", type=float, default=10.0, help="border weight (paper: 10)")
     sub.add_argument("--sigma-px", type=float, default=5.0, help="border width (paper: ~5 px)")
-    sub.add_argument("--threads", type=int, default=1)
+    sub.add_argument("--threads", type=int, default=1, help="worker threads")
 
     sub = command("train", cmd_train, "Train the U-Net; resumes from --checkpoint if present.")
     sub.add_argument("--raw", nargs="+", required=True, help="training raw .zarr stores")
@@ -295,11 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
     sub = command("predict", cmd_predict, "Overlap-tile prediction of a raw store, with Dask.")
-    sub.add_argument("model")
+    sub.add_argument("model", help="model file (model.pt) written by train")
     sub.add_argument("raw", help="raw .zarr store")
     sub.add_argument("out", help="output probability .zarr store")
     sub.add_argument("--tile-out", type=int, default=388, help="output tile size (paper: 388)")
-    sub.add_argument("--batch-size", type=int, default=1)
+    sub.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
     sub.add_argument("--block-px", type=int, default=768,
                      help="y/x size of an output chunk (best a multiple of the tile stride)")  # fmt: skip
     sub.add_argument(
@@ -312,12 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
     sub.add_argument("--workers", type=int, default=1, help="Dask workers")
     sub.add_argument("--threads", type=int, default=1, help="CPU threads in all")
-    sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                     help="autocast type; fp16 on CUDA only")  # fmt: skip
     sub.add_argument("--cname", default=PROBABILITY_CODEC["cname"], choices=BLOSC_COMPRESSORS,
                      help="Blosc compressor of the probability store")  # fmt: skip
     sub.add_argument("--clevel", type=int, default=PROBABILITY_CODEC["clevel"],
                      help="its Blosc compression level")  # fmt: skip
-    sub.add_argument("--channels-last", action="store_true")
+    sub.add_argument("--channels-last", action="store_true", help="channels_last memory layout")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sub.add_argument(
         "--dtype", default="float16", choices=("float16", "float32", "uint8"),
@@ -343,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--prediction", required=True, help="P(cell interior) in [0, 1] (TIFF/Zarr)")
     sub.add_argument("--out", help="metrics JSON")
     sub.add_argument("--per-slice", help="per-slice metrics TSV")
-    sub.add_argument("--threads", type=int, default=1)
+    sub.add_argument("--threads", type=int, default=1, help="slices scored at once")
 
     sub = command("evaluate-instances", cmd_evaluate_instances, "Instance AP over IoU 0.5:0.95.")
     sub.add_argument("--truth", required=True, help="labels: binary (cells = components) or ids")
@@ -367,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "figure",
         choices=("data", "augmentation", "training", "prediction", "volume", "metrics", "run"),
+        help="which figure to draw",
     )
     sub.add_argument("--out", required=True, help="output PNG")
     for name in ("raw", "labels", "weights", "log", "probability", "segmentation", "metrics"):
