@@ -3,7 +3,14 @@ import pytest
 import zarr
 
 from unetseg import UnetsegError
-from unetseg.intensity import normalized, sampled_values, unit_mapping, volume_mapping
+from unetseg.intensity import (
+    describe,
+    normalized,
+    sampled_values,
+    slice_mappings,
+    unit_mapping,
+    volume_mapping,
+)
 
 
 @pytest.mark.parametrize(
@@ -74,3 +81,38 @@ def test_an_unknown_method_is_refused_by_name():
         UnetsegError, match=r"^train\.normalize: 'zscore' is not one of unit, percentile"
     ):
         volume_mapping(np.zeros((1, 4, 4)), "zscore")
+
+
+def test_per_slice_percentiles_are_each_slices_own():
+    """Slices of one image in three grey ranges (x, 2x + 50, blank): each slice's percentiles,
+    so the first two normalise to the same input, and the blank one to 0."""
+    image = np.random.default_rng(1).integers(0, 1000, (30, 40)).astype(np.uint16)
+    volume = np.stack([image, image * 2 + 50, np.full_like(image, 7)])
+    mappings = slice_mappings(volume, "percentile_per_slice", (2.0, 98.0))
+    for z in range(2):
+        low, high = np.percentile(volume[z], [2.0, 98.0])
+        assert mappings[z] == (low, high - low)
+    assert mappings[2] == (7.0, 1.0)
+    np.testing.assert_allclose(
+        normalized(volume[0], mappings[0]), normalized(volume[1], mappings[1]), atol=1e-6
+    )
+    assert not normalized(volume[2], mappings[2]).any()
+    assert slice_mappings(volume, "percentile") == [volume_mapping(volume, "percentile")] * 3
+    assert "per slice" in describe(mappings, "percentile_per_slice")
+
+
+def test_a_slice_is_sampled_from_its_own_values_in_chunks_several_slices_deep():
+    """Chunks 2 slices deep, each slice filled with its index: slice z's sample is z only, and
+    at most max_px values, from evenly spread chunks of that slice."""
+    array = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=(4, 64, 64), chunks=(2, 16, 16), dtype="uint8"
+    )
+    array[...] = np.arange(4, dtype=np.uint8).repeat(64 * 64).reshape(4, 64, 64)
+    for z in range(4):
+        values = sampled_values(array, max_px=1024, z=z)
+        assert values.size == 1024 and set(values.tolist()) == {z}
+
+
+def test_per_slice_mapping_is_refused_where_one_mapping_is_needed():
+    with pytest.raises(ValueError, match="slice_mappings"):
+        volume_mapping(np.zeros((1, 4, 4), np.uint8), "percentile_per_slice")

@@ -140,6 +140,29 @@ def test_a_percentile_model_predicts_a_12_bit_volume_as_its_8_bit_version(tmp_pa
     assert np.abs(unit - maps["8"][0]).max() > 0.01
 
 
+def test_a_per_slice_model_predicts_each_slice_by_its_own_percentiles(tmp_path, model):
+    """A stack whose second slice is the first one brighter and with more contrast (3 x + 200):
+    with percentile_per_slice both give the same probabilities, each equal to whole-slice
+    inference with its slice's mapping, and the store records both mappings."""
+    model_file = tmp_path / "model.pt"
+    settings = {"normalize": "percentile_per_slice", "normalize_percentiles": [1.0, 99.8]}
+    torch.save({"model_config": model.config, "model_state": model.state_dict(),
+                "train_config": settings}, model_file)  # fmt: skip
+    image = np.random.default_rng(6).integers(0, 256, (70, 50)).astype(np.uint16)
+    raw = np.stack([image, image * 3 + 200])
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr", tile_out=28,
+                   block_px=32, out_dtype="float32")  # fmt: skip
+    probability = io.open_zarr(tmp_path / "p.zarr")[...]
+    mappings = [(low, high - low) for low, high in np.percentile(raw, [1.0, 99.8], axis=(1, 2)).T]
+    recorded = zarr.open_group(str(tmp_path / "p.zarr")).attrs["unetseg"]["grey_mapping"]
+    assert recorded == {"offset": [m[0] for m in mappings], "scale": [m[1] for m in mappings]}
+    for z in range(2):
+        whole = predict_whole_slice(model, raw[z], grey_mapping=mappings[z])
+        assert np.abs(probability[z] - whole).max() <= 1e-5
+    assert np.abs(probability[0] - probability[1]).max() <= 1e-5
+
+
 def test_predict_volume_store(tmp_path, model, model_file):
     raw = np.random.default_rng(0).integers(0, 255, (3, 70, 50)).astype(np.uint8)
     chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")

@@ -83,13 +83,15 @@ def test_stop_after_ends_early_on_the_schedule_planned_over_all_steps(stores, tm
     assert float(rows[-1][4]) == pytest.approx(0.01 * (1 - 9 / 40) ** 0.9)
 
 
-@pytest.mark.parametrize("method", ["percentile", "unit"])
+@pytest.mark.parametrize("method", ["percentile", "percentile_per_slice", "unit"])
 def test_volumes_are_normalised_as_configured_and_the_model_records_how(
     stores, tmp_path, demo_arrays, method
 ):
-    """A 12-bit volume in uint16: percentile maps its 1st and 99.8th percentiles to 0 and 1;
-    unit divides by 65535 (the release). The model keeps the method for prediction."""
-    twelve_bit = demo_arrays[0].astype(np.uint16) * 16
+    """A 12-bit volume in uint16 whose slices grow brighter (+40 a slice): percentile maps its 1st
+    and 99.8th percentiles to 0 and 1; percentile_per_slice those of each slice; unit divides by
+    65535 (the release). The model keeps the method for prediction."""
+    drift = 40 * np.arange(len(demo_arrays[0]), dtype=np.uint16)[:, None, None]
+    twelve_bit = demo_arrays[0].astype(np.uint16) * 16 + drift
     chunk_volume(write_tiff(tmp_path / "raw.tif", twelve_bit), tmp_path / "raw.zarr")
     labels = write_tiff(tmp_path / "labels.tif", demo_arrays[1])
     chunk_volume(labels, tmp_path / "labels.zarr", is_labels=True)
@@ -97,6 +99,9 @@ def test_volumes_are_normalised_as_configured_and_the_model_records_how(
     volume = load_volume(tmp_path / "raw.zarr", tmp_path / "labels.zarr", config=config)
     if method == "percentile":
         low, high = np.percentile(twelve_bit, [1.0, 99.8])
+        expected = (twelve_bit - low) / (high - low)
+    elif method == "percentile_per_slice":
+        low, high = np.percentile(twelve_bit, [1.0, 99.8], axis=(1, 2), keepdims=True)
         expected = (twelve_bit - low) / (high - low)
     else:
         expected = twelve_bit / 65535

@@ -214,8 +214,9 @@ RAW_CACHE_BYTES = 64 * 2**20
 
 @dataclass(frozen=True)
 class BlockTask:
-    """Everything a worker needs to predict one output chunk; the model is loaded from its path,
-    once per worker process (load_model is cached), never shipped with each task."""
+    """Everything a worker needs to predict one output chunk, but the block and its slice's grey
+    mapping; the model is loaded from its path, once per worker process (load_model is cached),
+    never shipped with each task."""
 
     model_path: str
     tile_out: int
@@ -225,15 +226,16 @@ class BlockTask:
     channels_last: bool
     tta: bool
     torch_threads: int
-    grey_mapping: intensity.Mapping
 
-    def __call__(self, raw, raw_chunks, target, done_folder: Path, z: int, rows, cols) -> None:
+    def __call__(
+        self, raw, raw_chunks, target, done_folder: Path, grey_mapping, z: int, rows, cols
+    ) -> None:
         torch.set_num_threads(self.torch_threads)  # also in worker processes: no oversubscription
         model, _ = load_model(self.model_path, self.device, self.channels_last)
         probability = predict_block(
             model, raw, z, rows, cols, self.tile_out, self.batch_size,
             torch.device(self.device), self.precision, self.channels_last, self.tta, target.dtype,
-            raw_chunks, self.grey_mapping,
+            raw_chunks, grey_mapping,
         )  # fmt: skip
         blocks.write_block(target, (z, rows[0], cols[0]), probability[np.newaxis])
         (done_folder / block_name(z, rows, cols)).touch()  # after the write: the chunk is whole
@@ -291,7 +293,7 @@ def predict_volume(
     tiling.check_output_size(tile_out, model.config["depth"], "predict.tile_out")
     raw = io.open_zarr(raw_path)
     warn_if_tiles_overhang(raw.shape[1:], block_px, tile_out, model.config["depth"])
-    grey_mapping = model_grey_mapping(raw, checkpoint)
+    grey_mappings = model_grey_mappings(raw, checkpoint)
     chunks = (1, block_px, block_px)
     attrs = {
         "model": str(Path(model_path).resolve()),
@@ -300,14 +302,14 @@ def predict_volume(
         "tile_out": tile_out,
         "precision": precision,
         "test_time_augmentation": tta,
-        "grey_mapping": {"offset": grey_mapping[0], "scale": grey_mapping[1]},
+        "grey_mapping": recorded_mapping(grey_mappings),
         "dtype": out_dtype,
         "probability_of": "cell interior",
         "compression": compression,
     }
     task = BlockTask(
         str(model_path), tile_out, batch_size, str(torch_device), precision,
-        channels_last, tta, torch_threads, grey_mapping,
+        channels_last, tta, torch_threads,
     )  # fmt: skip
     started = time.perf_counter()
     partial = Path(out_path).with_name(Path(out_path).name + ".partial")
@@ -326,7 +328,9 @@ def predict_volume(
     token = dask.base.tokenize(str(partial.resolve()), attrs)[:12]
     cache_bytes = raw_cache_bytes(raw, target.chunks[1], model.config["depth"])
     raw_chunks = blocks.DecodedChunks(cache_bytes)
-    every_task = block_tasks(task, raw, raw_chunks, target, done_folder, todo, f"predict-{token}")
+    every_task = block_tasks(
+        task, raw, raw_chunks, target, done_folder, grey_mappings, todo, f"predict-{token}"
+    )
     with dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options:
         dask.compute(every_task, **compute_options)
     io.remove_path(done_folder)
@@ -343,15 +347,23 @@ def predict_volume(
     )
 
 
-def model_grey_mapping(raw, checkpoint: dict) -> intensity.Mapping:
-    """The volume's normalisation under the model's method (models from before the method was
+def model_grey_mappings(raw, checkpoint: dict) -> list[intensity.Mapping]:
+    """Each slice's normalisation under the model's method (models from before the method was
     recorded were trained with 'unit')."""
     settings = checkpoint.get("train_config", {})
     method = settings.get("normalize", "unit")
     percentiles = settings.get("normalize_percentiles", intensity.DEFAULT_PERCENTILES)
-    mapping = intensity.volume_mapping(raw, method, percentiles)
-    log.info("grey values: %s normalisation, (x - %g) / %g", method, *mapping)
-    return mapping
+    mappings = intensity.slice_mappings(raw, method, percentiles)
+    log.info("grey values %s", intensity.describe(mappings, method))
+    return mappings
+
+
+def recorded_mapping(mappings: list[intensity.Mapping]) -> dict:
+    """The store's record: one offset and scale, or a list of each where slices differ."""
+    offsets, scales = (list(values) for values in zip(*mappings, strict=True))
+    if len(set(mappings)) == 1:
+        return {"offset": offsets[0], "scale": scales[0]}
+    return {"offset": offsets, "scale": scales}
 
 
 def warn_if_tiles_overhang(size, block_px: int, tile_out: int, depth: int) -> None:
@@ -386,13 +398,14 @@ def raw_cache_bytes(raw, block_px: int, depth: int) -> int:
 
 
 def block_tasks(
-    task: BlockTask, raw, raw_chunks, target, done_folder: Path, todo, name: str
+    task: BlockTask, raw, raw_chunks, target, done_folder: Path, grey_mappings, todo, name: str
 ) -> Delayed:
     """One Dask task per block, as one graph in Dask's task spec: each task is named by the block
     (as Dask's dashboard shows it), and the arrays, opened once here, are one node each. Built
     with dask.delayed instead, the graph cost 0.5 ms a task to build and cull (measured with
     cProfile on 1024 blocks), a few % of a GPU's time per block.
-    `name` keeps two predictions on one Dask cluster apart."""
+    Each task takes its slice's grey mapping. `name` keeps two predictions on one Dask cluster
+    apart."""
     raw_node, target_node = DataNode(f"{name}-raw", raw), DataNode(f"{name}-target", target)
     cache_node = DataNode(f"{name}-raw-chunks", raw_chunks)
     graph = {node.key: node for node in (raw_node, cache_node, target_node)}
@@ -400,8 +413,9 @@ def block_tasks(
     for block in todo:
         key = f"{name}-{block_name(*block)}"
         graph[key] = Task(
-            key, task, raw_node.ref(), cache_node.ref(), target_node.ref(), done_folder, *block
-        )
+            key, task, raw_node.ref(), cache_node.ref(), target_node.ref(), done_folder,
+            grey_mappings[block[0]], *block,
+        )  # fmt: skip
         finished.append(TaskRef(key))
     graph[name] = Task(name, count_done, *finished)
     return Delayed(name, graph)

@@ -141,7 +141,7 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
 
     raw, labels, weights = (io.open_zarr(p) for p in (raw_path, labels_path, weights_path))
     kind, ignore = label_conventions(labels_path)
-    grey_mapping = intensity.volume_mapping(
+    grey_mappings = intensity.slice_mappings(
         raw,
         settings.get("normalize", intensity.DEFAULT_METHOD),
         settings.get("normalize_percentiles", intensity.DEFAULT_PERCENTILES),
@@ -155,7 +155,7 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
         rng = np.random.default_rng([settings.get("seed", 0), column])
         z, weight_view, center = annotated_sample_place(rng, weights, window)
         image, target, weight = augmented_sample(
-            rng, intensity.normalized(read_view(raw, z, window), grey_mapping),
+            rng, intensity.normalized(read_view(raw, z, window), grey_mappings[z]),
             interior(read_view(labels, z, window), kind, ignore).astype(np.uint8),
             weight_view, tile_in, tile_out, config, center,
         )  # fmt: skip

@@ -110,13 +110,13 @@ SHARED_CHUNKS = blocks.DecodedChunks(CHUNK_CACHE_BYTES)  # a pickled copy starts
 @dataclass
 class Volume:
     """A training or validation volume as the network sees it, read from its stores a window at
-    a time: grey values normalised by `grey_mapping`, the interior mask of the labels, and the
-    loss weights (train volumes)."""
+    a time: grey values normalised by `grey_mappings` (one per slice; none: as they are), the
+    interior mask of the labels, and the loss weights (train volumes)."""
 
     raw: object  # (z, y, x) Zarr arrays, or numpy
     labels: object
     weights: object | None = None
-    grey_mapping: intensity.Mapping = (0.0, 1.0)
+    grey_mappings: list[intensity.Mapping] | None = None
     kind: str = labels.BINARY
     ignore: int | None = None
     name: str = "volume"  # for the log: its labels store
@@ -137,7 +137,8 @@ class Volume:
         return CacheSection(SHARED_CHUNKS, store_key(array)) if cached else None
 
     def image(self, z: int, cached: bool = True) -> Plane:
-        normalise = functools.partial(intensity.normalized, mapping=self.grey_mapping)
+        mapping = self.grey_mappings[z] if self.grey_mappings else (0.0, 1.0)
+        normalise = functools.partial(intensity.normalized, mapping=mapping)
         return Plane(self.raw, z, normalise, self.cache(self.raw, cached))
 
     def interior(self, z: int, cached: bool = True) -> Plane:
@@ -167,13 +168,13 @@ def load_volume(
     config = config or TrainConfig()
     raw = io.open_zarr(raw_path)
     kind, ignore = labels.store_conventions(labels_path)
-    grey_mapping = intensity.volume_mapping(raw, config.normalize, config.normalize_percentiles)
-    log.info("%s: grey values (x - %g) / %g (%s)", raw_path, *grey_mapping, config.normalize)
+    grey_mappings = intensity.slice_mappings(raw, config.normalize, config.normalize_percentiles)
+    log.info("%s: grey values %s", raw_path, intensity.describe(grey_mappings, config.normalize))
     return Volume(
         raw,
         io.open_zarr(labels_path),
         io.open_zarr(weights_path) if weights_path else None,
-        grey_mapping,
+        grey_mappings,
         kind,
         ignore,
         name=str(labels_path),
