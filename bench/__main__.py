@@ -7,6 +7,7 @@ from bench import (
     faults,
     gpu,
     metrics,
+    normalize,
     pipeline,
     predict,
     segment,
@@ -25,6 +26,7 @@ FAMILIES = {
     **chunk.BENCHMARKS,
     **segment.BENCHMARKS,
     **sparse.BENCHMARKS,
+    **normalize.BENCHMARKS,
     **gpu.BENCHMARKS,
 }
 

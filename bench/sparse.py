@@ -62,16 +62,25 @@ def train_volumes(folder: Path, raw, labels, variant: str) -> list[dict]:
 
 
 def held_out_errors(variant: str, seed: int, raw, labels) -> dict:
-    with tempfile.TemporaryDirectory(prefix="unetseg-sparse-") as folder:
+    return demo_held_out_errors(
+        raw, labels, lambda workdir: train_volumes(workdir, raw, labels, variant), {"seed": seed}
+    )
+
+
+def demo_held_out_errors(raw, labels, train_volumes_in, train_settings: dict) -> dict:
+    """The demo workflow's errors on slices TRAIN_SLICES on of (raw, labels), trained on the
+    volumes that `train_volumes_in(folder)` writes, with the demo's train settings updated by
+    `train_settings`."""
+    with tempfile.TemporaryDirectory(prefix="unetseg-bench-") as folder:
         workdir = Path(folder)
         config = yaml.safe_load((REPO / "config/config.yaml").read_text())
         config["volumes"] = [
-            *train_volumes(workdir, raw, labels, variant),
+            *train_volumes_in(workdir),
             {"name": "held_out", "raw": write(workdir / "raw.tif", raw),
              "labels": write(workdir / "labels.tif", labels), "role": "validate",
              "slices": [TRAIN_SLICES, raw.shape[0]]},
         ]  # fmt: skip
-        config["train"]["seed"] = seed
+        config["train"].update(train_settings)
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         snakemake(workdir, "results/held_out/metrics.json", config=workdir / "config.yaml")
         metrics = json.loads((workdir / "results/held_out/metrics.json").read_text())
