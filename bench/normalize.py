@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.record import record
-from bench.sparse import TRAIN_SLICES, demo_held_out_errors, write
+from bench.sparse import TRAIN_SLICES, demo_held_out_errors, train_volumes
 from unetseg.data import demo_volume
 
 SEEDS = (0, 1)
@@ -32,20 +32,16 @@ def drifting(raw: np.ndarray) -> np.ndarray:
 
 
 def held_out_rand_errors(raw, labels, method: str) -> list[float]:
-    def train_volume(workdir):
-        return [{"name": "train", "raw": write(workdir / "train_raw.tif", raw),
-                 "labels": write(workdir / "train_labels.tif", labels), "role": "train",
-                 "slices": [0, TRAIN_SLICES]}]  # fmt: skip
+    def train_volume(workdir):  # slices 0 to TRAIN_SLICES, every pixel labelled
+        return train_volumes(workdir, raw, labels, "dense")
 
-    return [
-        round(
-            demo_held_out_errors(raw, labels, train_volume, {"seed": seed, "normalize": method})[
-                "rand_error"
-            ],
-            4,
-        )  # fmt: skip
-        for seed in SEEDS
-    ]
+    errors = []
+    for seed in SEEDS:
+        metrics = demo_held_out_errors(
+            raw, labels, train_volume, {"seed": seed, "normalize": method}
+        )
+        errors.append(round(metrics["rand_error"], 4))
+    return errors
 
 
 def normalize_drift() -> None:

@@ -29,6 +29,7 @@ from bench.record import (
 from unetseg import UnetsegError, io, labels, model, tiling, train, weights
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet, autocast, prepare, to_device
+from unetseg.settings import train_settings
 
 ISBI = REPO.parent / "shared" / "data" / "isbi2012"
 
@@ -346,9 +347,7 @@ def isbi_cpu_settings() -> dict:
     for name in ("config.yaml", "isbi2012.yaml", "isbi2012-cpu.yaml"):
         update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
     validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    model = {key: value for key, value in config["model"].items() if key != "pretrained"}
-    settings = {key: value for key, value in config["train"].items() if key != "gpus"}
-    return {**model, **settings, "max_minutes": 0}
+    return train_settings(config) | {"max_minutes": 0}
 
 
 def isbi_stores(folder: Path) -> dict[str, Path]:

@@ -8,7 +8,7 @@ import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from unetseg import intensity, tiling  # noqa: E402  (no torch: keeps the DAG fast)
+from unetseg import intensity, settings, tiling  # noqa: E402  (no torch: keeps the DAG fast)
 from unetseg.stores import is_zarr  # noqa: E402
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
@@ -153,9 +153,7 @@ def stores(role_names, store):
 
 def train_settings():
     """Training settings as JSON: exactly the config the train step depends on."""
-    model = {key: value for key, value in config["model"].items() if key != "pretrained"}
-    train = {key: value for key, value in config["train"].items() if key != "gpus"}
-    return json.dumps({**model, **train}, sort_keys=True)
+    return json.dumps(settings.train_settings(config), sort_keys=True)
 
 
 def shards_option():
