@@ -26,7 +26,7 @@ from bench.record import (
     record,
     seconds,
 )
-from unetseg import UnetsegError, io, labels, model, tiling, train, weights
+from unetseg import UnetsegError, io, labels, model, rollback, tiling, train, weights
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet, autocast, prepare, to_device
 from unetseg.settings import train_settings
@@ -396,7 +396,7 @@ def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
         val = [
             train.load_volume(stores["val_raw"], stores["val_labels"], config=configs["default"])
         ]
-        constant = train.constant_prediction_errors(val)["rand_error"]
+        constant = rollback.constant_errors(train.validation_truths(val))["rand_error"]
         runs = {arm: [] for arm in arms}
         for seed in seeds:  # each seed's arms together, so that a stopped run still compares
             for arm, config in configs.items():

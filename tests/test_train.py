@@ -64,7 +64,8 @@ def states_equal(a, b) -> bool:
 def test_training_learns_and_keeps_the_best_model(stores, tmp_path):
     best, log = run(stores, tmp_path, "a", steps=60, learning_rate=0.02, validate_every=20)
     rows = [line.split("\t") for line in log.splitlines()]
-    assert rows[0] == ["step", "loss", "pixel_error", "rand_error", "learning_rate", "seconds"]
+    assert rows[0] == ["step", "loss", "pixel_error", "rand_error", "learning_rate", "seconds",
+                       "rand_spread", "samples_per_s", "event"]  # fmt: skip
     assert [int(r[0]) for r in rows[1:]] == [20, 40, 60]
     assert float(rows[-1][1]) < float(rows[1][1])  # the loss goes down
     rand_errors = [float(r[3]) for r in rows[1:]]
@@ -230,21 +231,20 @@ def test_mixed_precision_training_step_with_channels_last(precision):
 
 def test_checkpoint_keeps_the_loss_scale(tmp_path):
     """fp16 training resumes with the loss scale it had reached (CPU GradScaler, same state)."""
-    from unetseg.model import UNet
-    from unetseg.train import resume, save_checkpoint
+    from unetseg.train import Run, resume, save_checkpoint
 
     config = TrainConfig(**TINY)
-    model = UNet(depth=2, base_channels=4)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
-    scaler.scale(torch.ones(()))  # the scale tensor exists from the first scaled loss on
-    scaler.update(new_scale=1024.0)
+    run = Run.start(config, torch.device("cpu"), [])
+    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    run.scaler.scale(torch.ones(()))  # the scale tensor exists from the first scaled loss on
+    run.scaler.update(new_scale=1024.0)
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, config, model, optimizer, scaler, 7, [], [], None)
-    fresh = torch.amp.GradScaler("cpu", init_scale=2.0**16)
-    state = resume(path, config, UNet(depth=2, base_channels=4), optimizer, fresh)
+    save_checkpoint(path, config, run, 7, [], [], None)
+    fresh = Run.start(config, torch.device("cpu"), [])
+    fresh.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    state = resume(path, config, fresh)
     assert state["step"] == 7 and state["cuda_rng"] is None
-    assert fresh.get_scale() == scaler.get_scale() == 1024.0
+    assert fresh.scaler.get_scale() == run.scaler.get_scale() == 1024.0
 
 
 def test_loss_is_the_mean_over_annotated_pixels():
@@ -439,15 +439,12 @@ def test_validation_no_better_than_a_constant_prediction_is_reported(demo_arrays
     """The constant prediction's errors are those of calling every pixel interior; a network
     that scores them warns, one a little better does not."""
     from unetseg import evaluate
-    from unetseg.train import (
-        Volume,
-        constant_prediction_errors,
-        warn_if_no_better_than_constant,
-    )
+    from unetseg.rollback import constant_errors
+    from unetseg.train import Volume, validation_truths, warn_if_no_better_than_constant
 
     _, label_volume = demo_arrays
     truth = (label_volume > 0).astype(np.uint8)
-    constant = constant_prediction_errors([Volume(truth.astype(np.float32), truth)])
+    constant = constant_errors(validation_truths([Volume(truth.astype(np.float32), truth)]))
     everything = np.ones(truth[0].shape, np.float32)
     rand = sum(evaluate.rand_counts(t, everything, [0.0])[0] for t in truth)
     assert constant["rand_error"] == pytest.approx(1 - evaluate.best_f(rand)[0])

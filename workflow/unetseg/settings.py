@@ -6,7 +6,20 @@ from __future__ import annotations
 
 def train_settings(config: dict) -> dict:
     """The config values the train step depends on: the model's and training's, but for where a
-    model comes from (`model.pretrained`) and how many GPUs the job asks for (`train.gpus`)."""
+    model comes from (`model.pretrained`) and how many GPUs the job asks for (`train.gpus`),
+    with `normalize: auto` resolved from the volumes' kinds."""
     model = {key: value for key, value in config["model"].items() if key != "pretrained"}
     train = {key: value for key, value in config["train"].items() if key != "gpus"}
+    if train.get("normalize") == "auto":
+        train["normalize"] = auto_normalize(config["volumes"])
     return {**model, **train}
+
+
+def auto_normalize(volumes: list[dict]) -> str:
+    """Each image's own percentiles where the network learns from unrelated images, else the
+    volume's."""
+    images = any(
+        volume.get("kind") == "images" and volume["role"] in ("train", "validate")
+        for volume in volumes
+    )
+    return "percentile_per_slice" if images else "percentile"

@@ -23,13 +23,26 @@ from torch.nn import functional as F
 
 from unetseg import blocks, evaluate, intensity, io, labels, tiling
 from unetseg.augment import AugmentConfig, annotated_cells, annotated_point, augmented_sample
+from unetseg.averaging import WeightAverage
 from unetseg.errors import UnetsegError
 from unetseg.model import UNet, autocast, pick_device, prepare, to_device
 from unetseg.predict import predict_block
+from unetseg.rollback import CollapseGuard, Rollbacks, constant_errors, restore
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = ["step", "loss", "pixel_error", "rand_error", "learning_rate", "seconds"]
+LOG_COLUMNS = [
+    "step",
+    "loss",
+    "pixel_error",
+    "rand_error",
+    "learning_rate",
+    "seconds",
+    "rand_spread",  # max - min of the validation Rand error over the last SPREAD_ROWS rows
+    "samples_per_s",  # since the previous row
+    "event",  # a rollback and its reason
+]
+SPREAD_ROWS = 10
 
 
 @dataclass
@@ -37,18 +50,23 @@ class TrainConfig:
     depth: int = 4  # paper: 4 poolings
     base_channels: int = 64  # paper: 64
     dropout: float = 0.5  # release: 0.5
+    norm: str = "none"  # paper: none
     tile_out: int = 388  # paper: 572 -> 388
     normalize: str = intensity.DEFAULT_METHOD  # release: 'unit' (im2double)
     normalize_percentiles: tuple[float, float] = intensity.DEFAULT_PERCENTILES
     batch_size: int = 1  # paper: 1 large tile
     steps: int = 1000
     max_minutes: float = 0.0  # 0: no time budget
+    optimizer: str = "sgd"  # paper: SGD with momentum
     learning_rate: float = 0.01
     momentum: float = 0.99  # paper
     weight_decay: float = 0.0
     grad_clip_norm: float = 1.0  # paper: none (0); see the config schema
     lr_decay: str = "poly"  # 'constant' or 'poly' ((1 - step/steps)^0.9, as nnU-Net)
     warmup_steps: int = 0  # paper: none; the rate rises linearly to its value over these steps
+    ema_decay: float = 0.0  # paper: none (0); validate and keep an average of the weights
+    max_rollbacks: int = 3  # paper: none; rollbacks to the kept model when the run goes bad
+    rollback_lr_factor: float = 0.5  # each rollback multiplies the learning rate by this
     precision: str = "fp32"
     channels_last: bool = False
     device: str = "auto"
@@ -60,7 +78,12 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def model_config(self) -> dict:
-        return {"depth": self.depth, "base_channels": self.base_channels, "dropout": self.dropout}
+        return {
+            "depth": self.depth,
+            "base_channels": self.base_channels,
+            "dropout": self.dropout,
+            "norm": self.norm,
+        }
 
     def digest(self) -> str:
         """Hash of everything that shapes the run, except the budgets that only stop it."""
@@ -258,18 +281,40 @@ def limit_chunk_cache(max_bytes: int, worker: int) -> None:
     SHARED_CHUNKS.max_bytes = max_bytes
 
 
-def training_step(model, optimizer, scaler, batch, config: TrainConfig, device, step: int) -> float:
-    """One SGD step on a batch; returns its loss."""
+class Diverged(UnetsegError):
+    """The loss became NaN or infinite."""
+
+
+def make_optimizer(model: UNet, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper), or AdamW (not in the paper)."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+    raise UnetsegError(f"train.optimizer: '{config.optimizer}' is not sgd or adamw")
+
+
+def training_step(
+    model, optimizer, scaler, batch, config: TrainConfig, device, step: int, lr_scale: float = 1.0
+) -> float:
+    """One optimiser step on a batch; returns its loss."""
     images, targets, weights = batch
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(config, step)
+        group["lr"] = learning_rate(config, step) * lr_scale
     with autocast(device, config.precision):
         logits = model(to_device(images, device, config.channels_last))
     targets = targets.to(device, non_blocking=True)
     loss = weighted_cross_entropy(logits, targets, weights.to(device, non_blocking=True))
     value = loss.item()  # one device sync per step
     if not math.isfinite(value):
-        raise UnetsegError(f"train: loss became {value} at step {step}; {unstable_remedy(config)}")
+        raise Diverged(f"train: loss became {value} at step {step}; {unstable_remedy(config)}")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if config.grad_clip_norm > 0:
@@ -329,26 +374,20 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
                 )
             )
     model.train()
+    pixel = sum(c[0] for c in counts)
+    n_pixels = sum(math.prod(volume.raw.shape) for volume in volumes)
     return {
-        "pixel_error": float(1 - evaluate.best_f(sum(c[0] for c in counts))[0]),
+        "pixel_error": float(1 - evaluate.best_f(pixel)[0]),
         "rand_error": float(1 - evaluate.best_f(sum(c[1] for c in counts))[0]),
+        "wrong_fraction": float((pixel[:, 1] + pixel[:, 2]).min() / n_pixels),
     }
 
 
-def constant_prediction_errors(volumes: list[Volume]) -> dict:
-    """Pixel and Rand error of one probability at every pixel: at best, every pixel cell interior
-    (one segment). A network that scores no better has not learned to separate cells."""
-    pixel, rand = 0, 0
-    for volume in volumes:
-        for z in range(volume.depth):
-            truth = volume.interior(z, cached=False).whole()
-            everything = np.ones(truth.shape, np.float32)
-            pixel = pixel + evaluate.pixel_counts(truth, everything, [0.0])
-            rand = rand + evaluate.rand_counts(truth, everything, [0.0])[0]
-    return {
-        "pixel_error": 1 - evaluate.best_f(pixel)[0],
-        "rand_error": 1 - evaluate.best_f(rand)[0],
-    }
+def validation_truths(volumes: list[Volume]) -> list[np.ndarray]:
+    """The interior masks of the validate volumes' slices."""
+    return [
+        volume.interior(z, cached=False).whole() for volume in volumes for z in range(volume.depth)
+    ]
 
 
 def no_better_than(constant_rand_error: float, rand_error: float) -> bool:
@@ -410,6 +449,35 @@ def model_file(model: UNet, config: TrainConfig, step: int, metrics: dict) -> di
     }
 
 
+@dataclass
+class Run:
+    """What a checkpoint saves and restores besides the step and the log."""
+
+    model: UNet
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    average: WeightAverage
+    guard: CollapseGuard
+    rollbacks: Rollbacks
+
+    @classmethod
+    def start(cls, config: TrainConfig, device, val_volumes: list[Volume]) -> Run:
+        """A fresh network (seeded), its optimiser and their companions."""
+        torch.manual_seed(config.seed)
+        model = prepare(
+            UNet(in_channels=1, n_classes=2, **config.model_config()), device, config.channels_last
+        )
+        truths = validation_truths(val_volumes)
+        return cls(
+            model,
+            make_optimizer(model, config),
+            torch.amp.GradScaler(device.type, enabled=config.precision == "fp16"),
+            WeightAverage(model, config.ema_decay),
+            CollapseGuard(constant_errors(truths) if truths else None),
+            Rollbacks(config.max_rollbacks, config.rollback_lr_factor),
+        )
+
+
 class Preemption:
     """Turn SIGTERM / SIGUSR1 (SLURM preemption) into a flag checked between steps."""
 
@@ -433,8 +501,9 @@ def train(
     stop_after: int | None = None,
 ) -> dict:
     """Train, validate and checkpoint; write the best model (by validation Rand error) and the log.
-    stop_after: end after this step, with the rate still planned over config.steps (to study the
-    start of a long schedule)."""
+    A run that goes bad is rolled back to the best model with a lower learning rate (at most
+    config.max_rollbacks times). stop_after: end after this step, with the rate still planned
+    over config.steps (to study the start of a long schedule)."""
     end = min(config.steps, stop_after or config.steps)
     tile_in = tiling.input_size(
         tiling.check_output_size(config.tile_out, config.depth, "train.tile_out"), config.depth
@@ -443,18 +512,11 @@ def train(
     if config.deterministic and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # else cuBLAS may vary
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-    torch.manual_seed(config.seed)
-    model = prepare(
-        UNet(in_channels=1, n_classes=2, **config.model_config()), device, config.channels_last
-    )
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.learning_rate,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-    state = resume(Path(checkpoint_path), config, model, optimizer, scaler)
+    run = Run.start(config, device, val_volumes)
+    model, optimizer, scaler, average, guard, rollbacks = (
+        run.model, run.optimizer, run.scaler, run.average, run.guard, run.rollbacks
+    )  # fmt: skip
+    state = resume(Path(checkpoint_path), config, run)
     log_rows, best = state["log_rows"], state["best"]
     loader = sample_loader(train_volumes, tile_in, config, device, state["step"])
     batches = iter(loader)  # draws the loader's base seed from the global RNG, so restore after
@@ -463,8 +525,8 @@ def train(
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)  # dropout on a GPU draws from it
     preemption = Preemption()
-    constant = constant_prediction_errors(val_volumes) if val_volumes else None
     started, step = time.perf_counter(), state["step"]
+    row_started, row_step = started, step
     log.info(
         "training %d -> %d steps, tile %d -> %d, on %s",
         step,
@@ -478,68 +540,137 @@ def train(
     for batch in batches:
         if step >= end:
             break
-        losses.append(training_step(model, optimizer, scaler, batch, config, device, step))
+        try:
+            losses.append(
+                training_step(
+                    model, optimizer, scaler, batch, config, device, step, rollbacks.lr_scale
+                )
+            )
+        except Diverged as error:
+            if rollbacks.left:
+                event = roll_back(
+                    model, optimizer, average, best, rollbacks, config, step, str(error)
+                )
+                log_rows.append(event_row(step, learning_rate(config, step), started, event))
+                losses = []
+                continue
+            if not (config.max_rollbacks and best):
+                raise
+            event = f"stopped: {error}, after {len(rollbacks.events)} rollbacks"
+            log.warning("%s; keeping the model of step %d", event, best["step"])
+            log_rows.append(event_row(step, learning_rate(config, step), started, event))
+            break
+        average.update()
         step += 1
-        elapsed = time.perf_counter() - started
+        now = time.perf_counter()
+        elapsed = now - started
         out_of_time = config.max_minutes > 0 and elapsed > 60 * config.max_minutes
         last = step == end or out_of_time
+        gave_up = False
         if step % config.validate_every == 0 or last:
             warn_if_constant(model, batch[0], config, device, step)
-            metrics = validate(model, val_volumes, config, device) if val_volumes else {}
-            if metrics:
-                warn_if_no_better_than_constant(metrics, constant, config, step)
+            network = average.network
+            metrics = validate(network, val_volumes, config, device) if val_volumes else {}
             row = {
                 "step": step,
                 "loss": float(np.mean(losses)),
                 **{k: metrics.get(k, "") for k in ("pixel_error", "rand_error")},
-                "learning_rate": learning_rate(config, step - 1),
+                "learning_rate": learning_rate(config, step - 1) * rollbacks.lr_scale,
                 "seconds": round(elapsed, 2),
+                "rand_spread": rand_spread([*log_rows, {**metrics, "step": step}]),
+                "samples_per_s": round(
+                    (step - row_step) * config.batch_size / (now - row_started), 3
+                ),
+                "event": "",
             }
+            row_started, row_step = now, step
+            if metrics:
+                warn_if_no_better_than_constant(metrics, guard.constant, config, step)
+            reason = guard.verdict(metrics, row["loss"])
+            if reason is None:
+                if best is None or metrics.get("rand_error", 0) <= best["metrics"].get(
+                    "rand_error", 0
+                ):
+                    best = model_file(network, config, step, metrics)
+            elif rollbacks.left:
+                row["event"] = roll_back(
+                    model, optimizer, average, best, rollbacks, config, step, reason
+                )
+            elif config.max_rollbacks:
+                row["event"] = f"stopped: {reason}, after {len(rollbacks.events)} rollbacks"
+                log.warning("step %d: %s; keeping the model of step %s", step, row["event"],
+                            best["step"] if best else None)  # fmt: skip
+                gave_up = True
+            else:
+                log.warning("step %d: %s (train.max_rollbacks 0: training on); %s", step, reason,
+                            unstable_remedy(config))  # fmt: skip
             log_rows.append(row)
             losses = []
             rate = (step - state["step"]) / elapsed
             log.info(
-                "step %d/%d loss %.4f val %s %.2f steps/s eta %.0f s",
+                "step %d/%d loss %.4f val %s %.2f steps/s elapsed %.0f s eta %.0f s",
                 step,
                 end,
                 row["loss"],
                 metrics,
                 rate,
+                elapsed,
                 (end - step) / rate,
             )
-            if best is None or metrics.get("rand_error", 0) <= best["metrics"].get("rand_error", 0):
-                best = model_file(model, config, step, metrics)
-        if step % config.checkpoint_every == 0 or last or preemption.requested:
-            save_checkpoint(
-                Path(checkpoint_path),
-                config,
-                model,
-                optimizer,
-                scaler,
-                step,
-                log_rows,
-                losses,
-                best,
-            )
+        if step % config.checkpoint_every == 0 or last or gave_up or preemption.requested:
+            save_checkpoint(Path(checkpoint_path), config, run, step, log_rows, losses, best)
         if preemption.requested:
             raise UnetsegError(f"train: stopped by a signal at step {step}; rerun to resume")
+        if gave_up:
+            break
         if out_of_time:
             log.info("train.max_minutes reached at step %d", step)
             break
+    if best is None:
+        raise UnetsegError("train: the run went bad before any model could be kept; "
+                           f"{unstable_remedy(config)}")  # fmt: skip
     write_log(Path(log_path), log_rows)
     save_atomic(best, Path(model_path))
     return best
 
 
-def save_checkpoint(path: Path, config, model, optimizer, scaler, step, log_rows, losses, best):
-    device = next(model.parameters()).device
+def roll_back(model, optimizer, average, best, rollbacks: Rollbacks, config, step, reason) -> str:
+    """Back to the best model with the learning rate lowered; returns the event for the log."""
+    to_step = restore(model, optimizer, average, best, config.seed, len(rollbacks.events) + 1)
+    event = {"step": step, "to_step": to_step, "reason": reason}
+    rollbacks.events.append(event)
+    text = rollbacks.describe(event)
+    log.warning("step %d: %s", step, text)
+    return text
+
+
+def event_row(step: int, rate: float, started: float, event: str) -> dict:
+    """A log row for a rollback between validations (the loss became NaN)."""
+    row = dict.fromkeys(LOG_COLUMNS, "")
+    seconds = round(time.perf_counter() - started, 2)
+    return {**row, "step": step, "learning_rate": rate, "seconds": seconds, "event": event}
+
+
+def rand_spread(rows: list[dict]) -> float | str:
+    """max - min of the validation Rand error over the last SPREAD_ROWS validations: how much
+    the choice of the kept model is luck."""
+    errors = [row["rand_error"] for row in rows if row.get("rand_error", "") != ""]
+    recent = errors[-SPREAD_ROWS:]
+    return round(max(recent) - min(recent), 4) if recent else ""
+
+
+def save_checkpoint(path: Path, config, run: Run, step, log_rows, losses, best) -> None:
+    device = next(run.model.parameters()).device
     save_atomic(
         {
             "digest": config.digest(),
             "step": step,
-            "model_state": model.state_dict(),
-            "optimizer_state": optimizer.state_dict(),
-            "scaler_state": scaler.state_dict(),
+            "model_state": run.model.state_dict(),
+            "optimizer_state": run.optimizer.state_dict(),
+            "scaler_state": run.scaler.state_dict(),
+            "average_state": run.average.state_dict(),
+            "guard": run.guard.state_dict(),
+            "rollbacks": run.rollbacks.events,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "log_rows": log_rows,
@@ -550,7 +681,7 @@ def save_checkpoint(path: Path, config, model, optimizer, scaler, step, log_rows
     )
 
 
-def resume(path: Path, config: TrainConfig, model, optimizer, scaler) -> dict:
+def resume(path: Path, config: TrainConfig, run: Run) -> dict:
     """Restore the last checkpoint of this same configuration, if there is one."""
     fresh = {"step": 0, "log_rows": [], "best": None}
     if not path.exists():
@@ -559,10 +690,13 @@ def resume(path: Path, config: TrainConfig, model, optimizer, scaler) -> dict:
     if checkpoint.get("digest") != config.digest():
         log.info("ignoring checkpoint %s: it belongs to another configuration", path)
         return fresh
-    model.load_state_dict(checkpoint["model_state"])
-    optimizer.load_state_dict(checkpoint["optimizer_state"])
+    run.model.load_state_dict(checkpoint["model_state"])
+    run.optimizer.load_state_dict(checkpoint["optimizer_state"])
     if checkpoint.get("scaler_state"):  # fp16: the loss scale it had reached
-        scaler.load_state_dict(checkpoint["scaler_state"])
+        run.scaler.load_state_dict(checkpoint["scaler_state"])
+    run.average.load_state_dict(checkpoint["average_state"])
+    run.guard.load_state_dict(checkpoint["guard"])
+    run.rollbacks.events = checkpoint["rollbacks"]
     log.info("resuming from %s at step %d", path, checkpoint["step"])
     return checkpoint
 
@@ -570,6 +704,6 @@ def resume(path: Path, config: TrainConfig, model, optimizer, scaler) -> dict:
 def write_log(path: Path, rows: list[dict]) -> None:
     with io.atomic_output(path) as tmp:
         lines = ["\t".join(LOG_COLUMNS)] + [
-            "\t".join(str(row[c]) for c in LOG_COLUMNS) for row in rows
+            "\t".join(str(row.get(c, "")) for c in LOG_COLUMNS) for row in rows
         ]
         tmp.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,141 @@
+"""A run gone bad, caught and healed (not in the paper): the network has no normalisation layers
+and trains with momentum 0.99 at batch 1, so one unlucky stretch can throw it into a state it
+does not leave (one class everywhere, or far worse than calling every pixel background).
+
+`CollapseGuard` says why a run has gone bad, from each log row's validation errors and mean
+loss; the train loop then rolls back to the kept (best) model with the learning rate lowered,
+a bounded number of times, instead of training on from the wreck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from unetseg import evaluate
+
+# Errors that the guard compares with a constant prediction (ISBI definitions, and the plain
+# share of wrongly classified pixels, by which calling every pixel background can be best).
+GUARDED = ("pixel_error", "rand_error", "wrong_fraction")
+# A validation that has lost more than this share of the way from its best to the best constant
+# prediction has gone bad (ISBI's late swings, 0.087 to 0.175 against 0.906, stay far below).
+RISE_SHARE = 0.5
+# A loss that rose at this many log rows in a row and ended this far above its lowest row.
+LOSS_RISES, LOSS_RISE_RATIO = 3, 1.3
+
+
+def constant_errors(truths: list[np.ndarray]) -> dict:
+    """The errors of the best constant prediction, either class, for each guarded error: every
+    pixel cell interior (the best by the ISBI errors) or every pixel background (by the share
+    of wrong pixels, where cells are few)."""
+    best = {}
+    for value in (0.0, 1.0):
+        pixel, rand, wrong, n = 0, 0, 0, 0
+        for truth in truths:
+            constant = np.full(truth.shape, value, np.float32)
+            counts = evaluate.pixel_counts(truth, constant, [0.0])
+            pixel, rand = pixel + counts, rand + evaluate.rand_counts(truth, constant, [0.0])[0]
+            wrong, n = wrong + counts[0, 1] + counts[0, 2], n + truth.size
+        errors = {
+            "pixel_error": 1 - evaluate.best_f(pixel)[0],
+            "rand_error": 1 - evaluate.best_f(rand)[0],
+            "wrong_fraction": wrong / max(n, 1),
+        }
+        best = {key: min(errors[key], best.get(key, np.inf)) for key in GUARDED}
+    return {key: float(value) for key, value in best.items()}
+
+
+@dataclass
+class CollapseGuard:
+    """What a run has gone bad by, judged at each log row: its validation no better than the
+    best constant prediction after it had been better, or risen more than halfway from its best
+    back to it, or its mean loss rising row after row far above its lowest."""
+
+    constant: dict | None  # constant_errors of the validate volumes; None: no validation
+    best: dict = field(default_factory=dict)  # the lowest of each guarded error so far
+    losses: list = field(default_factory=list)  # mean loss of each healthy row
+
+    def verdict(self, metrics: dict, loss: float) -> str | None:
+        """Why this row shows a run gone bad, or None; a healthy row is remembered."""
+        reason = self.validation_verdict(metrics) or self.loss_verdict(loss)
+        if reason is None:
+            self.losses.append(loss)
+            for key in GUARDED:
+                if key in metrics:
+                    self.best[key] = min(metrics[key], self.best.get(key, np.inf))
+        return reason
+
+    def validation_verdict(self, metrics: dict) -> str | None:
+        for key in GUARDED:
+            if self.constant is None or key not in metrics or key not in self.best:
+                continue
+            value, best, constant = metrics[key], self.best[key], self.constant[key]
+            if best >= constant:
+                continue  # never better than a constant: not learned yet, rather than gone bad
+            if value >= constant - 1e-9:
+                return (
+                    f"validation {key} {value:.4f} is no better than a constant prediction's "
+                    f"({constant:.4f}; best so far {best:.4f})"
+                )
+            if value > best + RISE_SHARE * (constant - best):
+                return (
+                    f"validation {key} rose to {value:.4f} from its best {best:.4f}, more than "
+                    f"halfway to a constant prediction's {constant:.4f}"
+                )
+        return None
+
+    def loss_verdict(self, loss: float) -> str | None:
+        recent = [*self.losses[-LOSS_RISES:], loss]
+        rising = len(recent) > LOSS_RISES and all(np.diff(recent) > 0)
+        if rising and loss >= LOSS_RISE_RATIO * min(self.losses):
+            return (
+                f"the mean loss rose at {LOSS_RISES} log rows in a row, to {loss:.4f} "
+                f"({loss / min(self.losses):.2f}x its lowest row, {min(self.losses):.4f})"
+            )
+        return None
+
+    def state_dict(self) -> dict:
+        return {"best": dict(self.best), "losses": list(self.losses)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.losses = dict(state["best"]), list(state["losses"])
+
+
+@dataclass
+class Rollbacks:
+    """The rollbacks a run may make and has made; each lowers the learning rate by `factor`."""
+
+    limit: int  # train.max_rollbacks
+    factor: float  # train.rollback_lr_factor
+    events: list = field(default_factory=list)  # {"step", "to_step", "reason"}
+
+    @property
+    def lr_scale(self) -> float:
+        return self.factor ** len(self.events)
+
+    @property
+    def left(self) -> int:
+        return self.limit - len(self.events)
+
+    def describe(self, event: dict) -> str:
+        return (
+            f"rollback {len(self.events)} of {self.limit} at step {event['step']} to "
+            f"{event['to_step'] or 'a fresh start'}, learning rate x{self.lr_scale:g}: "
+            f"{event['reason']}"
+        )
+
+
+def restore(model, optimizer, average, kept: dict | None, seed: int, attempt: int) -> int:
+    """Put the network back to the kept model's weights (a fresh initialisation if none was kept
+    yet), forget the optimiser's momentum, restart the weight average; returns the kept step."""
+    import torch
+
+    if kept is None:
+        torch.manual_seed(seed + 1_000_003 * attempt)  # another draw than the first start's
+        model.reset_parameters()
+    else:
+        model.load_state_dict(kept["model_state"])
+    optimizer.state.clear()
+    average.restart()
+    return kept["step"] if kept else 0
