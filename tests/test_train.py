@@ -160,12 +160,18 @@ def test_invalid_tile_size_is_rejected(stores, tmp_path):
         run(stores, tmp_path, "a", steps=2, tile_out=21)
 
 
-@pytest.mark.parametrize("precision", ["fp32"] + (["fp16"] if TEST_DEVICE == "cuda" else []))
-def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(stores, tmp_path, precision):
-    """fp16 (CUDA) also resumes its loss scale; on CUDA dropout draws from the device's RNG."""
+@pytest.mark.parametrize(
+    ("precision", "ema_decay"),
+    [("fp32", 0.0), ("fp32", 0.99)] + ([("fp16", 0.0)] if TEST_DEVICE == "cuda" else []),
+)
+def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(
+    stores, tmp_path, precision, ema_decay
+):
+    """fp16 (CUDA) also resumes its loss scale; on CUDA dropout draws from the device's RNG; the
+    weight average and the rollback guard resume where they were."""
     steps = 300 if TEST_DEVICE == "cpu" else 3000  # a GPU runs 300 tiny steps in the 1 s below
     settings = json.dumps({**TINY, "steps": steps, "validate_every": 100, "learning_rate": 0.01,
-                           "precision": precision})  # fmt: skip
+                           "precision": precision, "ema_decay": ema_decay})  # fmt: skip
 
     def command(name):
         return [

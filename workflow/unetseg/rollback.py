@@ -49,16 +49,18 @@ def constant_errors(truths: list[np.ndarray]) -> dict:
 @dataclass
 class CollapseGuard:
     """What a run has gone bad by, judged at each log row: its validation no better than the
-    best constant prediction after it had been better, or risen more than halfway from its best
-    back to it, or its mean loss rising row after row far above its lowest."""
+    best constant prediction after it had been better (or ever, once the network has gone
+    silent: one output at every pixel), or risen more than halfway from its best back to it, or
+    its mean loss rising row after row far above its lowest."""
 
     constant: dict | None  # constant_errors of the validate volumes; None: no validation
     best: dict = field(default_factory=dict)  # the lowest of each guarded error so far
     losses: list = field(default_factory=list)  # mean loss of each healthy row
 
-    def verdict(self, metrics: dict, loss: float) -> str | None:
-        """Why this row shows a run gone bad, or None; a healthy row is remembered."""
-        reason = self.validation_verdict(metrics) or self.loss_verdict(loss)
+    def verdict(self, metrics: dict, loss: float, silent: bool = False) -> str | None:
+        """Why this row shows a run gone bad, or None; a healthy row is remembered. `silent`:
+        the network gave one output at every pixel of the step's training tile."""
+        reason = self.validation_verdict(metrics, silent) or self.loss_verdict(loss)
         if reason is None:
             self.losses.append(loss)
             for key in GUARDED:
@@ -66,18 +68,20 @@ class CollapseGuard:
                     self.best[key] = min(metrics[key], self.best.get(key, np.inf))
         return reason
 
-    def validation_verdict(self, metrics: dict) -> str | None:
+    def validation_verdict(self, metrics: dict, silent: bool) -> str | None:
         for key in GUARDED:
-            if self.constant is None or key not in metrics or key not in self.best:
+            if self.constant is None or key not in metrics:
                 continue
-            value, best, constant = metrics[key], self.best[key], self.constant[key]
-            if best >= constant:
-                continue  # never better than a constant: not learned yet, rather than gone bad
-            if value >= constant - 1e-9:
+            value, constant = metrics[key], self.constant[key]
+            best = self.best.get(key, np.inf)
+            if value >= constant - 1e-9 and (best < constant or silent):
                 return (
                     f"validation {key} {value:.4f} is no better than a constant prediction's "
                     f"({constant:.4f}; best so far {best:.4f})"
+                    + (", and the network gives one output at every pixel" if silent else "")
                 )
+            if best >= constant:
+                continue  # never better than a constant: not learned yet, rather than gone bad
             if value > best + RISE_SHARE * (constant - best):
                 return (
                     f"validation {key} rose to {value:.4f} from its best {best:.4f}, more than "

@@ -419,7 +419,10 @@ def constant_output(model: UNet, images: torch.Tensor, config: TrainConfig, devi
     return (low + high) / 2 if high - low < 1e-4 else None
 
 
-def warn_if_constant(model: UNet, images: torch.Tensor, config: TrainConfig, device, step: int):
+def warn_if_constant(
+    model: UNet, images: torch.Tensor, config: TrainConfig, device, step: int
+) -> bool:
+    """Whether the network gives one output at every pixel of these tiles (then warns)."""
     value = constant_output(model, images, config, device)
     if value is not None:
         log.warning(
@@ -430,6 +433,7 @@ def warn_if_constant(model: UNet, images: torch.Tensor, config: TrainConfig, dev
             step, value, images.min().item(), images.max().item(), config.normalize,
             unstable_remedy(config),
         )  # fmt: skip
+    return value is not None
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -568,7 +572,7 @@ def train(
         last = step == end or out_of_time
         gave_up = False
         if step % config.validate_every == 0 or last:
-            warn_if_constant(model, batch[0], config, device, step)
+            silent = warn_if_constant(model, batch[0], config, device, step)
             network = average.network
             metrics = validate(network, val_volumes, config, device) if val_volumes else {}
             row = {
@@ -586,7 +590,7 @@ def train(
             row_started, row_step = now, step
             if metrics:
                 warn_if_no_better_than_constant(metrics, guard.constant, config, step)
-            reason = guard.verdict(metrics, row["loss"])
+            reason = guard.verdict(metrics, row["loss"], silent)
             if reason is None:
                 if best is None or metrics.get("rand_error", 0) <= best["metrics"].get(
                     "rand_error", 0

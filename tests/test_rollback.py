@@ -1,0 +1,151 @@
+import numpy as np
+import pytest
+import torch
+from conftest import TEST_DEVICE, write_tiff
+
+from unetseg import evaluate
+from unetseg.chunk import chunk_volume
+from unetseg.data import demo_volume
+from unetseg.rollback import CollapseGuard, Rollbacks, constant_errors
+from unetseg.train import TrainConfig, learning_rate, load_volume, train
+from unetseg.weights import compute_weights
+
+
+def test_the_best_constant_prediction_is_taken_per_error_from_either_class():
+    """Few cells: by the share of wrong pixels calling everything background is best; by the
+    ISBI errors calling everything interior is (background scores F = 0 there)."""
+    truth = np.zeros((2, 20, 20), np.uint8)
+    truth[0, 2:6, 2:6] = 1
+    truth[1, 10:15, 3:8] = 1
+    interior = truth.mean()
+    constant = constant_errors(list(truth))
+    assert constant["wrong_fraction"] == pytest.approx(interior)
+    assert constant["pixel_error"] == pytest.approx(1 - 2 * interior / (1 + interior))
+    everything = np.ones((20, 20), np.float32)
+    rand = sum(evaluate.rand_counts(t, everything, [0.0])[0] for t in truth)
+    assert constant["rand_error"] == pytest.approx(1 - evaluate.best_f(rand)[0])
+
+
+CONSTANT = {"pixel_error": 0.5, "rand_error": 0.9, "wrong_fraction": 0.2}
+
+
+def healthy(rand_error: float, wrong: float = 0.05) -> dict:
+    return {"pixel_error": 0.1, "rand_error": rand_error, "wrong_fraction": wrong}
+
+
+def test_a_validation_no_better_than_a_constant_is_bad_once_the_run_was_better():
+    guard = CollapseGuard(dict(CONSTANT))
+    assert guard.verdict({**healthy(0.95), "wrong_fraction": 0.3}, 1.0) is None  # not learned yet
+    assert guard.verdict(healthy(0.3), 0.9) is None
+    reason = guard.verdict({**healthy(0.3), "wrong_fraction": 0.25}, 0.8)
+    assert reason.startswith("validation wrong_fraction 0.2500 is no better than a constant")
+
+
+def test_a_silent_network_no_better_than_a_constant_is_bad_from_the_start():
+    guard = CollapseGuard(dict(CONSTANT))
+    assert guard.verdict(healthy(0.9), 1.0, silent=False) is None
+    reason = guard.verdict(healthy(0.9), 1.0, silent=True)
+    assert "rand_error 0.9000 is no better" in reason and "one output at every pixel" in reason
+
+
+def test_a_rise_more_than_halfway_back_to_the_constant_is_bad_a_smaller_swing_is_not():
+    guard = CollapseGuard(dict(CONSTANT))
+    assert guard.verdict(healthy(0.1), 1.0) is None
+    assert guard.verdict(healthy(0.49), 1.0) is None  # halfway from 0.1 to 0.9 is 0.5
+    reason = guard.verdict(healthy(0.51), 1.0)
+    assert reason == (
+        "validation rand_error rose to 0.5100 from its best 0.1000, more than halfway to a "
+        "constant prediction's 0.9000"
+    )
+
+
+def test_a_loss_rising_three_rows_in_a_row_far_above_its_lowest_is_bad():
+    guard = CollapseGuard(None)  # no validate volumes: the loss alone is watched
+    for loss in (1.0, 0.9, 1.0, 1.1):
+        assert guard.verdict({}, loss) is None
+    assert guard.verdict({}, 1.15) is None  # 3 rises, but 1.28x the lowest
+    guard = CollapseGuard(None)
+    for loss in (1.0, 0.9, 1.0, 1.1):
+        guard.verdict({}, loss)
+    assert guard.verdict({}, 1.2).startswith("the mean loss rose at 3 log rows in a row")
+
+
+def test_each_rollback_lowers_the_rate_and_they_are_bounded():
+    rollbacks = Rollbacks(limit=2, factor=0.5)
+    assert (rollbacks.lr_scale, rollbacks.left) == (1.0, 2)
+    rollbacks.events.append({"step": 40, "to_step": 20, "reason": "r"})
+    assert (rollbacks.lr_scale, rollbacks.left) == (0.5, 1)
+    assert rollbacks.describe(rollbacks.events[0]) == (
+        "rollback 1 of 2 at step 40 to 20, learning rate x0.5: r"
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_stores(tmp_path_factory):
+    """The demo config's volume: 8 slices of 256², 6 to train on, 2 held out."""
+    folder = tmp_path_factory.mktemp("demo")
+    raw, labels = demo_volume((8, 256, 256), seed=0)
+    write_tiff(folder / "raw.tif", raw)
+    write_tiff(folder / "labels.tif", labels)
+    for role, slices in (("train", (0, 6)), ("val", (6, 8))):
+        chunk_volume(folder / "raw.tif", folder / f"{role}_raw.zarr", slices=slices)
+        chunk_volume(folder / "labels.tif", folder / f"{role}_labels.zarr", slices=slices,
+                     is_labels=True)  # fmt: skip
+    compute_weights(folder / "train_labels.zarr", folder / "train_weights.zarr")
+    return folder
+
+
+def test_a_collapse_forced_by_an_absurd_learning_rate_is_rolled_back_and_healed(
+    demo_stores, tmp_path
+):
+    """The demo network (depth 3, 16 channels) with 50 times the demo's rate reached by a
+    warm-up: it learns at the low rates, breaks at the high ones, and the rollbacks to the kept
+    model with the rate halved each time end in a usable model."""
+    config = TrainConfig(depth=3, base_channels=16, tile_out=148, steps=300, validate_every=50,
+                         checkpoint_every=1000, learning_rate=0.5, warmup_steps=150,
+                         device=TEST_DEVICE)  # fmt: skip
+    val = [
+        load_volume(demo_stores / "val_raw.zarr", demo_stores / "val_labels.zarr", config=config)
+    ]
+    best = train(
+        [load_volume(*(demo_stores / f"train_{n}.zarr" for n in ("raw", "labels", "weights")),
+                     config=config)],  # fmt: skip
+        val, config, tmp_path / "m.pt", tmp_path / "log.tsv", tmp_path / "c.pt",
+    )  # fmt: skip
+    lines = (tmp_path / "log.tsv").read_text().splitlines()
+    header, rows = lines[0].split("\t"), [dict(zip(lines[0].split("\t"), line.split("\t"), strict=True)) for line in lines[1:]]  # fmt: skip
+    events = [row for row in rows if row["event"]]
+    assert events and all(row["event"].startswith("rollback ") for row in events)
+    assert "event" in header and all(" of 3 at step " in row["event"] for row in events)
+    # After k rollbacks the rate is the schedule's times 0.5^k.
+    last = rows[-1]
+    expected = learning_rate(config, int(last["step"]) - 1) * 0.5 ** len(events)
+    assert float(last["learning_rate"]) == pytest.approx(expected)
+    # Usable: far better than a constant prediction, as a healthy demo run is (Rand ~0.01).
+    assert best["metrics"]["rand_error"] < 0.05
+    saved = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert saved["step"] == best["step"]
+
+
+def test_a_nan_loss_starts_afresh_with_a_lower_rate_and_an_exhausted_run_stops_clearly(
+    demo_stores, tmp_path
+):
+    from unetseg import UnetsegError
+
+    def run(name, **overrides):
+        config = TrainConfig(depth=3, base_channels=16, tile_out=148, steps=60, validate_every=20,
+                             checkpoint_every=1000, learning_rate=5.0, grad_clip_norm=0.0,
+                             device=TEST_DEVICE, **overrides)  # fmt: skip
+        stores = (demo_stores / f"train_{n}.zarr" for n in ("raw", "labels", "weights"))
+        val = (demo_stores / "val_raw.zarr", demo_stores / "val_labels.zarr")
+        return train([load_volume(*stores, config=config)], [load_volume(*val, config=config)],
+                     config, tmp_path / f"{name}.pt", tmp_path / f"{name}.tsv",
+                     tmp_path / f"{name}_c.pt")  # fmt: skip
+
+    best = run("healed", rollback_lr_factor=0.002)
+    rows = [line.split("\t") for line in (tmp_path / "healed.tsv").read_text().splitlines()[1:]]
+    assert rows[0][-1].startswith("rollback 1 of 3 at step ")
+    assert "to a fresh start, learning rate x0.002: train: loss became nan" in rows[0][-1]
+    assert [row[-1] for row in rows[1:]] == ["", "", ""] and best["metrics"]["rand_error"] < 0.1
+    with pytest.raises(UnetsegError, match="train: loss became nan at step"):
+        run("hopeless", max_rollbacks=1)  # 2.5: diverges again before any validation
