@@ -43,7 +43,7 @@ def check_config():
     if len(VOLUMES) != len(config["volumes"]):
         fail("volumes: every volume needs a unique name")
     for name, volume in VOLUMES.items():
-        if volume["role"] in ("train", "validate") and "labels" not in volume:
+        if volume["role"] in ("train", "validate", "test") and "labels" not in volume:
             fail(f"volumes: '{name}' has role {volume['role']} but no labels")
         if "ignore_label" in volume and volume["role"] != "train":
             fail(
@@ -67,6 +67,11 @@ def check_config():
         intensity.check_percentiles(config["train"]["normalize_percentiles"])
     except Exception as error:
         fail(str(error))
+
+
+# Volumes scored against their labels: validate volumes (which also choose the kept model and an
+# 'auto' threshold) and test volumes (held out from both).
+EVALUATED = ("validate", "test")
 
 
 def volumes_with_role(*roles):
@@ -192,8 +197,8 @@ def run_report_inputs():
 
 
 def final_outputs():
-    evaluated = volumes_with_role("validate")
-    predicted = volumes_with_role("validate", "predict")
+    evaluated = volumes_with_role(*EVALUATED)
+    predicted = volumes_with_role(*EVALUATED, "predict")
     outputs = stores(predicted, "segmentation.tif")
     outputs += [f"{RESULTS}/report/{name}/volume.png" for name in predicted]
     outputs += stores(evaluated, "metrics.json")
@@ -209,7 +214,7 @@ def final_outputs():
 
 def print_metrics_summary():
     """Printed when the run succeeds: the headline metrics of every evaluated volume."""
-    for name in volumes_with_role("validate"):
+    for name in volumes_with_role(*EVALUATED):
         path = Path(volume_path(name, "metrics.json"))
         if path.exists():
             metrics = json.loads(path.read_text())

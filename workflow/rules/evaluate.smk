@@ -53,8 +53,8 @@ rule evaluate_instances:
 rule summarize:
     input:
         code=stage_code("evaluate"),
-        metrics=stores(volumes_with_role("validate"), "metrics.json"),
-        instances=stores(volumes_with_role("validate"), "instance_metrics.json"),
+        metrics=stores(volumes_with_role(*EVALUATED), "metrics.json"),
+        instances=stores(volumes_with_role(*EVALUATED), "instance_metrics.json"),
     output:
         report(
             f"{RESULTS}/metrics_summary.tsv",
@@ -62,7 +62,7 @@ rule summarize:
             category="Metrics",
         ),
     params:
-        names=volumes_with_role("validate"),
+        names=volumes_with_role(*EVALUATED),
     log:
         log_path("summarize"),
     benchmark:

@@ -1,0 +1,113 @@
+"""Training recipes measured over seeds with the real workflow: the paper's setting against
+options beyond it (normalisation layers, weight averaging, AdamW), on DSB 2018 nuclei (held-out
+test images: instance AP, the ISBI errors, collapses) and on ISBI 2012 (held-out slices 16-19).
+Each (arm, seed) runs in its own folder under results/bench-recipe/, so a stopped benchmark
+resumes where it was (Snakemake skips what is done)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from bench.record import REPO, record
+
+DSB = REPO.parent / "shared" / "data" / "dsb2018-nuclei"
+ISBI = REPO.parent / "shared" / "data" / "isbi2012"
+WORK = REPO / "results" / "bench-recipe"
+
+# Overlays of the data set's config: what each arm changes.
+ARMS = {
+    "paper": {},  # SGD 0.01, momentum 0.99, no normalisation layers, no weight average
+    "group_ema": {"model": {"norm": "group"}, "train": {"ema_decay": 0.999}},
+    "adamw_group_ema": {
+        "model": {"norm": "group"},
+        "train": {"optimizer": "adamw", "learning_rate": 0.001, "ema_decay": 0.999},
+    },
+}
+DATASETS = {
+    # name: (config files, data folder linked as data/<link>, evaluated volume, its role)
+    "dsb": (["dsb2018.yaml"], DSB, "dsb2018", "dsb_test"),
+    "isbi": (["isbi2012.yaml", "isbi2012-cpu.yaml"], ISBI, "isbi2012", "isbi_validate"),
+}
+
+
+def link_data(source: Path, name: str) -> None:
+    """data/<name> -> the shared copy, as the README says to place the data."""
+    target = REPO / "data" / name
+    if not target.exists():
+        target.parent.mkdir(exist_ok=True)
+        target.symlink_to(source.resolve())
+
+
+def run_arm(dataset: str, arm: str, seed: int) -> dict:
+    """One workflow run of `arm` from `seed`: the evaluated volume's metrics and the log's
+    rollbacks."""
+    configs, source, link, volume = DATASETS[dataset]
+    link_data(source, link)
+    workdir = WORK / dataset / f"{arm}-seed{seed}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    overlay = {key: dict(value) for key, value in ARMS[arm].items()}
+    overlay.setdefault("train", {})["seed"] = seed
+    overlay["results"] = "results"
+    (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    config_files = [str(REPO / "config" / name) for name in configs]
+    volumes = yaml.safe_load((REPO / "config" / configs[0]).read_text())["volumes"]
+    for entry in volumes:  # the data where the repository keeps it, from any folder
+        for key in ("raw", "labels"):
+            if key in entry:
+                entry[key] = str(REPO / entry[key])
+    (workdir / "volumes.yaml").write_text(yaml.safe_dump({"volumes": volumes}))
+    targets = [f"results/{volume}/{name}" for name in ("metrics.json", "instance_metrics.json")]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(workdir), "--cores", "all", "--configfile", *config_files,
+               str(workdir / "volumes.yaml"), str(workdir / "overlay.yaml"), *targets]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"snakemake failed in {workdir}:\n{done.stderr[-3000:]}")
+    results = workdir / "results"
+    metrics = json.loads((results / volume / "metrics.json").read_text())
+    instances = json.loads((results / volume / "instance_metrics.json").read_text())
+    log = (results / "model/train_log.tsv").read_text().splitlines()
+    events = [line.split("\t")[-1] for line in log[1:] if line.split("\t")[-1]]
+    return {
+        "ap50": round(instances["ap50"], 4),
+        "mean_ap": round(instances["mean_ap"], 4),
+        **{key: round(metrics[key], 6) for key in ("pixel_error", "rand_error", "warping_error")},
+        "rollbacks": sum(event.startswith("rollback") for event in events),
+        "unhealed": any(event.startswith("stopped") for event in events),
+        "rand_spread": float(log[-1].split("\t")[6] or 0),
+    }
+
+
+def recipe(dataset: str, arms=tuple(ARMS), seeds=(0, 1)) -> None:
+    """recipe_<dataset>_<arm>: held-out figures of each arm over seeds, seed by seed."""
+    configs, source, _, volume = DATASETS[dataset]
+    if not source.exists():
+        print(f"bench recipe-{dataset}: no data at {source}; skipped")
+        return
+    runs = {arm: [] for arm in arms}
+    for seed in seeds:  # each seed's arms together, so that a stopped benchmark still compares
+        for arm in arms:
+            runs[arm].append(run_arm(dataset, arm, seed))
+            print(dataset, arm, seed, runs[arm][-1], flush=True)
+    for arm in arms:
+        figures = {key: [run[key] for run in runs[arm]] for key in runs[arm][0]}
+        headline = "ap50" if dataset == "dsb" else "rand_error"
+        record(f"recipe_{dataset}_{arm}", round(float(np.mean(figures[headline])), 4),
+               f"mean {headline} of {len(seeds)} seeds ({volume}, held out)", "report only",
+               settings=ARMS[arm] or f"config/{configs[-1]} as it is", seeds=list(seeds),
+               **figures, configs=configs)  # fmt: skip
+
+
+BENCHMARKS = {
+    "recipe-dsb": lambda: recipe("dsb", arms=("paper", "group_ema")),
+    "recipe-dsb-adamw": lambda: recipe("dsb", arms=("adamw_group_ema",)),
+    "recipe-isbi": lambda: recipe("isbi", arms=("paper", "group_ema"), seeds=(0,)),
+}
