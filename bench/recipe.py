@@ -66,8 +66,8 @@ def run_arm(dataset: str, arm: str, seed: int) -> dict:
     targets = [f"results/{volume}/{name}" for name in ("metrics.json", "instance_metrics.json")]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--cores", "all", "--configfile", *config_files,
-               str(workdir / "volumes.yaml"), str(workdir / "overlay.yaml"), *targets]  # fmt: skip
+               "--directory", str(workdir), "--cores", "all", *targets, "--configfile",
+               *config_files, str(workdir / "volumes.yaml"), str(workdir / "overlay.yaml")]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"snakemake failed in {workdir}:\n{done.stderr[-3000:]}")
