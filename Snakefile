@@ -32,6 +32,7 @@ localrules:
     report_augmentation,
     report_training,
     report_prediction,
+    report_instances,
     report_metrics,
     report_run,
 

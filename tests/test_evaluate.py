@@ -270,6 +270,40 @@ def test_instance_average_precision_hand_checked():
     assert instance_metrics(truth, np.zeros_like(truth))["mean_ap"] == 0.0
 
 
+def test_instance_errors_name_the_missed_false_split_and_merged_objects():
+    from unetseg.evaluate import instance_errors
+
+    truth = np.zeros((12, 12), np.uint16)
+    truth[0:4, 0:4] = 1  # found exactly
+    truth[0:4, 6:12] = 2  # split in three (IoU 1/3 each)
+    truth[6:12, 0:2], truth[6:12, 2:4], truth[6:12, 4:6] = 3, 4, 6  # merged into one
+    truth[6:8, 8:10] = 5  # missed
+    predicted = np.zeros((12, 12), np.uint32)
+    predicted[0:4, 0:4] = 10
+    predicted[0:4, 6:8], predicted[0:4, 8:10], predicted[0:4, 10:12] = 11, 12, 15
+    predicted[6:12, 0:6] = 13
+    predicted[10:12, 10:12] = 14  # nothing there
+    assert instance_errors(truth, predicted) == {
+        "missed": [2, 3, 4, 5, 6], "false": [11, 12, 13, 14, 15], "split": [2], "merged": [13],
+    }  # fmt: skip
+
+
+def test_instance_average_precision_per_image():
+    """Each slice's own AP beside the pooled one: an image of 2 objects found, one of 1 missed."""
+    from unetseg.evaluate import instance_metrics
+
+    truth = np.zeros((2, 10, 10), np.uint16)
+    truth[0, :4, :4], truth[0, 6:, 6:], truth[1, 2:8, 2:8] = 1, 2, 3
+    predicted = truth.astype(np.uint32)
+    predicted[1] = 0
+    metrics = instance_metrics(truth, predicted)
+    assert metrics["per_slice"] == [
+        {"slice": 0, "objects": 2, "ap50": 1.0, "mean_ap": 1.0},
+        {"slice": 1, "objects": 1, "ap50": 0.0, "mean_ap": 0.0},
+    ]
+    assert metrics["ap50"] == pytest.approx(2 / 3)
+
+
 def test_split_and_merger_locations_are_marked():
     from unetseg.evaluate import topology_errors
 

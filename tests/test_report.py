@@ -51,7 +51,17 @@ def test_every_figure_of_a_volume(stores, monkeypatch, view_px):
         stores / "raw.zarr", stores / "labels.zarr", stores / "w.zarr",
         {"tile_out": 20, "depth": 2}, stores / "a.png",
     )  # fmt: skip
-    figures = ("d.png", "pred.png", "metrics.png", "v.png", "a.png")
+    from unetseg.evaluate import instance_metrics
+
+    instances = instance_metrics(
+        io.open_zarr(stores / "labels.zarr"), io.open_zarr(stores / "s.zarr")
+    )
+    (stores / "i.json").write_text(json.dumps(instances))
+    report.instances_figure(
+        stores / "raw.zarr", stores / "labels.zarr", stores / "s.zarr", stores / "i.json",
+        stores / "i.png",
+    )  # fmt: skip
+    figures = ("d.png", "pred.png", "metrics.png", "v.png", "a.png", "i.png")
     assert all(is_png_with_content(stores / name) for name in figures)
 
 

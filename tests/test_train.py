@@ -461,3 +461,12 @@ def test_validation_no_better_than_a_constant_prediction_is_reported(demo_arrays
         better = {key: value - 0.01 for key, value in constant.items()}
         warn_if_no_better_than_constant(better, constant, config, 8)
     assert [r.getMessage()[:7] for r in caplog.records] == ["step 7:"]
+
+
+def test_loader_workers_auto_leave_the_job_one_core():
+    from unetseg.train import loader_workers
+
+    assert [loader_workers("auto", n) for n in (1, 2, 16)] == [0, 1, 15]
+    assert loader_workers(3, 16) == 3
+    with pytest.raises(UnetsegError, match="train.workers: 'many'"):
+        loader_workers("many", 2)

@@ -205,6 +205,7 @@ def final_outputs():
     outputs += [f"{RESULTS}/metrics_summary.tsv"] if evaluated else []
     outputs += [f"{RESULTS}/report/{name}/prediction.png" for name in evaluated]
     outputs += [f"{RESULTS}/report/{name}/metrics.png" for name in evaluated]
+    outputs += [f"{RESULTS}/report/{name}/instances.png" for name in evaluated]
     if not config["model"]["pretrained"]:
         outputs += [f"{RESULTS}/report/training.png"]
         for name in volumes_with_role("train"):

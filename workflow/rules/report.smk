@@ -84,6 +84,37 @@ rule report_prediction:
         " --metrics {input.metrics} --out {output} > {log} 2>&1"
 
 
+rule report_instances:
+    input:
+        code=stage_code("report", "evaluate", "labels"),
+        raw=raw_store_of,
+        labels=volume_path("{volume}", "labels.zarr"),
+        segmentation=volume_path("{volume}", "segmentation.zarr"),
+        instances=volume_path("{volume}", "instance_metrics.json"),
+    output:
+        report(
+            f"{RESULTS}/report/{{volume}}/instances.png",
+            caption="../report/instances.rst",
+            category="Prediction",
+            subcategory="{volume}",
+            labels={"volume": "{volume}", "figure": "instances: AP per image and errors"},
+        ),
+    log:
+        log_path("report_instances", "{volume}"),
+    benchmark:
+        benchmark_path("report_instances", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg report instances --raw {input.raw} --labels {input.labels}"
+        " --segmentation {input.segmentation} --instances {input.instances} --out {output}"
+        " > {log} 2>&1"
+
+
 rule report_volume:
     input:
         code=stage_code("report"),

@@ -85,6 +85,7 @@ def cmd_train(args) -> None:
 
     torch.set_num_threads(args.threads)
     options = settings(args.settings)
+    options["workers"] = train.loader_workers(options.get("workers", 1), args.threads)
     augment = train.AugmentConfig(**options.pop("augment", {}))
     try:
         config = train.TrainConfig(**options, augment=augment)
@@ -220,6 +221,8 @@ def cmd_report(args) -> None:
         report.prediction_figure(
             args.raw, args.labels, args.probability, args.segmentation, args.metrics, args.out
         )
+    elif args.figure == "instances":
+        report.instances_figure(args.raw, args.labels, args.segmentation, args.instances, args.out)
     elif args.figure == "volume":
         report.volume_figure(args.raw, args.probability, args.segmentation, args.out, args.volume)
     else:
@@ -383,11 +386,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("report", cmd_report, "QC figures for the report.")
     sub.add_argument(
         "figure",
-        choices=("data", "augmentation", "training", "prediction", "volume", "metrics", "run"),
+        choices=(
+            "data",
+            "augmentation",
+            "training",
+            "prediction",
+            "instances",
+            "volume",
+            "metrics",
+            "run",
+        ),  # fmt: skip
         help="which figure to draw",
     )
     sub.add_argument("--out", required=True, help="output PNG")
-    for name in ("raw", "labels", "weights", "log", "probability", "segmentation", "metrics"):
+    for name in ("raw", "labels", "weights", "log", "probability", "segmentation", "metrics",
+                 "instances"):  # fmt: skip
         sub.add_argument(f"--{name}", help=f"{name} store or file")
     sub.add_argument("--settings", default="{}", help="JSON: training settings / run config")
     sub.add_argument("--benchmarks", help="folder of the rules' benchmark files (run)")

@@ -555,10 +555,7 @@ def matched_ious(truth_ids: np.ndarray, predicted_ids: np.ndarray) -> tuple[np.n
     """IoUs of a one-to-one matching of objects maximising total IoU; with the object counts."""
     from scipy.optimize import linear_sum_assignment
 
-    truth_labels, truth_index = np.unique(truth_ids, return_inverse=True)
-    predicted_labels, predicted_index = np.unique(predicted_ids, return_inverse=True)
-    overlap = np.zeros((truth_labels.size, predicted_labels.size), np.int64)
-    np.add.at(overlap, (truth_index.ravel(), predicted_index.ravel()), 1)
+    truth_labels, predicted_labels, overlap = overlaps(truth_ids, predicted_ids)
     # Drop background rows and columns (label 0) after the sizes include it.
     truth_sizes, predicted_sizes = overlap.sum(axis=1), overlap.sum(axis=0)
     keep_truth, keep_predicted = truth_labels != 0, predicted_labels != 0
@@ -570,6 +567,40 @@ def matched_ious(truth_ids: np.ndarray, predicted_ids: np.ndarray) -> tuple[np.n
         return np.zeros(0), n_truth, n_predicted
     rows, cols = linear_sum_assignment(iou, maximize=True)
     return iou[rows, cols], n_truth, n_predicted
+
+
+def overlaps(truth_ids: np.ndarray, predicted_ids: np.ndarray):
+    """(truth labels, predicted labels, overlap counts) of two id images, background (0)
+    included as the first row and column where present."""
+    truth_labels, truth_index = np.unique(truth_ids, return_inverse=True)
+    predicted_labels, predicted_index = np.unique(predicted_ids, return_inverse=True)
+    overlap = np.zeros((truth_labels.size, predicted_labels.size), np.int64)
+    np.add.at(overlap, (truth_index.ravel(), predicted_index.ravel()), 1)
+    return truth_labels, predicted_labels, overlap
+
+
+def instance_errors(truth_ids: np.ndarray, predicted_ids: np.ndarray) -> dict[str, list[int]]:
+    """The ids of what an instance segmentation got wrong at IoU 0.5, for a person to check:
+    `missed` true objects and `false` predicted objects (matched by none), `split` true objects
+    (two or more predicted objects lie mostly inside each), `merged` predicted objects (they
+    hold most of two or more true objects)."""
+    truth_labels, predicted_labels, overlap = overlaps(truth_ids, predicted_ids)
+    truth_sizes, predicted_sizes = overlap.sum(axis=1), overlap.sum(axis=0)
+    union = truth_sizes[:, None] + predicted_sizes[None, :] - overlap
+    matched = (overlap / np.maximum(union, 1) >= 0.5)[truth_labels != 0][:, predicted_labels != 0]
+    truth_objects, predicted_objects = (
+        truth_labels[truth_labels != 0],
+        predicted_labels[predicted_labels != 0],
+    )
+    inside = overlap[truth_labels != 0][:, predicted_labels != 0]
+    mostly_in_truth = inside * 2 > predicted_sizes[None, predicted_labels != 0]
+    mostly_of_truth = inside * 2 > truth_sizes[truth_labels != 0, None]
+    return {
+        "missed": truth_objects[~matched.any(axis=1)].tolist(),
+        "false": predicted_objects[~matched.any(axis=0)].tolist(),
+        "split": truth_objects[mostly_in_truth.sum(axis=1) >= 2].tolist(),
+        "merged": predicted_objects[mostly_of_truth.sum(axis=0) >= 2].tolist(),
+    }
 
 
 def instance_metrics(
@@ -587,18 +618,33 @@ def instance_metrics(
     """
     truth, predicted = stack_pair(truth, predicted, names)
     kind = kind or labels.volume_kind(truth, names[0])
-    counts = np.zeros((len(IOU_THRESHOLDS), 3), np.int64)
+    per_slice = []
     for z in range(truth.shape[0]):
         truth_ids = labels.cells(np.asarray(truth[z]), kind)
         ious, n_truth, n_predicted = matched_ious(truth_ids, np.asarray(predicted[z]))
-        for k, threshold in enumerate(IOU_THRESHOLDS):
-            tp = int(np.count_nonzero(ious >= threshold))
-            counts[k] += (tp, n_predicted - tp, n_truth - tp)
-    ap = [tp / (tp + fp + fn) if tp + fp + fn else 1.0 for tp, fp, fn in counts]
+        tp = np.array([np.count_nonzero(ious >= threshold) for threshold in IOU_THRESHOLDS])
+        per_slice.append(np.stack([tp, n_predicted - tp, n_truth - tp], axis=1))
+    counts = sum(per_slice, np.zeros((len(IOU_THRESHOLDS), 3), np.int64))
+    ap = average_precision(counts)
     return {
         "iou_thresholds": IOU_THRESHOLDS,
         "average_precision": ap,
         "ap50": ap[0],
         "mean_ap": float(np.mean(ap)),
         "counts": counts.tolist(),
+        # Each slice (an image of a kind: images volume) alone: its objects and AP.
+        "per_slice": [
+            {
+                "slice": z,
+                "objects": int(c[0, 0] + c[0, 2]),
+                "ap50": average_precision(c)[0],
+                "mean_ap": float(np.mean(average_precision(c))),
+            }
+            for z, c in enumerate(per_slice)
+        ],  # fmt: skip
     }
+
+
+def average_precision(counts: np.ndarray) -> list[float]:
+    """TP / (TP + FP + FN) of each row of (TP, FP, FN) counts; 1 where there is nothing."""
+    return [float(tp / (tp + fp + fn)) if tp + fp + fn else 1.0 for tp, fp, fn in counts]

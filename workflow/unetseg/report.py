@@ -273,6 +273,58 @@ def prediction_figure(
     save(figure, out_path)
 
 
+def instances_figure(raw_path, labels_path, segmentation_path, instances_path, out_path) -> None:
+    """AP50 of each image (slice), then the images with the lowest: true outlines, predicted
+    outlines, and what is wrong at IoU 0.5 (missed and false objects filled, splits and merges
+    marked), for a person to check what the AP counts."""
+    from unetseg.evaluate import instance_errors
+    from unetseg.labels import cells
+
+    raw, truth, segmentation = (io.open_zarr(p) for p in (raw_path, labels_path, segmentation_path))
+    kind = label_conventions(labels_path)[0]
+    per_slice = json.loads(Path(instances_path).read_text())["per_slice"]
+    worst = sorted(
+        sorted(per_slice, key=lambda s: s["ap50"])[:MAX_SLICES], key=lambda s: s["slice"]
+    )
+    window = centre_window(raw.shape[1:])
+    figure, axes = plt.subplots(1 + len(worst), 1, figsize=(9, 2.6 + 6 * len(worst)),
+                                squeeze=False, height_ratios=[0.4] + [1] * len(worst))  # fmt: skip
+    bars = axes[0, 0]
+    bars.bar([s["slice"] for s in per_slice], [s["ap50"] for s in per_slice], color="#0072B2")
+    for entry in per_slice:
+        bars.annotate(str(entry["objects"]), (entry["slice"], entry["ap50"]), ha="center",
+                      va="bottom", fontsize=7)  # fmt: skip
+    bars.set(xlabel="slice (image)", ylabel="AP@0.5", ylim=(0, 1.1),
+             title="AP at IoU 0.5 per image (number of true objects above each bar)")  # fmt: skip
+    for axis, entry in zip(axes[1:, 0], worst, strict=True):
+        z = entry["slice"]
+        truth_ids = cells(read_view(truth, z, window), kind)
+        predicted_ids = read_view(segmentation, z, window)
+        wrong = instance_errors(truth_ids, predicted_ids)
+        axis.imshow(read_view(raw, z, window), cmap="gray")
+        draw_mask(axis, np.isin(truth_ids, wrong["missed"]), FALSE_NEGATIVE, 0.45)
+        draw_mask(axis, np.isin(predicted_ids, wrong["false"]), FALSE_POSITIVE, 0.45)
+        draw_mask(axis, boundaries(truth_ids) & (truth_ids > 0), FALSE_NEGATIVE)
+        draw_mask(axis, boundaries(predicted_ids) & (predicted_ids > 0), (1.0, 0.6, 0.0))
+        for key, ids, marker, colour in (("split", truth_ids, "x", "#F0E442"),
+                                         ("merged", predicted_ids, "o", "#56B4E9")):  # fmt: skip
+            if wrong[key]:
+                centres = ndimage.center_of_mass(np.ones_like(ids), ids, wrong[key])
+                ys, xs = zip(*centres, strict=True)
+                axis.scatter(xs, ys, marker=marker, s=60, color=colour, linewidths=2,
+                             label=f"{key} ({len(centres)})")  # fmt: skip
+        if wrong["split"] or wrong["merged"]:
+            axis.legend(fontsize=8, loc="lower right")
+        axis.set_title(
+            f"slice {z}{window_note(window, raw.shape[1:])}: AP@0.5 {entry['ap50']:.2f}, "
+            f"{entry['objects']} true objects; outlines true green, predicted orange; missed "
+            f"{len(wrong['missed'])} (green fill), false {len(wrong['false'])} (magenta fill)",
+            fontsize=9,
+        )
+        axis.axis("off")
+    save(figure, out_path)
+
+
 def volume_statistics(probability, segmentation, bins: int = 50):
     """(cells per slice, every cell's area in px, histogram of P over `bins` equal bins of
     [0, 1]), read chunk by chunk: memory does not grow with the slices. A cell is an id of a

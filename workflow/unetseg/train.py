@@ -276,6 +276,15 @@ def sample_loader(volumes: list[Volume], tile_in: int, config: TrainConfig, devi
     )
 
 
+def loader_workers(setting: int | str, threads: int) -> int:
+    """train.workers: a number, or 'auto': the job's threads but the one that runs the steps."""
+    if setting == "auto":
+        return max(threads - 1, 0)
+    if isinstance(setting, int) and setting >= 0:
+        return setting
+    raise UnetsegError(f"train.workers: '{setting}' is not a number of processes or 'auto'")
+
+
 def limit_chunk_cache(max_bytes: int, worker: int) -> None:
     """A sampling process's share of the chunk cache, so that the run's total stays within it."""
     SHARED_CHUNKS.max_bytes = max_bytes

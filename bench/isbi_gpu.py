@@ -1,0 +1,214 @@
+"""The ISBI 2012 GPU harness (`bash bench/isbi-gpu.sh OUT`): K arms trained at once on one GPU,
+each from config/isbi2012.yaml + isbi2012-gpu.yaml with its own overrides, then the held-out
+slices predicted with and without TTA and scored with the ISBI 2012 metrics; one table.
+
+    python -m bench.isbi_gpu OUT [--tiny] [--arms a,b]   all arms, then the table
+    python -m bench.isbi_gpu OUT --arm NAME --workers N   one arm (what the first starts)
+
+--tiny: a 2-channel network for a few steps on the CPU, to test the harness before GPU minutes
+are spent on it. Figures go to OUT/isbi-gpu.md and OUT/results.jsonl (records shaped as
+bench/results.jsonl's: isbi_gpu_warping, isbi_gpu_rand, isbi_gpu_pixel, isbi_gpu_minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from snakemake.utils import update_config, validate
+
+from bench.record import REPO, commit, machine
+from unetseg import evaluate, io, train
+from unetseg.chunk import chunk_volume
+from unetseg.predict import predict_volume
+from unetseg.settings import train_settings
+from unetseg.weights import compute_weights
+
+# What each arm changes over the GPU overlay; `val` is the held-out slice range [start, stop)
+# of the 20 labelled slices (the rest train), so that arms can also be folds.
+ARMS = {
+    "overlay": {},
+    "no_ema": {"train": {"ema_decay": 0.0}},
+    "group_norm": {"model": {"norm": "group"}},
+}
+DEFAULT_ARMS = ("overlay", "no_ema", "group_norm")
+TINY = {
+    "model": {"depth": 2, "base_channels": 2},
+    "train": {"tile_out": 124, "steps": 6, "validate_every": 3, "max_minutes": 0, "device": "cpu"},
+    "predict": {"tile_out": 256, "block_px": 512, "device": "cpu"},
+}
+# The figure names of each held-out metric and their goals (issue "Beat the paper on ISBI 2012").
+FIGURES = {"warping_error": "warping", "rand_error": "rand", "pixel_error": "pixel"}
+GOALS = {"warping_error": "<= 0.00035", "rand_error": "<= 0.030", "pixel_error": "<= 0.058"}
+
+
+def isbi_data() -> Path:
+    """The ISBI 2012 files: $ISBI_DATA, data/isbi2012 (the README's place; carried to a GPU
+    machine) or ../shared/data/isbi2012."""
+    for folder in (os.environ.get("ISBI_DATA"), REPO / "data/isbi2012",
+                   REPO.parent / "shared/data/isbi2012"):  # fmt: skip
+        if folder and (Path(folder) / "train-volume.tif").exists():
+            return Path(folder)
+    raise SystemExit("bench isbi-gpu: no ISBI 2012 data (set ISBI_DATA or fill data/isbi2012)")
+
+
+def arm_config(arm: str, tiny: bool) -> dict:
+    """The workflow's config for an arm: the demo's, isbi2012.yaml, the GPU overlay and the
+    arm's overrides, merged and given the schema's defaults as Snakemake does."""
+    config: dict = {}
+    for name in ("config.yaml", "isbi2012.yaml", "isbi2012-gpu.yaml"):
+        update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    update_config(config, {key: dict(value) for key, value in ARMS[arm].items()})
+    if tiny:
+        update_config(config, TINY)
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    return config
+
+
+def stores(out: Path, val: tuple[int, int]) -> dict[str, Path]:
+    """Train and held-out stores of the 20 labelled slices (made once per held-out range)."""
+    folder = out / f"stores-{val[0]}-{val[1]}"
+    paths = {
+        "train": [folder / f"train_{name}.zarr" for name in ("raw", "labels", "weights")],
+        "val": [folder / f"val_{name}.zarr" for name in ("raw", "labels")],
+    }
+    if (folder / "done").exists():
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    data = isbi_data()
+    held_out = range(*val)
+    train_slices = [z for z in range(20) if z not in held_out]
+    if train_slices != list(range(train_slices[0], train_slices[-1] + 1)):
+        raise SystemExit(f"bench isbi-gpu: held-out slices {val} must leave one train range")
+    for role, slices in (("train", (train_slices[0], train_slices[-1] + 1)), ("val", val)):
+        chunk_volume(data / "train-volume.tif", folder / f"{role}_raw.zarr", slices=slices)
+        chunk_volume(data / "train-labels.tif", folder / f"{role}_labels.zarr", slices=slices,
+                     is_labels=True)  # fmt: skip
+    compute_weights(paths["train"][1], paths["train"][2])
+    (folder / "done").touch()
+    return paths
+
+
+def run_arm(out: Path, arm: str, workers: int, tiny: bool, val: tuple[int, int]) -> dict:
+    """Train one arm, predict its held-out slices with and without TTA, score them."""
+    config = arm_config(arm, tiny)
+    settings = train_settings(config) | {"workers": workers}
+    augment = train.AugmentConfig(**settings.pop("augment"))
+    train_config = train.TrainConfig(**settings, augment=augment)
+    paths = stores(out, val)
+    folder = out / arm
+    folder.mkdir(exist_ok=True)
+    volumes = [train.load_volume(*paths["train"], config=train_config)]
+    held_out = [train.load_volume(*paths["val"], config=train_config)]
+    started = time.perf_counter()
+    best = train.train(volumes, held_out, train_config, folder / "model.pt",
+                       folder / "train_log.tsv", folder / "checkpoint.pt")  # fmt: skip
+    minutes = (time.perf_counter() - started) / 60
+    row = {"arm": arm, "settings": ARMS[arm], "held_out": list(val), "kept_step": best["step"],
+           "train_minutes": round(minutes, 2), "workers": workers}  # fmt: skip
+    predict = config["predict"]
+    for tta in (False, True):
+        probability = folder / f"probability{'-tta' if tta else ''}.zarr"
+        predict_volume(folder / "model.pt", paths["val"][0], probability,
+                       tile_out=predict["tile_out"], block_px=predict["block_px"],
+                       workers=predict["workers"], threads=max(workers, 1),
+                       precision=predict["precision"], device=predict["device"], tta=tta)  # fmt: skip
+        metrics = evaluate.evaluate_arrays(io.open_zarr(paths["val"][1]),
+                                           io.open_zarr(probability), workers=4)  # fmt: skip
+        row["tta" if tta else "plain"] = {key: round(metrics[key], 6) for key in FIGURES}
+    (folder / "row.json").write_text(json.dumps(row))
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| arm | held out | TTA | warping | Rand | pixel | train min | kept step |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for row in rows:
+        for key in ("plain", "tta"):
+            errors = row[key]
+            lines.append(
+                f"| {row['arm']} | {row['held_out'][0]}-{row['held_out'][1] - 1} "
+                f"| {'yes' if key == 'tta' else 'no'} | {errors['warping_error']:.6f} "
+                f"| {errors['rand_error']:.4f} | {errors['pixel_error']:.4f} "
+                f"| {row['train_minutes']} | {row['kept_step']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def records(rows: list[dict], tiny: bool) -> list[dict]:
+    """The figures as bench/results.jsonl entries, one per arm and metric (TTA on)."""
+    stamp = {"command": "bash bench/isbi-gpu.sh OUT", "commit": commit(), "machine": machine(),
+             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
+    entries = []
+    for row in rows:
+        arm = {"arm": row["arm"], "settings": row["settings"] or "config/isbi2012-gpu.yaml",
+               "held_out": row["held_out"], "without_tta": row["plain"], "tiny": tiny}  # fmt: skip
+        for key, figure in FIGURES.items():
+            entries.append({"name": f"isbi_gpu_{figure}", "value": row["tta"][key],
+                            "unit": f"{key} (held out, TTA)", "goal": GOALS[key], **stamp, **arm})  # fmt: skip
+        entries.append({"name": "isbi_gpu_minutes", "value": row["train_minutes"],
+                        "unit": "training wall minutes", "goal": "", **stamp, **arm})  # fmt: skip
+    return entries
+
+
+def run_all(out: Path, arms: list[str], tiny: bool, val: tuple[int, int]) -> None:
+    """All arms at once, each in its own process with an equal share of the cores."""
+    stores(out, val)  # once, before the arms start
+    workers = max(1, (os.cpu_count() or 2) // len(arms) - 1)
+    processes = {
+        arm: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.isbi_gpu",
+                str(out),
+                "--arm",
+                arm,
+                "--workers",
+                str(workers),
+                "--val",
+                str(val[0]),
+                str(val[1]),
+                *(["--tiny"] if tiny else []),
+            ],
+            stdout=(out / f"{arm}.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for arm in arms
+    }
+    failed = [arm for arm, process in processes.items() if process.wait()]
+    rows = [json.loads((out / arm / "row.json").read_text()) for arm in arms if arm not in failed]
+    (out / "isbi-gpu.md").write_text(table(rows))
+    with (out / "results.jsonl").open("a") as results:
+        for entry in records(rows, tiny):
+            results.write(json.dumps(entry) + "\n")
+    print(table(rows), flush=True)
+    if failed:
+        raise SystemExit(f"bench isbi-gpu: arms {failed} failed; see {out}/<arm>.log")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.isbi_gpu")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--arms", default=",".join(DEFAULT_ARMS))
+    parser.add_argument("--arm")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--val", type=int, nargs=2, default=(16, 20))
+    parser.add_argument("--tiny", action="store_true")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.arm:
+        run_arm(args.out, args.arm, args.workers, args.tiny, tuple(args.val))
+    else:
+        run_all(args.out, args.arms.split(","), args.tiny, tuple(args.val))
+
+
+if __name__ == "__main__":
+    main()
