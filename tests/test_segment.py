@@ -229,3 +229,61 @@ def test_a_rerun_removes_what_a_killed_segment_left(tmp_path):
         "p.zarr",
         "s.zarr",
     ]
+
+
+def touching_discs(shape, seed=2, radius_px=(6, 11)):
+    """Probabilities of discs (nuclei) placed at random, many touching or overlapping, with a
+    soft edge."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    inside = np.zeros(shape, np.float32)
+    for _ in range(shape[0] * shape[1] // 250):
+        y, x, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(*radius_px)
+        inside = np.maximum(inside, np.clip(r - np.hypot(yy - y, xx - x), 0, 1))
+    return inside
+
+
+def test_the_distance_split_separates_two_touching_discs_and_keeps_one_whole():
+    yy, xx = np.mgrid[:30, :50]
+    two = ((np.hypot(yy - 15, xx - 15) < 10) | (np.hypot(yy - 15, xx - 32) < 10)).astype(np.float32)
+    _, plain = segment_slice(two, 0.5)
+    ids, split = segment_slice(two, 0.5, split_h=2.0)
+    assert plain == 1 and split == 2
+    assert ids[15, 10] != ids[15, 37] and ids[15, 10] > 0 and ids[15, 37] > 0
+    one = (np.hypot(yy - 15, xx - 25) < 10).astype(np.float32)
+    assert segment_slice(one, 0.5, split_h=2.0)[1] == 1
+    # A lower h splits at shallower necks: never fewer parts.
+    discs = touching_discs((80, 80))
+    counts = [segment_slice(discs, 0.5, split_h=h)[1] for h in (4.0, 2.0, 0.5)]
+    assert counts == sorted(counts) and counts[-1] > segment_slice(discs, 0.5)[1]
+
+
+@pytest.mark.parametrize(("chunk_px", "min_size_px", "workers"), [(7, 0, 2), (32, 15, 1)])
+def test_the_distance_split_by_windows_equals_the_whole_slice(
+    tmp_path, chunk_px, min_size_px, workers
+):
+    probability = np.stack([touching_discs((70, 90), seed) for seed in (3, 4)])
+    store = io.create_ome_zarr(tmp_path / "p.zarr", probability.shape, np.float32,
+                               (1, chunk_px, chunk_px), (1, 1, 1))  # fmt: skip
+    store[...] = probability
+    count = segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.5, None, min_size_px,
+                           workers, split_h=1.0)  # fmt: skip
+    ids = io.open_zarr(tmp_path / "s.zarr")[...]
+    first_id = 0
+    for z in range(2):
+        expected, found = segment_slice(probability[z], 0.5, None, min_size_px, split_h=1.0)
+        expected = expected.astype(np.int64)
+        expected[expected > 0] += first_id
+        assert np.array_equal(ids[z], expected), z
+        first_id += found
+    assert count == first_id and not any(tmp_path.glob(".s.zarr.scratch-*"))
+
+
+def test_the_two_watersheds_are_not_combined(tmp_path):
+    from unetseg import UnetsegError
+
+    chunk_volume(write_tiff(tmp_path / "p.tif", np.zeros((1, 8, 8), np.float32)),
+                 tmp_path / "p.zarr")  # fmt: skip
+    with pytest.raises(UnetsegError, match="watershed_seed_threshold or split_h, not both"):
+        segment_volume(tmp_path / "p.zarr", tmp_path / "s.zarr", 0.5, 0.8, split_h=2.0)
+    assert not (tmp_path / "s.zarr").exists()

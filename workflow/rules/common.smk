@@ -58,8 +58,16 @@ def check_config():
             fail(f"volumes: '{name}' slices must be [start, stop) with start < stop")
     if not config["model"]["pretrained"] and not volumes_with_role("train"):
         fail("volumes: no volume has role train, and model.pretrained is not set")
-    if config["segment"]["threshold"] == "auto" and not volumes_with_role("validate"):
-        fail("segment.threshold: 'auto' needs a volume with role validate; set a number")
+    segment = config["segment"]
+    if segment["threshold"] in ("auto", "auto_ap50") and not volumes_with_role("validate"):
+        fail(
+            f"segment.threshold: '{segment['threshold']}' needs a volume with role validate; "
+            "set a number"
+        )
+    if segment["split_h"] == "auto" and segment["threshold"] != "auto_ap50":
+        fail("segment.split_h: 'auto' is chosen with the threshold; set threshold: auto_ap50")
+    if segment["split_h"] is not None and segment["watershed_seed_threshold"] is not None:
+        fail("segment: set watershed_seed_threshold or split_h, not both")
     depth = config["model"]["depth"]
     try:
         for stage in ("train", "predict"):
@@ -176,6 +184,23 @@ def threshold_inputs(wildcards):
     if config["segment"]["threshold"] == "auto":
         return stores(volumes_with_role("validate"), "metrics.json")
     return []
+
+
+TUNED_SEGMENTATION = f"{RESULTS}/segment_tuned.json"
+
+
+def tuned_inputs(wildcards):
+    """The settings tune_segment chose on the validate volumes, where segment takes them."""
+    return [TUNED_SEGMENTATION] if config["segment"]["threshold"] == "auto_ap50" else []
+
+
+def tuned_option(wildcards, input):
+    return f"--tuned {input.tuned}" if input.tuned else ""
+
+
+def split_option():
+    split_h = config["segment"]["split_h"]
+    return "" if split_h is None else f"--split-h {split_h}"
 
 
 def architecture_option():

@@ -1,13 +1,43 @@
+rule tune_segment:
+    input:
+        code=stage_code("tuning", "segment", "evaluate", "labels"),
+        probability=stores(volumes_with_role("validate"), "probability.zarr"),
+        labels=stores(volumes_with_role("validate"), "labels.zarr"),
+    output:
+        TUNED_SEGMENTATION,
+    params:
+        split_h=config["segment"]["split_h"] or "none",
+        watershed=watershed_option(),
+        min_size_px=config["segment"]["min_size_px"],
+    log:
+        log_path("tune_segment"),
+    benchmark:
+        benchmark_path("tune_segment")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg tune-segment --probability {input.probability} --labels {input.labels}"
+        " --split-h {params.split_h} {params.watershed} --min-size-px {params.min_size_px}"
+        " --out {output} > {log} 2>&1"
+
+
 rule segment:
     input:
         code=stage_code("segment", "labels"),
         probability=volume_path("{volume}", "probability.zarr"),
         validation_metrics=threshold_inputs,
+        tuned=tuned_inputs,
     output:
         directory(volume_path("{volume}", "segmentation.zarr")),
     params:
         threshold=config["segment"]["threshold"],
+        tuned=tuned_option,
         watershed=watershed_option(),
+        split=split_option(),
         min_size_px=config["segment"]["min_size_px"],
     log:
         log_path("segment", "{volume}"),
@@ -21,7 +51,7 @@ rule segment:
         "../../envs/unetseg.yaml"
     shell:
         "unetseg segment {input.probability} {output} --threshold {params.threshold}"
-        " --metrics {input.validation_metrics} {params.watershed}"
+        " --metrics {input.validation_metrics} {params.tuned} {params.watershed} {params.split}"
         " --min-size-px {params.min_size_px} --threads {threads} > {log} 2>&1"
 
 

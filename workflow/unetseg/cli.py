@@ -138,18 +138,54 @@ def cmd_predict(args) -> None:
 def cmd_segment(args) -> None:
     from unetseg.segment import best_threshold, segment_volume
 
+    tuned = json.loads(Path(args.tuned).read_text()) if args.tuned else {}
     if args.threshold == "auto":
         threshold = best_threshold(args.metrics)
+    elif args.threshold == "auto_ap50":
+        threshold = tuned_value(tuned, "threshold")
     else:
-        try:
-            threshold = float(args.threshold)
-        except ValueError:
-            raise UnetsegError(
-                f"segment.threshold: '{args.threshold}' is not a number or 'auto'"
-            ) from None
+        threshold = number(args.threshold, "segment.threshold", "'auto' or 'auto_ap50'")
+    split_h = args.split_h
+    if split_h == "auto":
+        split_h = tuned_value(tuned, "split_h")
+    elif split_h is not None:
+        split_h = number(split_h, "segment.split_h", "'auto'")
     segment_volume(
-        args.probability, args.out, threshold, args.watershed_seed, args.min_size_px, args.threads
+        args.probability,
+        args.out,
+        threshold,
+        args.watershed_seed,
+        args.min_size_px,
+        args.threads,
+        split_h,
     )
+
+
+def number(text: str, key: str, words: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UnetsegError(f"{key}: '{text}' is not a number or {words}") from None
+
+
+def tuned_value(tuned: dict, key: str):
+    if key not in tuned:
+        raise UnetsegError(f"segment.{key}: 'auto' needs --tuned, tune-segment's output")
+    return tuned[key]
+
+
+def cmd_tune_segment(args) -> None:
+    from unetseg import io
+    from unetseg.tuning import tune_segmentation
+
+    if len(args.probability) != len(args.labels):
+        raise UnetsegError("tune-segment: give one --labels per --probability")
+    split_h = None if args.split_h == "none" else args.split_h
+    if split_h not in ("auto", None):
+        split_h = number(split_h, "segment.split_h", "'auto' or 'none'")
+    tuned = tune_segmentation(args.probability, args.labels, split_h, args.watershed_seed,
+                              args.min_size_px)  # fmt: skip
+    io.write_json(args.out, tuned)
 
 
 def cmd_evaluate_instances(args) -> None:
@@ -350,13 +386,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("probability", help="probability .zarr store")
     sub.add_argument("out", help="output segmentation .zarr store (uint32 ids)")
-    sub.add_argument("--threshold", default="0.5", help="a number in [0, 1], or 'auto'")
+    sub.add_argument(
+        "--threshold", default="0.5", help="a number in [0, 1], 'auto' (Rand) or 'auto_ap50'"
+    )
     sub.add_argument("--metrics", nargs="*", default=[], help="validation metrics (for 'auto')")
+    sub.add_argument("--tuned", help="tune-segment's JSON (for 'auto_ap50', split-h 'auto')")
     sub.add_argument(
         "--watershed-seed", type=float, help="seeds of a watershed within the cells: above this"
     )
+    sub.add_argument(
+        "--split-h", help="split cells at the peaks of their distance map this high (px), 'auto'"
+    )
     sub.add_argument("--min-size-px", type=int, default=0, help="drop cells smaller than this")
     sub.add_argument("--threads", type=int, default=1, help="slices labelled at once")
+
+    sub = command(
+        "tune-segment",
+        cmd_tune_segment,
+        "The threshold (and split-h) of the best instance AP50 on validate volumes.",
+    )
+    sub.add_argument("--probability", nargs="+", required=True, help="validate probabilities")
+    sub.add_argument("--labels", nargs="+", required=True, help="their labels stores")
+    sub.add_argument("--out", required=True, help="output JSON (segment's --tuned)")
+    sub.add_argument("--split-h", default="auto", help="a number, 'auto' (tried), or none")
+    sub.add_argument("--watershed-seed", type=float, help="as segment's")
+    sub.add_argument("--min-size-px", type=int, default=0, help="as segment's")
 
     sub = command("evaluate", cmd_evaluate, "ISBI 2012 pixel, Rand and warping errors.")
     sub.add_argument("--truth", required=True, help="labels (TIFF or Zarr), non-zero = cell")

@@ -1,5 +1,7 @@
 """Probability of cell interior -> cell instances: threshold, then 4-connected components per
-slice, or a seeded watershed inside the thresholded cells; chunk by chunk, whatever the slice."""
+slice, or a seeded watershed inside the thresholded cells (seeds of high probability, or the
+peaks of each cell's distance to its border, which split touching round objects such as
+nuclei); chunk by chunk, whatever the slice."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 # segment-watershed-memory), 1.3 GB at 4096².
 LARGE_WINDOW_PX = 4096 * 4096
 WATERSHED_BYTES_PER_PX = 75
+SPLIT_SIGMA_PX = 1.0  # the distance map is smoothed so that its ragged edges make no peaks
 
 
 def best_threshold(metrics_paths: list[str | os.PathLike], metric: str = "rand") -> float:
@@ -39,21 +42,25 @@ def segment_slice(
     threshold: float,
     seed_threshold: float | None = None,
     min_size_px: int = 0,
+    split_h: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """(uint32 instance ids, count) of one slice: components of probability > threshold.
 
     With `seed_threshold`, components of probability > seed_threshold seed a watershed on
     1 - probability inside the thresholded mask, which splits cells joined by weak membranes
-    (`seeded_watershed`). Cells of fewer than `min_size_px` pixels become background; ids stay in
-    raster order.
+    (`seeded_watershed`). With `split_h`, each cell is split at the peaks of its distance to its
+    border (`split_cell`). Cells of fewer than `min_size_px` pixels become background; ids stay
+    in raster order (split cells' parts in the order of their cells).
     """
     values = as_float64(probability)
     interior = values > threshold
-    if seed_threshold is None and min_size_px <= 1:  # already sequential: no relabelling
+    if seed_threshold is None and split_h is None and min_size_px <= 1:  # already sequential
         return ndimage.label(interior, structure=FOUR_CONNECTED, output=np.uint32)
     from skimage.segmentation import relabel_sequential
 
-    if seed_threshold is None:
+    if split_h is not None:
+        ids = split_cells(interior, split_h)
+    elif seed_threshold is None:
         ids, _ = ndimage.label(interior, structure=FOUR_CONNECTED)
     else:
         seeds, _ = ndimage.label(values > seed_level(threshold, seed_threshold), FOUR_CONNECTED)
@@ -65,6 +72,36 @@ def segment_slice(
         ids[(np.bincount(ids.ravel()) < min_size_px)[ids]] = 0
     relabelled = relabel_sequential(ids)[0].astype(np.uint32)
     return relabelled, int(relabelled.max())
+
+
+def split_cells(interior: np.ndarray, h: float) -> np.ndarray:
+    """Every 4-connected cell of `interior` split by `split_cell`, numbered cell by cell."""
+    cells, _ = ndimage.label(interior, structure=FOUR_CONNECTED)
+    ids = np.zeros(cells.shape, np.int64)
+    found = 0
+    for cell, box in enumerate(ndimage.find_objects(cells), 1):
+        mask = cells[box] == cell
+        parts = split_cell(mask, h)
+        ids[box][mask] = parts[mask] + found
+        found += int(parts.max())
+    return ids
+
+
+def split_cell(mask: np.ndarray, h: float) -> np.ndarray:
+    """One cell (a boolean mask in its box) split into parts 1..k: a watershed of its distance to
+    the border (smoothed by SPLIT_SIGMA_PX) from the distance's peaks at least `h` px high,
+    which separates round objects touching at a neck (the classic split of touching nuclei).
+    It depends on the cell alone, so windows of whole cells give the slice's result."""
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    pad = int(4 * SPLIT_SIGMA_PX) + 1
+    distance = ndimage.distance_transform_edt(np.pad(mask, pad))
+    distance = ndimage.gaussian_filter(distance, SPLIT_SIGMA_PX)[pad:-pad, pad:-pad]
+    peaks, n_peaks = ndimage.label(h_maxima(distance, h).astype(bool) & mask, FOUR_CONNECTED)
+    if n_peaks <= 1:
+        return mask.astype(np.int64)
+    return watershed(-distance, peaks, connectivity=1, mask=mask).astype(np.int64)
 
 
 def as_float64(probability: np.ndarray) -> np.ndarray:
@@ -116,14 +153,18 @@ def segment_volume(
     seed_threshold: float | None = None,
     min_size_px: int = 0,
     workers: int = 1,
+    split_h: float | None = None,
 ) -> int:
     """Segment every slice into an OME-Zarr of uint32 ids, unique across the volume, dropping
     cells of fewer than `min_size_px` pixels; each slice as segment_slice would, one chunk (or,
-    for the seeded watershed, one window of whole cells) at a time, whatever the slice's size.
+    for the seeded watershed and the split, one window of whole cells) at a time, whatever the
+    slice's size.
     `workers` threads label slices at once; a second pass numbers each slice's cells on from
     the previous slices' count."""
     if min_size_px < 0:
         raise UnetsegError(f"segment.min_size_px: {min_size_px} is negative")
+    if split_h is not None and seed_threshold is not None:
+        raise UnetsegError("segment: set watershed_seed_threshold or split_h, not both")
     probability = io.open_zarr(probability_path)
     chunks = (1, *probability.chunks[1:])
     compute = functools.partial(dask.compute, scheduler="threads", num_workers=workers)
@@ -138,17 +179,22 @@ def segment_volume(
                 "threshold": threshold,
                 "watershed_seed_threshold": seed_threshold,
                 "min_size_px": min_size_px,
+                "split_h": split_h,
                 "label_kind": "instance",
                 "connectivity": 4,
             },
         )
-        if seed_threshold is None:
+        if seed_threshold is None and split_h is None:
             label = functools.partial(label_slice, probability, target, threshold, min_size_px)
-        else:
+        elif split_h is None:
             cells, seeds = (labels.scratch_ids(scratch / name, probability.shape, chunks)
                             for name in ("cells", "seeds"))  # fmt: skip
             label = functools.partial(flood_slice, probability, target, (threshold, seed_threshold),
                                       min_size_px, (cells, seeds))  # fmt: skip
+        else:
+            cells = labels.scratch_ids(scratch / "cells", probability.shape, chunks)
+            label = functools.partial(split_slice, probability, target, (threshold, split_h),
+                                      min_size_px, cells)  # fmt: skip
         labelled = compute(*(dask.delayed(label)(z) for z in range(probability.shape[0])))
         counts = [int(final_ids.max(initial=0)) for final_ids, _ in labelled]
         first_ids = np.cumsum([0, *counts[:-1]]).tolist()
@@ -205,16 +251,72 @@ def flood_slice(probability, target, thresholds, min_size_px: int, scratch, z: i
     return final_ids, provisional
 
 
+def split_slice(probability, target, settings, min_size_px: int, cells, z: int):
+    """segment_slice(probability[z], threshold, split_h=h, min_size_px) by windows: (final ids
+    from 1, None: target holds the provisional ids), as labels.write_final_ids takes them. Cells
+    are labelled chunk by chunk into `cells`; those whose box starts in one chunk are split
+    together in one window (`split_cell` depends on the cell alone). Provisional ids are given
+    in that order; the final ones follow segment_slice's: cell by cell, parts in their order."""
+    threshold, h = settings
+    n_cells = labels.label_slice_by_chunks(probability, cells, z, above(threshold), 0)
+    box, _, _ = cell_boxes(cells, None, z, n_cells)
+    parts = []  # (cell, part, size) of each provisional id from 1
+    for group in cells_by_starting_chunk(np.arange(1, n_cells + 1), box, target.chunks[1:]):
+        parts += split_window(cells, target, z, group, box, h, len(parts))
+    cell, part, size = (np.array([row[k] for row in parts], np.int64) for k in range(3))
+    kept = size >= max(min_size_px, 1)
+    order = np.lexsort((part, cell))
+    final_ids = np.zeros(len(parts) + 1, np.int64)
+    ranked = order[kept[order]]
+    final_ids[ranked + 1] = np.arange(1, len(ranked) + 1)
+    return final_ids, None
+
+
+def split_window(cells, target, z: int, group, box, h: float, first_id: int) -> list:
+    """Split the cells `group` in the window of their boxes, writing provisional ids from
+    first_id + 1 into target; returns (cell, part, size) of each id given."""
+    top, left = box[group, :2].min(axis=0)
+    bottom, right = box[group, 2:].max(axis=0)
+    ys, xs = slice(int(top), int(bottom)), slice(int(left), int(right))
+    window = blocks.read_window(cells, z, ys, xs)
+    ids = np.zeros(window.shape, np.int64)
+    parts = []
+    for cell in group:
+        cell_box = (slice(box[cell, 0] - top, box[cell, 2] - top),
+                    slice(box[cell, 1] - left, box[cell, 3] - left))  # fmt: skip
+        mask = window[cell_box] == cell
+        pieces = split_cell(mask, h)
+        ids[cell_box][mask] = pieces[mask] + first_id + len(parts)
+        counts = np.bincount(pieces[mask])
+        parts += [(int(cell), k, int(counts[k])) for k in range(1, len(counts))]
+    write_window(target, z, ys, xs, ids, ids > 0)
+    return parts
+
+
+def write_window(target, z: int, ys: slice, xs: slice, ids: np.ndarray, inside: np.ndarray):
+    """ids where `inside` into target's window (ys, xs), whole chunks read and written."""
+    cy, cx = target.chunks[1:]
+    wide_ys = slice(ys.start // cy * cy, min(-(-ys.stop // cy) * cy, target.shape[1]))
+    wide_xs = slice(xs.start // cx * cx, min(-(-xs.stop // cx) * cx, target.shape[2]))
+    region = blocks.read_window(target, z, wide_ys, wide_xs)
+    y, x = ys.start - wide_ys.start, xs.start - wide_xs.start
+    region[y : y + inside.shape[0], x : x + inside.shape[1]][inside] = ids[inside]
+    offset, _ = blocks.window_region(z, wide_ys, wide_xs)
+    blocks.write_block(target, offset, region[np.newaxis])
+
+
 def cell_boxes(cells, seeds, z: int, n_cells: int):
     """(box, size, seeded) of cells 1..n_cells of slice z, read a chunk at a time: box[c] is
-    (top, left, bottom, right), bottom and right exclusive; seeded[c]: a seed lies in the cell."""
+    (top, left, bottom, right), bottom and right exclusive; seeded[c]: a seed lies in the cell
+    (seeds None: none)."""
     box = np.zeros((n_cells + 1, 4), np.int64)
     box[:, :2] = np.iinfo(np.int64).max
     size = np.zeros(n_cells + 1, np.int64)
     seeded = np.zeros(n_cells + 1, bool)
     for ys, xs in blocks.chunk_windows(cells.shape[1:], cells.chunks[1:]):
         ids = blocks.read_window(cells, z, ys, xs)
-        seeded[ids[blocks.read_window(seeds, z, ys, xs) > 0]] = True
+        if seeds is not None:
+            seeded[ids[blocks.read_window(seeds, z, ys, xs) > 0]] = True
         foreground = ids > 0
         if not foreground.any():
             continue
@@ -261,15 +363,7 @@ def flood_window(probability, cells, seeds, target, z: int, group, box, n_seeds:
     markers = np.where(inside, blocks.read_window(seeds, z, ys, xs), 0)
     values = as_float64(blocks.read_window(probability, z, ys, xs))
     flooded = seeded_watershed(values, inside, markers.astype(np.int64))
-    # Write whole chunks: the window widened to the chunks it touches, read and updated.
-    cy, cx = target.chunks[1:]
-    wide_ys = slice(ys.start // cy * cy, min(-(-ys.stop // cy) * cy, target.shape[1]))
-    wide_xs = slice(xs.start // cx * cx, min(-(-xs.stop // cx) * cx, target.shape[2]))
-    region = blocks.read_window(target, z, wide_ys, wide_xs)
-    y, x = ys.start - wide_ys.start, xs.start - wide_xs.start
-    region[y : y + inside.shape[0], x : x + inside.shape[1]][inside] = flooded[inside]
-    offset, _ = blocks.window_region(z, wide_ys, wide_xs)
-    blocks.write_block(target, offset, region[np.newaxis])
+    write_window(target, z, ys, xs, flooded, inside)
     return np.bincount(flooded[inside], minlength=n_seeds + 1)
 
 
