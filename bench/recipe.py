@@ -45,12 +45,12 @@ def link_data(source: Path, name: str) -> None:
         target.symlink_to(source.resolve())
 
 
-def run_arm(dataset: str, arm: str, seed: int) -> dict:
-    """One workflow run of `arm` from `seed`: the evaluated volume's metrics and the log's
-    rollbacks."""
+def run_arm(dataset: str, arm: str, seed: int, fold: int | None = None) -> dict:
+    """One workflow run of `arm` from `seed` (on `fold`'s split of ISBI's 20 slices): the
+    evaluated volume's metrics and the log's rollbacks."""
     configs, source, link, volume = DATASETS[dataset]
     link_data(source, link)
-    workdir = WORK / dataset / f"{arm}-seed{seed}"
+    workdir = WORK / dataset / f"{arm}-seed{seed}" / ("" if fold is None else f"fold{fold}")
     workdir.mkdir(parents=True, exist_ok=True)
     overlay = {key: dict(value) for key, value in ARMS[arm].items()}
     overlay.setdefault("train", {})["seed"] = seed
@@ -58,6 +58,8 @@ def run_arm(dataset: str, arm: str, seed: int) -> dict:
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     config_files = [str(REPO / "config" / name) for name in configs]
     volumes = yaml.safe_load((REPO / "config" / configs[0]).read_text())["volumes"]
+    if fold is not None:
+        volumes = fold_volumes(volumes, fold)
     for entry in volumes:  # the data where the repository keeps it, from any folder
         for key in ("raw", "labels"):
             if key in entry:
@@ -86,6 +88,40 @@ def run_arm(dataset: str, arm: str, seed: int) -> dict:
     }
 
 
+FOLD_SLICES = 4  # ISBI's 20 labelled slices in 5 folds of 4
+
+
+def fold_volumes(isbi_volumes: list[dict], fold: int) -> list[dict]:
+    """The ISBI config's volumes with slices [4 fold, 4 fold + 4) of the 20 labelled ones held
+    out (the validate volume) and the rest trained on (one or two train volumes)."""
+    train, *_ = (v for v in isbi_volumes if v["role"] == "train")
+    start, stop = FOLD_SLICES * fold, FOLD_SLICES * (fold + 1)
+    ranges = [(0, start), (stop, 20)]
+    trains = [{**train, "name": f"isbi_train{k}", "slices": [a, b]}
+              for k, (a, b) in enumerate(ranges) if b > a]  # fmt: skip
+    held_out = {**train, "name": "isbi_validate", "role": "validate", "slices": [start, stop]}
+    return [*trains, held_out]
+
+
+def isbi_folds(arms=("paper",), folds=range(5), seed: int = 0) -> None:
+    """isbi_folds_<arm>: k-fold cross-validation over ISBI 2012's 20 labelled slices with the
+    CPU overlay: mean and spread of the three errors over the held-out folds, so that a setting
+    is adopted on more than one lucky split. The held-out fold also picks the kept model and
+    the Rand threshold (as validate volumes do), alike for every arm. About an hour a fold."""
+    if not ISBI.exists():
+        print(f"bench isbi-folds: no data at {ISBI}; skipped")
+        return
+    for arm in arms:
+        runs = [run_arm("isbi", arm, seed, fold) for fold in folds]
+        figures = {key: [run[key] for run in runs] for key in runs[0]}
+        spread = {f"{key}_mean_std": [round(float(np.mean(v)), 6), round(float(np.std(v)), 6)]
+                  for key, v in figures.items() if key.endswith("error")}  # fmt: skip
+        record(f"isbi_folds_{arm}", spread["rand_error_mean_std"][0],
+               f"mean held-out Rand error of {len(runs)} folds", "report only",
+               settings=ARMS[arm] or "config/isbi2012-cpu.yaml as it is", folds=list(folds),
+               seed=seed, **figures, **spread)  # fmt: skip
+
+
 def recipe(dataset: str, arms=tuple(ARMS), seeds=(0, 1)) -> None:
     """recipe_<dataset>_<arm>: held-out figures of each arm over seeds, seed by seed."""
     configs, source, _, volume = DATASETS[dataset]
@@ -110,4 +146,5 @@ BENCHMARKS = {
     "recipe-dsb": lambda: recipe("dsb", arms=("paper", "group_ema")),
     "recipe-dsb-adamw": lambda: recipe("dsb", arms=("adamw_group_ema",)),
     "recipe-isbi": lambda: recipe("isbi", arms=("paper", "group_ema"), seeds=(0,)),
+    "isbi-folds": isbi_folds,
 }

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from unetseg import tiling
@@ -18,13 +19,22 @@ def leaf_keys(tree: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-def test_isbi_config_sets_every_key_the_demo_sets():
+@pytest.mark.parametrize("name", ["isbi2012.yaml", "dsb2018.yaml"])
+def test_a_data_set_config_sets_every_key_the_demo_sets(name):
     # Snakemake loads config/config.yaml and lays --configfile over it: a key only the demo
     # sets (depth 3, 16 channels, tile 148) would silently shrink the paper's network.
     demo = yaml.safe_load((CONFIG / "config.yaml").read_text())
-    isbi = yaml.safe_load((CONFIG / "isbi2012.yaml").read_text())
+    data_set = yaml.safe_load((CONFIG / name).read_text())
     demo_keys = {key for key in leaf_keys(demo) if key.split(".")[0] not in DEMO_ONLY}
-    assert demo_keys - leaf_keys(isbi) == set()
+    assert demo_keys - leaf_keys(data_set) == set()
+
+
+def test_the_dsb_config_holds_its_test_images_out_of_every_choice():
+    dsb = yaml.safe_load((CONFIG / "dsb2018.yaml").read_text())
+    roles = {v["role"]: v["slices"] for v in dsb["volumes"]}
+    assert roles == {"train": [0, 20], "validate": [20, 24], "test": [24, 30]}
+    assert all(v["kind"] == "images" for v in dsb["volumes"])
+    assert dsb["segment"]["threshold"] == "auto_ap50" and dsb["segment"]["split_h"] == "auto"
 
 
 def test_isbi_config_is_the_papers_network():

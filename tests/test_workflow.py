@@ -1,5 +1,6 @@
 """End-to-end: the real snakemake on a tiny demo in a temporary directory."""
 
+import json
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -309,3 +310,47 @@ def test_zarr_raw_is_used_in_place_with_a_pretrained_model(finished_run, tmp_pat
     probability = io.open_zarr(tmp_path / "results/theirs/probability.zarr")
     assert probability.shape == (2, 48, 40)
     assert sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*")) == before
+
+
+DSB = REPO.parent / "shared" / "data" / "dsb2018-nuclei"
+
+
+def test_fluorescence_images_train_per_image_and_split_touching_nuclei(tmp_path):
+    """Four DSB 2018 images as a user's own data (kind images): normalised image by image, the
+    segmentation tuned on the validate image by instance AP, the test image held out of every
+    choice and scored per image, the instance figure drawn."""
+    if not (DSB / "raw.tif").exists():
+        pytest.skip(f"DSB 2018 nuclei not found at {DSB}")
+    images = {"raw": str(DSB / "raw.tif"), "labels": str(DSB / "labels.tif"), "kind": "images"}
+    volumes = [
+        {"name": "nuclei_train", "role": "train", "slices": [0, 2], **images},
+        {"name": "nuclei_val", "role": "validate", "slices": [20, 21], **images},
+        {"name": "nuclei_test", "role": "test", "slices": [24, 25], **images},
+    ]
+    config = {
+        **TINY_CONFIG,
+        "volumes": volumes,
+        "chunk": {"chunk_shape": [1, 520, 696]},
+        "predict": {"tile_out": 252, "block_px": 768},
+        "segment": {"threshold": "auto_ap50", "split_h": "auto", "min_size_px": 20},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    targets = ["results/nuclei_test/instance_metrics.json",
+               "results/report/nuclei_test/instances.png"]  # fmt: skip
+    done = snakemake(tmp_path, *targets, "-p")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '"normalize": "percentile_per_slice"' in done.stdout + done.stderr
+    tuned = json.loads((tmp_path / "results/segment_tuned.json").read_text())
+    assert len(tuned["candidates"]) == 54 and tuned["ap50"] == max(
+        c["ap50"] for c in tuned["candidates"]
+    )
+    log = (tmp_path / "results/logs/segment/nuclei_test.log").read_text()
+    assert f"at threshold {tuned['threshold']}" in log
+    instances = json.loads((tmp_path / targets[0]).read_text())
+    assert [entry["slice"] for entry in instances["per_slice"]] == [0]
+    assert instances["per_slice"][0]["objects"] == 39  # image 24 of the README's table
+    assert (tmp_path / targets[1]).stat().st_size > 10_000
+    # The test volume chose nothing: neither training nor the tuning read it.
+    commands = [line for line in (done.stdout + done.stderr).splitlines()
+                if "unetseg train " in line or "unetseg tune-segment " in line]  # fmt: skip
+    assert len(commands) == 2 and not any("nuclei_test" in line for line in commands)
