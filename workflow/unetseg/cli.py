@@ -44,6 +44,12 @@ def cmd_demo_data(args) -> None:
     log.info("demo volume %s written to %s and %s", raw.shape, args.raw, args.labels)
 
 
+def cmd_dsb2018(args) -> None:
+    from unetseg.datasets import write_dsb2018
+
+    write_dsb2018(args.stage1_train, args.out)
+
+
 def cmd_chunk(args) -> None:
     from unetseg.chunk import chunk_volume
 
@@ -286,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         sub.set_defaults(function=function)
         return sub
+
+    sub = command(
+        "dsb2018",
+        cmd_dsb2018,
+        "raw.tif and labels.tif of the 30 DSB 2018 images config/dsb2018.yaml reads.",
+    )
+    sub.add_argument("stage1_train", help="the BBBC038 stage1_train folder (<id>/images, masks)")
+    sub.add_argument("--out", default="data/dsb2018", help="output folder")
 
     sub = command("demo-data", cmd_demo_data, "Make the synthetic EM-like demo volume and labels.")
     sub.add_argument("--raw", required=True, help="output TIFF of grey values (uint8)")
