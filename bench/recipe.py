@@ -23,7 +23,9 @@ WORK = REPO / "results" / "bench-recipe"
 
 # Overlays of the data set's config: what each arm changes.
 ARMS = {
-    "paper": {},  # SGD 0.01, momentum 0.99, no normalisation layers, no weight average
+    # SGD 0.01, momentum 0.99, no normalisation layers, no weight average
+    "paper": {"model": {"norm": "none"}, "train": {"ema_decay": 0.0}},
+    "ema": {"model": {"norm": "none"}, "train": {"ema_decay": 0.999}},
     "group_ema": {"model": {"norm": "group"}, "train": {"ema_decay": 0.999}},
     "adamw_group_ema": {
         "model": {"norm": "group"},
@@ -138,12 +140,13 @@ def recipe(dataset: str, arms=tuple(ARMS), seeds=(0, 1)) -> None:
         headline = "ap50" if dataset == "dsb" else "rand_error"
         record(f"recipe_{dataset}_{arm}", round(float(np.mean(figures[headline])), 4),
                f"mean {headline} of {len(seeds)} seeds ({volume}, held out)", "report only",
-               settings=ARMS[arm] or f"config/{configs[-1]} as it is", seeds=list(seeds),
+               settings=ARMS[arm], seeds=list(seeds),
                **figures, configs=configs)  # fmt: skip
 
 
 BENCHMARKS = {
     "recipe-dsb": lambda: recipe("dsb", arms=("paper", "group_ema")),
+    "recipe-dsb-ema": lambda: recipe("dsb", arms=("ema",)),
     "recipe-dsb-adamw": lambda: recipe("dsb", arms=("adamw_group_ema",)),
     "recipe-isbi": lambda: recipe("isbi", arms=("paper", "group_ema"), seeds=(0,)),
     "isbi-folds": isbi_folds,
