@@ -154,6 +154,20 @@ def test_training_figure(tmp_path):
     )
     report.training_figure(log, tmp_path / "t.png")
     assert is_png_with_content(tmp_path / "t.png")
+    assert report.rollback_steps(log) == []  # a log from before rollbacks existed
+
+
+def test_training_figure_marks_rollbacks(tmp_path):
+    log = tmp_path / "log.tsv"
+    header = "step\tloss\tpixel_error\trand_error\tlearning_rate\tseconds\trand_spread\tsamples_per_s\tevent\n"
+    log.write_text(
+        header + "10\t0.9\t0.2\t0.3\t0.01\t1.0\t0\t5\t\n"
+        "13\t\t\t\t0.01\t1.3\t\t\trollback 1 of 3 at step 13 to 10, learning rate x0.5: nan\n"
+        "20\t0.5\t0.1\t0.2\t0.005\t2.0\t0.1\t5\t\n"
+    )
+    assert report.rollback_steps(log) == [13.0]
+    report.training_figure(log, tmp_path / "t.png")
+    assert is_png_with_content(tmp_path / "t.png")
 
 
 def test_the_base_install_can_build_the_report():

@@ -189,6 +189,15 @@ def read_tsv(path) -> dict[str, np.ndarray]:
     return columns
 
 
+def rollback_steps(log_path) -> list[float]:
+    """The steps at which the training log records a rollback (its `event` column)."""
+    lines = [line.split("\t") for line in Path(log_path).read_text().splitlines() if line]
+    if "event" not in lines[0]:
+        return []
+    step, event = lines[0].index("step"), lines[0].index("event")
+    return [float(row[step]) for row in lines[1:] if row[event].startswith("rollback")]
+
+
 def training_figure(log_path, out_path) -> None:
     """Loss, validation errors and learning rate against steps, best step marked."""
     log = read_tsv(log_path)
@@ -203,6 +212,9 @@ def training_figure(log_path, out_path) -> None:
         error_axis.axvline(
             best_step, color="grey", linestyle="--", label=f"best (step {best_step:.0f})"
         )
+    for k, step in enumerate(rollback_steps(log_path)):
+        error_axis.axvline(step, color="#D55E00", linestyle=":",
+                           label="rollback (event column)" if k == 0 else None)  # fmt: skip
     error_axis.set(xlabel="step", ylabel="error", title="validation (ISBI 2012 definitions)")
     error_axis.legend(fontsize=8)
     if len(log["step"]) > 1:
