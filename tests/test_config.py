@@ -46,3 +46,17 @@ def test_isbi_config_is_the_papers_network():
         tiling.tiles_across(512, isbi["predict"]["block_px"], isbi["predict"]["tile_out"], 4) == 1
     )
     assert isbi["weights"] == {"w0": 10.0, "sigma_px": 5.0}
+
+
+def test_the_all_slices_overlay_trains_on_every_labelled_slice_and_validates_none():
+    overlay = yaml.safe_load((CONFIG / "isbi2012-all-slices.yaml").read_text())
+    roles = [(v["role"], v.get("slices")) for v in overlay["volumes"]]
+    assert roles == [("train", [0, 20]), ("predict", None)]
+    assert isinstance(overlay["segment"]["threshold"], float)  # 'auto' needs a validate volume
+    assert overlay["train"]["steps"] > 0
+
+
+def test_the_gpu_overlay_sizes_its_loader_to_the_job_and_averages_8_versions():
+    gpu = yaml.safe_load((CONFIG / "isbi2012-gpu.yaml").read_text())
+    assert gpu["train"]["workers"] == "auto" and gpu["predict"]["tta"] is True
+    assert "model" not in gpu  # the paper's network, from isbi2012.yaml
