@@ -1,6 +1,8 @@
 rule train:
     input:
-        code=stage_code("train", "model", "augment", "intensity", "labels"),
+        code=stage_code(
+            "train", "model", "augment", "intensity", "labels", "averaging", "rollback"
+        ),
         raw=[raw_store(name) for name in volumes_with_role("train")],
         labels=stores(volumes_with_role("train"), "labels.zarr"),
         weights=stores(volumes_with_role("train"), "weights.zarr"),
