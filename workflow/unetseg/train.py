@@ -490,6 +490,27 @@ class Run:
             Rollbacks(config.max_rollbacks, config.rollback_lr_factor),
         )
 
+    def heal(self, reason: str, kept: dict | None, config: TrainConfig, step: int):
+        """What to do about a run gone bad: roll back while rollbacks are left, then stop with
+        the kept model (train.max_rollbacks 0: warn and go on). Returns (the log's event,
+        whether to stop)."""
+        if self.rollbacks.left:
+            attempt = len(self.rollbacks.events) + 1
+            to_step = restore(self.model, self.optimizer, self.average, kept, config.seed, attempt)
+            event = {"step": step, "to_step": to_step, "reason": reason}
+            self.rollbacks.events.append(event)
+            text = self.rollbacks.describe(event)
+            log.warning("step %d: %s", step, text)
+            return text, False
+        if config.max_rollbacks:
+            text = f"stopped: {reason}, after {len(self.rollbacks.events)} rollbacks"
+            log.warning("step %d: %s; keeping the model of step %s", step, text,
+                        kept["step"] if kept else None)  # fmt: skip
+            return text, True
+        log.warning("step %d: %s (train.max_rollbacks 0: training on); %s", step, reason,
+                    unstable_remedy(config))  # fmt: skip
+        return "", False
+
 
 class Preemption:
     """Turn SIGTERM / SIGUSR1 (SLURM preemption) into a flag checked between steps."""
@@ -526,9 +547,7 @@ def train(
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # else cuBLAS may vary
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     run = Run.start(config, device, val_volumes)
-    model, optimizer, scaler, average, guard, rollbacks = (
-        run.model, run.optimizer, run.scaler, run.average, run.guard, run.rollbacks
-    )  # fmt: skip
+    model, average, guard, rollbacks = run.model, run.average, run.guard, run.rollbacks
     state = resume(Path(checkpoint_path), config, run)
     log_rows, best = state["log_rows"], state["best"]
     loader = sample_loader(train_volumes, tile_in, config, device, state["step"])
@@ -556,23 +575,25 @@ def train(
         try:
             losses.append(
                 training_step(
-                    model, optimizer, scaler, batch, config, device, step, rollbacks.lr_scale
+                    model,
+                    run.optimizer,
+                    run.scaler,
+                    batch,
+                    config,
+                    device,
+                    step,
+                    rollbacks.lr_scale,
                 )
             )
         except Diverged as error:
-            if rollbacks.left:
-                event = roll_back(
-                    model, optimizer, average, best, rollbacks, config, step, str(error)
-                )
-                log_rows.append(event_row(step, learning_rate(config, step), started, event))
-                losses = []
-                continue
-            if not (config.max_rollbacks and best):
+            if not (rollbacks.left or (config.max_rollbacks and best)):
                 raise
-            event = f"stopped: {error}, after {len(rollbacks.events)} rollbacks"
-            log.warning("%s; keeping the model of step %d", event, best["step"])
+            event, stop = run.heal(str(error), best, config, step)
             log_rows.append(event_row(step, learning_rate(config, step), started, event))
-            break
+            losses = []
+            if stop:
+                break
+            continue
         average.update()
         step += 1
         now = time.perf_counter()
@@ -600,23 +621,13 @@ def train(
             if metrics:
                 warn_if_no_better_than_constant(metrics, guard.constant, config, step)
             reason = guard.verdict(metrics, row["loss"], silent)
-            if reason is None:
-                if best is None or metrics.get("rand_error", 0) <= best["metrics"].get(
-                    "rand_error", 0
-                ):
-                    best = model_file(network, config, step, metrics)
-            elif rollbacks.left:
-                row["event"] = roll_back(
-                    model, optimizer, average, best, rollbacks, config, step, reason
-                )
-            elif config.max_rollbacks:
-                row["event"] = f"stopped: {reason}, after {len(rollbacks.events)} rollbacks"
-                log.warning("step %d: %s; keeping the model of step %s", step, row["event"],
-                            best["step"] if best else None)  # fmt: skip
-                gave_up = True
-            else:
-                log.warning("step %d: %s (train.max_rollbacks 0: training on); %s", step, reason,
-                            unstable_remedy(config))  # fmt: skip
+            if reason is not None:
+                row["event"], gave_up = run.heal(reason, best, config, step)
+            keepable = reason is None or not config.max_rollbacks  # unguarded: as the paper
+            if keepable and (
+                best is None or metrics.get("rand_error", 0) <= best["metrics"].get("rand_error", 0)
+            ):
+                best = model_file(network, config, step, metrics)
             log_rows.append(row)
             losses = []
             rate = (step - state["step"]) / elapsed
@@ -640,21 +651,12 @@ def train(
             log.info("train.max_minutes reached at step %d", step)
             break
     if best is None:
-        raise UnetsegError("train: the run went bad before any model could be kept; "
+        last = rollbacks.events[-1]["reason"] if rollbacks.events else "no validation kept one"
+        raise UnetsegError(f"train: the run went bad before any model could be kept ({last}); "
                            f"{unstable_remedy(config)}")  # fmt: skip
     write_log(Path(log_path), log_rows)
     save_atomic(best, Path(model_path))
     return best
-
-
-def roll_back(model, optimizer, average, best, rollbacks: Rollbacks, config, step, reason) -> str:
-    """Back to the best model with the learning rate lowered; returns the event for the log."""
-    to_step = restore(model, optimizer, average, best, config.seed, len(rollbacks.events) + 1)
-    event = {"step": step, "to_step": to_step, "reason": reason}
-    rollbacks.events.append(event)
-    text = rollbacks.describe(event)
-    log.warning("step %d: %s", step, text)
-    return text
 
 
 def event_row(step: int, rate: float, started: float, event: str) -> dict:
