@@ -394,10 +394,9 @@ def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
             settings = base | overrides
             augment = train.AugmentConfig(**settings.pop("augment", {}))
             configs[arm] = train.TrainConfig(**settings, augment=augment)
-        volumes = [train.load_volume(*train_stores, config=configs["default"])]
-        val = [
-            train.load_volume(stores["val_raw"], stores["val_labels"], config=configs["default"])
-        ]
+        first = next(iter(configs.values()))  # the arms normalise alike
+        volumes = [train.load_volume(*train_stores, config=first)]
+        val = [train.load_volume(stores["val_raw"], stores["val_labels"], config=first)]
         constant = rollback.constant_errors(train.validation_truths(val))["rand_error"]
         runs = {arm: [] for arm in arms}
         events = {arm: [] for arm in arms}  # the rollbacks of each run

@@ -79,7 +79,7 @@ SEGMENT_ON = {
 }  # fmt: skip
 EVALUATE_ON = {
     "evaluate": 1, "evaluate_instances": 1, "summarize": 1, "report_prediction": 1,
-    "report_metrics": 1,
+    "report_metrics": 1, "report_instances": 1,
 }  # fmt: skip
 
 
@@ -136,7 +136,8 @@ def test_changed_minimum_cell_size_reruns_segmentation_not_prediction(finished_r
     jobs = dry_run_jobs(workdir, changed)
     # The ISBI errors score the probabilities, not the cells: evaluate and its figures stay.
     assert jobs == {**SEGMENT_ON, "segment": 2, "export_segmentation": 2, "report_volume": 2,
-                    "evaluate_instances": 1, "summarize": 1, "report_prediction": 1}  # fmt: skip
+                    "evaluate_instances": 1, "summarize": 1, "report_prediction": 1,
+                    "report_instances": 1}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -176,7 +177,7 @@ def test_changed_stage_code_reruns_that_stage_and_downstream(finished_run):
         jobs = dry_run_jobs(workdir, TINY_CONFIG)
     assert jobs == {
         **SEGMENT_ON, "segment": 2, "export_segmentation": 2, "report_volume": 2,
-        "evaluate_instances": 1, "summarize": 1, "report_prediction": 1,
+        "evaluate_instances": 1, "summarize": 1, "report_prediction": 1, "report_instances": 1,
     }  # fmt: skip
 
 

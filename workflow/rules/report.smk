@@ -95,7 +95,7 @@ rule report_instances:
         report(
             f"{RESULTS}/report/{{volume}}/instances.png",
             caption="../report/instances.rst",
-            category="Prediction",
+            category="Metrics",
             subcategory="{volume}",
             labels={"volume": "{volume}", "figure": "instances: AP per image and errors"},
         ),
