@@ -34,10 +34,10 @@ from unetseg.weights import compute_weights
 # of the 20 labelled slices (the rest train), so that arms can also be folds.
 ARMS = {
     "overlay": {},
-    "no_ema": {"train": {"ema_decay": 0.0}},
-    "group_norm": {"model": {"norm": "group"}},
+    "ema": {"train": {"ema_decay": 0.999}},
+    "group_ema": {"model": {"norm": "group"}, "train": {"ema_decay": 0.999}},
 }
-DEFAULT_ARMS = ("overlay", "no_ema", "group_norm")
+DEFAULT_ARMS = ("overlay", "ema", "group_ema")
 TINY = {
     "model": {"depth": 2, "base_channels": 2},
     "train": {"tile_out": 124, "steps": 6, "validate_every": 3, "max_minutes": 0, "device": "cpu"},

@@ -16,12 +16,12 @@ def test_the_harness_trains_arms_at_once_and_tables_their_held_out_errors(tmp_pa
     bin_folder = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": f"{bin_folder}:{os.environ['PATH']}", "ISBI_DATA": str(ISBI)}
     done = subprocess.run(["bash", "bench/isbi-gpu.sh", str(tmp_path), "--tiny", "--arms",
-                           "overlay,no_ema"], cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
+                           "overlay,ema"], cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = (tmp_path / "isbi-gpu.md").read_text().splitlines()[2:]
     assert [row.split(" | ")[0:3] for row in rows] == [
         ["| overlay", "16-19", "no"], ["| overlay", "16-19", "yes"],
-        ["| no_ema", "16-19", "no"], ["| no_ema", "16-19", "yes"],
+        ["| ema", "16-19", "no"], ["| ema", "16-19", "yes"],
     ]  # fmt: skip
     entries = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     names = ["isbi_gpu_warping", "isbi_gpu_rand", "isbi_gpu_pixel", "isbi_gpu_minutes"]
@@ -35,7 +35,7 @@ def test_the_harness_trains_arms_at_once_and_tables_their_held_out_errors(tmp_pa
         if entry["name"] != "isbi_gpu_minutes":
             assert 0 <= entry["value"] <= 1 and 0 <= entry["without_tta"]["rand_error"] <= 1
     # Each arm kept its training log and model beside the stores both used.
-    for arm in ("overlay", "no_ema"):
+    for arm in ("overlay", "ema"):
         assert (tmp_path / arm / "model.pt").exists() and (
             tmp_path / arm / "train_log.tsv"
         ).exists()
