@@ -28,7 +28,7 @@ def test_the_harness_trains_arms_at_once_and_tables_their_held_out_errors(tmp_pa
     assert [entry["name"] for entry in entries] == names * 2
     assert [entry["settings"] for entry in entries[::4]] == [
         "config/isbi2012-gpu.yaml",
-        {"train": {"ema_decay": 0.0}},
+        {"train": {"ema_decay": 0.999}},
     ]
     for entry in entries:
         assert entry["tiny"] and entry["held_out"] == [16, 20]
