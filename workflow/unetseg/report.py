@@ -308,6 +308,7 @@ def instances_figure(raw_path, labels_path, segmentation_path, instances_path, o
                       va="bottom", fontsize=7)  # fmt: skip
     bars.set(xlabel="slice (image)", ylabel="AP@0.5", ylim=(0, 1.1),
              title="AP at IoU 0.5 per image (number of true objects above each bar)")  # fmt: skip
+    bars.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for axis, entry in zip(axes[1:, 0], worst, strict=True):
         z = entry["slice"]
         truth_ids = cells(read_view(truth, z, window), kind)
