@@ -41,6 +41,15 @@ def test_a_validation_no_better_than_a_constant_is_bad_once_the_run_was_better()
     assert reason.startswith("validation wrong_fraction 0.2500 is no better than a constant")
 
 
+def test_an_error_equal_to_the_constant_but_for_float_noise_was_never_better():
+    """ISBI seed 3: a pixel error of 0.1179 at step 250, the constant's but for the last bits of
+    its float sums, then the same at step 500 while the Rand error improved: no verdict."""
+    guard = CollapseGuard(dict(CONSTANT))
+    at_constant = {**healthy(0.4), "pixel_error": CONSTANT["pixel_error"] - 1e-13}
+    assert guard.verdict(at_constant, 1.0) is None
+    assert guard.verdict({**at_constant, "rand_error": 0.33}, 0.9) is None
+
+
 def test_a_silent_network_no_better_than_a_constant_is_bad_from_the_start():
     guard = CollapseGuard(dict(CONSTANT))
     assert guard.verdict(healthy(0.9), 1.0, silent=False) is None

@@ -23,6 +23,8 @@ GUARDED = ("pixel_error", "rand_error", "wrong_fraction")
 RISE_SHARE = 0.5
 # A loss that rose at this many log rows in a row and ended this far above its lowest row.
 LOSS_RISES, LOSS_RISE_RATIO = 3, 1.3
+# Errors within this of a constant prediction's are no better than it (float sums differ).
+TOLERANCE = 1e-9
 
 
 def constant_errors(truths: list[np.ndarray]) -> dict:
@@ -74,13 +76,14 @@ class CollapseGuard:
                 continue
             value, constant = metrics[key], self.constant[key]
             best = self.best.get(key, np.inf)
-            if value >= constant - 1e-9 and (best < constant or silent):
+            was_better = best < constant - TOLERANCE
+            if value >= constant - TOLERANCE and (was_better or silent):
                 return (
                     f"validation {key} {value:.4f} is no better than a constant prediction's "
                     f"({constant:.4f}; best so far {best:.4f})"
                     + (", and the network gives one output at every pixel" if silent else "")
                 )
-            if best >= constant:
+            if not was_better:
                 continue  # never better than a constant: not learned yet, rather than gone bad
             if value > best + RISE_SHARE * (constant - best):
                 return (
