@@ -275,9 +275,8 @@ def split_slice(probability, target, settings, min_size_px: int, cells, z: int):
 def split_window(cells, target, z: int, group, box, h: float, first_id: int) -> list:
     """Split the cells `group` in the window of their boxes, writing provisional ids from
     first_id + 1 into target; returns (cell, part, size) of each id given."""
-    top, left = box[group, :2].min(axis=0)
-    bottom, right = box[group, 2:].max(axis=0)
-    ys, xs = slice(int(top), int(bottom)), slice(int(left), int(right))
+    ys, xs = group_window(box, group)
+    top, left = ys.start, xs.start
     window = blocks.read_window(cells, z, ys, xs)
     ids = np.zeros(window.shape, np.int64)
     parts = []
@@ -291,6 +290,13 @@ def split_window(cells, target, z: int, group, box, h: float, first_id: int) -> 
         parts += [(int(cell), k, int(counts[k])) for k in range(1, len(counts))]
     write_window(target, z, ys, xs, ids, ids > 0)
     return parts
+
+
+def group_window(box: np.ndarray, group) -> tuple[slice, slice]:
+    """The (ys, xs) window of the boxes of the cells `group`."""
+    top, left = box[group, :2].min(axis=0)
+    bottom, right = box[group, 2:].max(axis=0)
+    return slice(int(top), int(bottom)), slice(int(left), int(right))
 
 
 def write_window(target, z: int, ys: slice, xs: slice, ids: np.ndarray, inside: np.ndarray):
@@ -349,9 +355,8 @@ def cells_by_starting_chunk(ids: np.ndarray, box: np.ndarray, chunks_yx):
 def flood_window(probability, cells, seeds, target, z: int, group, box, n_seeds: int):
     """The seeded watershed of the cells `group` in the window of their boxes, written into
     target as the seeds' ids; returns the pixel count of each seed's region (0 .. n_seeds)."""
-    top, left = box[group, :2].min(axis=0)
-    bottom, right = box[group, 2:].max(axis=0)
-    ys, xs = slice(int(top), int(bottom)), slice(int(left), int(right))
+    ys, xs = group_window(box, group)
+    top, left, bottom, right = ys.start, xs.start, ys.stop, xs.stop
     if (bottom - top) * (right - left) > LARGE_WINDOW_PX:
         log.warning(
             "slice %d: the seeded watershed floods a window of %d x %d px at once (about %.1f GB),"
