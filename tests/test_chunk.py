@@ -41,9 +41,10 @@ def test_bigtiff_round_trip_and_export_past_the_classic_tiff_limit(tmp_path, mon
 
 @pytest.mark.parametrize("dtype", [np.uint32, np.float16])
 def test_slices_over_the_tiling_size_are_exported_as_tiles_row_by_row(tmp_path, monkeypatch, dtype):
-    """A segmentation (uint32) or probability (float16, exported as float32) store whose slices
-    are over the bound: tiled pages of 16 px, edge tiles padded, voxel size kept; the store is
-    read 3 tiles at a time, each once."""
+    """A segmentation (uint32, exported as uint16) or probability (float16, exported as float32)
+    store whose slices are over the bound: tiled pages of 16 px, edge tiles padded, voxel size
+    kept (per centimetre: a tiled file is not ImageJ's); the store is read 3 tiles at a time,
+    each once."""
     from unetseg import export
 
     volume = np.random.default_rng(6).integers(0, 1000, (2, 70, 50)).astype(dtype)
@@ -51,15 +52,15 @@ def test_slices_over_the_tiling_size_are_exported_as_tiles_row_by_row(tmp_path, 
         tmp_path / "v.zarr", volume.shape, dtype, (1, 32, 32), (0.5, 0.25, 0.2)
     )
     store[...] = volume
-    monkeypatch.setattr(export, "TILED_SLICE_BYTES", 70 * 50 * 4 - 1)
+    monkeypatch.setattr(export, "TILED_SLICE_BYTES", 70 * 50 * 2 - 1)
     monkeypatch.setattr(export, "TILE_PX", 16)
     export_tiff(tmp_path / "v.zarr", tmp_path / "out.tif")
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
         page = tif.pages[0]
         assert page.is_tiled and (page.tilelength, page.tilewidth) == (16, 16)
-        assert len(tif.pages) == 2 and page.resolution == (5.0, 4.0)
+        assert len(tif.pages) == 2 and page.resolution == pytest.approx((5e4, 4e4))
         back = tif.asarray()
-    assert back.dtype == (np.float32 if dtype == np.float16 else dtype)
+    assert back.dtype == (np.float32 if dtype == np.float16 else np.uint16)
     assert np.array_equal(back, volume.astype(back.dtype))
 
     class CountingReads:
@@ -468,3 +469,43 @@ def test_memory_does_not_grow_with_the_volume(tmp_path):
         ]
         peaks.append(peak_rss_mb(command))
     assert peaks[1] - peaks[0] < 60, peaks  # the larger volume is 176 MiB bigger
+
+
+@pytest.mark.parametrize(("highest", "expected"), [(70000, np.uint32), (65535, np.uint16)])
+@pytest.mark.parametrize("tiled", [False, True])
+def test_exported_tiffs_carry_their_voxel_size_and_labels_fit_uint16(
+    tmp_path, monkeypatch, highest, expected, tiled
+):
+    """Calibration read back as ImageJ and other readers see it: ImageJ's `unit` and `spacing`
+    with pixels per micrometre, or (uint32 or tiled: not an ImageJ file) the TIFF resolution in
+    pixels per centimetre; uint32 ids that fit in uint16 are exported as uint16, exactly."""
+    from unetseg import export
+
+    volume = np.random.default_rng(7).integers(0, 500, (3, 40, 50)).astype(np.uint32)
+    volume[1, 2, 3] = highest
+    store = io.create_ome_zarr(
+        tmp_path / "s.zarr", volume.shape, np.uint32, (1, 16, 16), (0.5, 0.25, 0.2)
+    )
+    store[...] = volume
+    if tiled:
+        monkeypatch.setattr(export, "TILED_SLICE_BYTES", 10)
+        monkeypatch.setattr(export, "TILE_PX", 16)
+    export_tiff(tmp_path / "s.zarr", tmp_path / "s.tif")
+    with tifffile.TiffFile(tmp_path / "s.tif") as tif:
+        back, page, imagej = tif.asarray(), tif.pages[0], tif.imagej_metadata
+    assert back.dtype == expected and np.array_equal(back, volume)
+    if expected == np.uint16 and not tiled:
+        assert imagej["unit"] == "um" and imagej["spacing"] == 0.5
+        assert page.resolution == pytest.approx((5.0, 4.0))
+    else:
+        assert imagej is None and page.resolutionunit == tifffile.RESUNIT.CENTIMETER
+        assert page.resolution == pytest.approx((5e4, 4e4))
+
+
+def test_float_and_signed_stores_keep_their_type_in_the_export(tmp_path):
+    for dtype in (np.int32, np.float32):
+        volume = np.arange(-5, 15, dtype=dtype).reshape(1, 4, 5)
+        store = io.create_ome_zarr(tmp_path / f"{dtype.__name__}.zarr", volume.shape, dtype, (1, 4, 5))
+        store[...] = volume
+        export_tiff(tmp_path / f"{dtype.__name__}.zarr", tmp_path / "out.tif")
+        assert tifffile.imread(tmp_path / "out.tif").dtype == dtype
