@@ -1,6 +1,6 @@
 rule predict:
     input:
-        code=stage_code("predict", "model", "tiling", "intensity"),
+        code=stage_code("predict", "model", "unet", "tiling", "intensity"),
         model=model_path(),
         raw=raw_store_of,
     output:

@@ -1,7 +1,7 @@
 rule train:
     input:
         code=stage_code(
-            "train", "model", "augment", "intensity", "labels", "averaging", "rollback"
+            "train", "model", "unet", "augment", "intensity", "labels", "averaging", "rollback"
         ),
         raw=[raw_store(name) for name in volumes_with_role("train")],
         labels=stores(volumes_with_role("train"), "labels.zarr"),
@@ -30,3 +30,30 @@ rule train:
         " --val-raw {input.val_raw} --val-labels {input.val_labels}"
         " --settings '{params.settings}' --checkpoint {params.checkpoint}"
         " --model {output.model} --log {output.log} --threads {threads} > {log} 2>&1"
+
+
+rule export_model:
+    input:
+        code=stage_code("modelzoo", "unet", "tiling", "intensity"),
+        model=f"{RESULTS}/model/model.pt",
+        sample=export_sample(),
+    output:
+        package=directory(f"{RESULTS}/model/bioimageio"),
+        archive=f"{RESULTS}/model/bioimageio.zip",
+    params:
+        name=config["export_model"]["name"],
+        authors=" ".join(f"--author {shlex.quote(a)}" for a in config["export_model"]["authors"]),
+        license=config["export_model"]["license"],
+    log:
+        log_path("export_model"),
+    benchmark:
+        benchmark_path("export_model")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg export-model {input.model} {output.package} --sample {input.sample}"
+        " --name {params.name:q} {params.authors} --license {params.license:q} > {log} 2>&1"
