@@ -28,6 +28,7 @@ localrules:
     all,
     summarize,
     export_segmentation,
+    view,
     report_data,
     report_augmentation,
     report_training,

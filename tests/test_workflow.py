@@ -23,6 +23,9 @@ def test_every_output_is_there_and_sound(finished_run):
     assert np.array_equal(io.open_zarr(results / "tiny_val/raw.zarr")[...], raw[3:4])
     assert io.open_zarr(results / "tiny_train/weights.zarr").shape == (3, 64, 64)
     assert (results / "model/model.pt").stat().st_size > 0
+    rdf = yaml.safe_load((results / "model/bioimageio/rdf.yaml").read_text())  # a model package
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]["depth"] == 2
+    assert (results / "model/bioimageio.zip").stat().st_size > 0
     log_lines = (results / "model/train_log.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in log_lines] == ["step", "5", "10"]
     probability = io.open_zarr(results / "tiny_val/probability.zarr")[...].astype(np.float32)
@@ -75,7 +78,7 @@ def dry_run_jobs(workdir: Path, config: dict) -> dict[str, int]:
 
 # What follows the predictions of one volume: (validate volumes only) evaluation and its reports.
 SEGMENT_ON = {
-    "segment": 1, "export_segmentation": 1, "report_volume": 1, "report_run": 1, "all": 1,
+    "segment": 1, "export_segmentation": 1, "view": 1, "report_volume": 1, "report_run": 1, "all": 1,
 }  # fmt: skip
 EVALUATE_ON = {
     "evaluate": 1, "evaluate_instances": 1, "summarize": 1, "report_prediction": 1,
@@ -102,6 +105,7 @@ def test_changed_predict_parameter_reruns_predict_and_downstream_only(finished_r
         **SEGMENT_ON,
         "segment": 2,
         "export_segmentation": 2,
+        "view": 2,
         "report_volume": 2,
         **EVALUATE_ON,
     }
@@ -114,9 +118,9 @@ def test_changed_weight_map_parameter_reruns_weights_train_and_downstream_not_ch
     changed = {**TINY_CONFIG, "weights": {"w0": 5.0}}
     jobs = dry_run_jobs(workdir, changed)
     assert jobs == {
-        "weights": 1, "report_data": 1, "report_augmentation": 1, "train": 1,
+        "weights": 1, "report_data": 1, "report_augmentation": 1, "train": 1, "export_model": 1,
         "report_training": 1, "predict": 2, **SEGMENT_ON, "segment": 2,
-        "export_segmentation": 2, "report_volume": 2, **EVALUATE_ON,
+        "export_segmentation": 2, "view": 2, "report_volume": 2, **EVALUATE_ON,
     }  # fmt: skip
 
 
@@ -125,8 +129,9 @@ def test_changed_normalisation_reruns_train_and_downstream_not_weights(finished_
     changed = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "normalize": "unit"}}
     jobs = dry_run_jobs(workdir, changed)
     assert jobs == {
-        "report_augmentation": 1, "train": 1, "report_training": 1, "predict": 2, **SEGMENT_ON,
-        "segment": 2, "export_segmentation": 2, "report_volume": 2, **EVALUATE_ON,
+        "report_augmentation": 1, "train": 1, "export_model": 1, "report_training": 1, "predict": 2,
+        **SEGMENT_ON,
+        "segment": 2, "export_segmentation": 2, "view": 2, "report_volume": 2, **EVALUATE_ON,
     }  # fmt: skip
 
 
@@ -135,7 +140,7 @@ def test_changed_minimum_cell_size_reruns_segmentation_not_prediction(finished_r
     changed = {**TINY_CONFIG, "segment": {**TINY_CONFIG["segment"], "min_size_px": 20}}
     jobs = dry_run_jobs(workdir, changed)
     # The ISBI errors score the probabilities, not the cells: evaluate and its figures stay.
-    assert jobs == {**SEGMENT_ON, "segment": 2, "export_segmentation": 2, "report_volume": 2,
+    assert jobs == {**SEGMENT_ON, "segment": 2, "export_segmentation": 2, "view": 2, "report_volume": 2,
                     "evaluate_instances": 1, "summarize": 1, "report_prediction": 1,
                     "report_instances": 1}  # fmt: skip
 
@@ -176,7 +181,7 @@ def test_changed_stage_code_reruns_that_stage_and_downstream(finished_run):
     with replaced(REPO / "workflow/unetseg/segment.py", lambda code: code + b"# edited\n"):
         jobs = dry_run_jobs(workdir, TINY_CONFIG)
     assert jobs == {
-        **SEGMENT_ON, "segment": 2, "export_segmentation": 2, "report_volume": 2,
+        **SEGMENT_ON, "segment": 2, "export_segmentation": 2, "view": 2, "report_volume": 2,
         "evaluate_instances": 1, "summarize": 1, "report_prediction": 1, "report_instances": 1,
     }  # fmt: skip
 
@@ -349,7 +354,7 @@ def test_fluorescence_images_train_per_image_and_split_touching_nuclei(tmp_path)
     assert f"at threshold {tuned['threshold']}" in log
     instances = json.loads((tmp_path / targets[0]).read_text())
     assert [entry["slice"] for entry in instances["per_slice"]] == [0]
-    assert instances["per_slice"][0]["objects"] == 39  # image 24 of the README's table
+    assert instances["per_slice"][0]["objects"] == 39  # page 24 in the data's README (dsb2018-nuclei)
     assert (tmp_path / targets[1]).stat().st_size > 10_000
     # The test volume chose nothing: neither training nor the tuning read it.
     commands = [line for line in (done.stdout + done.stderr).splitlines()

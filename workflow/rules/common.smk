@@ -1,5 +1,6 @@
 # Config validation, the volume table and path helpers; rules call only these.
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -126,6 +127,13 @@ def source_tiff(wildcards, kind):
     return VOLUMES[wildcards.volume][kind]
 
 
+def truth_store_of(wildcards):
+    """A volume's ground-truth label store, where it has labels ([] otherwise)."""
+    if "labels" not in VOLUMES[wildcards.volume]:
+        return []
+    return volume_path(wildcards.volume, "labels.zarr")
+
+
 def raw_tiff(wildcards):
     return source_tiff(wildcards, "raw")
 
@@ -221,10 +229,17 @@ def run_report_inputs():
     return [path for path in final_outputs() if not path.startswith(f"{RESULTS}/report/run.")]
 
 
+def export_sample():
+    """The raw store whose first slice gives a model package its test tile: the first validate
+    volume's (data the model was not trained on), else the first train volume's."""
+    names = volumes_with_role("validate") or volumes_with_role("train")
+    return raw_store(names[0])
+
+
 def final_outputs():
     evaluated = volumes_with_role(*EVALUATED)
     predicted = volumes_with_role(*EVALUATED, "predict")
-    outputs = stores(predicted, "segmentation.tif")
+    outputs = stores(predicted, "segmentation.tif") + stores(predicted, "view.zarr")
     outputs += [f"{RESULTS}/report/{name}/volume.png" for name in predicted]
     outputs += stores(evaluated, "metrics.json")
     outputs += [f"{RESULTS}/metrics_summary.tsv"] if evaluated else []
@@ -232,7 +247,7 @@ def final_outputs():
     outputs += [f"{RESULTS}/report/{name}/metrics.png" for name in evaluated]
     outputs += [f"{RESULTS}/report/{name}/instances.png" for name in evaluated]
     if not config["model"]["pretrained"]:
-        outputs += [f"{RESULTS}/report/training.png"]
+        outputs += [f"{RESULTS}/report/training.png", f"{RESULTS}/model/bioimageio.zip"]
         for name in volumes_with_role("train"):
             outputs += [f"{RESULTS}/report/{name}/{figure}.png" for figure in ("data", "augmentation")]
     return outputs + [f"{RESULTS}/report/run.png", f"{RESULTS}/report/run.html"]

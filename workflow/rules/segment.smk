@@ -73,3 +73,28 @@ rule export_segmentation:
         "../../envs/unetseg.yaml"
     shell:
         "unetseg export {input.segmentation} {output} > {log} 2>&1"
+
+
+rule view:
+    input:
+        code=stage_code("views", "export"),
+        raw=raw_store_of,
+        segmentation=volume_path("{volume}", "segmentation.zarr"),
+        truth=truth_store_of,
+    output:
+        directory(volume_path("{volume}", "view.zarr")),
+    params:
+        truth=lambda wildcards, input: f"--label truth={input.truth}" if input.truth else "",
+    log:
+        log_path("view", "{volume}"),
+    benchmark:
+        benchmark_path("view", "{volume}")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/unetseg.yaml"
+    shell:
+        "unetseg view {input.raw} {output} --label segmentation={input.segmentation}"
+        " {params.truth} > {log} 2>&1"

@@ -27,6 +27,7 @@ import zarr
 
 from unetseg import blocks, io, labels
 from unetseg.errors import UnetsegError
+from unetseg.progress import Counter, ProgressLog
 from unetseg.stores import is_zarr
 
 log = logging.getLogger(__name__)
@@ -287,8 +288,18 @@ def chunk_volume(
             for z in range(0, volume.shape[0], slab)
             for y in range(0, height, rows)
         ]  # fmt: skip
+        copied = Counter()
+
+        def copy_and_count(*arguments):
+            result = copy_slab(*arguments)
+            copied.add()
+            return result
+
+        px_per_slab = int(np.prod(volume.shape)) / len(slabs)
         try:
-            checks = run_on_threads(copy_slab, slabs, workers)
+            with ProgressLog(f"chunk {path.name}", "slabs", len(slabs), px_per_slab,
+                             lambda: copied.value):  # fmt: skip
+                checks = run_on_threads(copy_and_count, slabs, workers)
         except (tifffile.TiffFileError, ValueError, OSError) as error:
             raise UnetsegError(f"{path}: corrupt or truncated TIFF ({error})") from error
         attrs = {"source": str(path), "slices": list(slices) if slices else None}

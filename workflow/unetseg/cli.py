@@ -21,6 +21,12 @@ def triple(text: str, cast=int) -> tuple:
     return values
 
 
+def label_argument(text: str) -> str:
+    if "=" not in text or not text.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"expected NAME=STORE, got '{text}'")
+    return text
+
+
 def settings(text: str) -> dict:
     """JSON text, or a path to a JSON/YAML file."""
     if text.lstrip().startswith("{"):
@@ -70,6 +76,20 @@ def cmd_chunk(args) -> None:
         match_channel=args.match_channel,
         ignore_label=args.ignore_label,
     )
+
+
+def cmd_export_model(args) -> None:
+    from unetseg.modelzoo import export_model
+
+    export_model(args.model, args.out, args.sample, name=args.name, authors=tuple(args.author),
+                 license_id=args.license, voxel_size=args.voxel_size)  # fmt: skip
+
+
+def cmd_view(args) -> None:
+    from unetseg.views import write_view
+
+    labels = dict(label.split("=", 1) for label in args.label)
+    write_view(args.raw, args.out, labels)
 
 
 def cmd_export(args) -> None:
@@ -343,6 +363,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("export", cmd_export, "Stream a Zarr volume into a TIFF (ImageJ metadata).")
     sub.add_argument("zarr", help="input .zarr store (its full-resolution array)")
     sub.add_argument("tiff", help="output TIFF (BigTIFF when large)")
+
+    sub = command(
+        "export-model",
+        cmd_export_model,
+        "A trained model as a bioimage.io model package (OUT/ and OUT.zip) for deepImageJ, "
+        "ilastik and napari.",
+    )
+    sub.add_argument("model", help="model.pt from unetseg train")
+    sub.add_argument("out", help="package folder to write (and OUT.zip beside it)")
+    sub.add_argument("--sample", required=True,
+                     help="a .zarr store or TIFF whose first slice gives the test tile")  # fmt: skip
+    sub.add_argument("--name", default="U-Net (unetseg)", help="the model's name")
+    sub.add_argument("--author", action="append", default=[], help="an author (repeatable)")
+    sub.add_argument("--license", default="MIT", help="SPDX licence of the weights")
+    sub.add_argument("--voxel-size", type=lambda t: triple(t, float),
+                     help="z,y,x in µm (default: the sample's)")  # fmt: skip
+
+    sub = command(
+        "view",
+        cmd_view,
+        "One OME-Zarr store of an image with its label images (links, no copies), for napari.",
+    )
+    sub.add_argument("raw", help="the image's OME-Zarr store")
+    sub.add_argument("out", help="the view store to write")
+    sub.add_argument("--label", action="append", default=[], type=label_argument,
+                     help="NAME=STORE: a label image (repeatable)")  # fmt: skip
 
     sub = command("weights", cmd_weights, "Weight maps of the paper (Eq. 2) from a label store.")
     sub.add_argument("labels", help="label .zarr store")

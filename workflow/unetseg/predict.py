@@ -25,6 +25,7 @@ from dask.delayed import Delayed
 from unetseg import blocks, intensity, io, tiling
 from unetseg.errors import UnetsegError
 from unetseg.model import UNet, autocast, pick_device, prepare, to_device
+from unetseg.progress import ProgressLog
 from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC
 
 log = logging.getLogger(__name__)
@@ -331,7 +332,14 @@ def predict_volume(
     every_task = block_tasks(
         task, raw, raw_chunks, target, done_folder, grey_mappings, todo, f"predict-{token}"
     )
-    with dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options:
+    already = len(every_block) - len(todo)
+    px_per_chunk = int(np.prod(raw.shape)) / len(every_block)
+    with (
+        dask_scheduler(scheduler, workers, threads, scheduler_address) as compute_options,
+        # chunks done, counted by their marker files: the workers may be other processes
+        ProgressLog("predict", "chunks", len(todo), px_per_chunk,
+                    lambda: len(os.listdir(done_folder)) - already),
+    ):  # fmt: skip
         dask.compute(every_task, **compute_options)
     io.remove_path(done_folder)
     with io.atomic_output(out_path) as tmp:
