@@ -13,6 +13,7 @@ from bench import (
     recipe,
     segment,
     sparse,
+    summary,
     train,
     workflow,
 )
@@ -30,6 +31,7 @@ FAMILIES = {
     **sparse.BENCHMARKS,
     **normalize.BENCHMARKS,
     **gpu.BENCHMARKS,
+    **summary.BENCHMARKS,
 }
 
 

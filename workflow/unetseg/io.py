@@ -59,7 +59,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 def remove_leftovers(final: Path) -> None:
     """Remove the temporary and scratch siblings of `final` that a killed writer left behind
     (a weights or segment store's can hold gigabytes). Only one writer makes a path at a time:
-    Snakemake runs one job per output, and the README asks for one run per folder."""
+    Snakemake runs one job per output, and docs/cluster-and-gpus.md asks for one run per folder."""
     for kind in ("tmp", "scratch"):
         for stale in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
             log.info("removing %s, left by a writer that did not finish", stale)
