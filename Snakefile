@@ -8,9 +8,6 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo_data.smk"
 include: "workflow/rules/chunk.smk"
@@ -20,6 +17,9 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+
+
+report: front_page()
 
 
 # Light steps run on the submitting node when a cluster executor is used (report_volume reads a

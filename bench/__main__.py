@@ -16,6 +16,7 @@ from bench import (
     summary,
     train,
     workflow,
+    writers,
 )
 
 FAMILIES = {
@@ -32,6 +33,7 @@ FAMILIES = {
     **normalize.BENCHMARKS,
     **gpu.BENCHMARKS,
     **summary.BENCHMARKS,
+    **writers.BENCHMARKS,
 }
 
 

@@ -69,13 +69,19 @@ def write_tiny_workdir(workdir: Path, config: dict = TINY_CONFIG) -> Path:
     return workdir
 
 
-def snakemake(workdir: Path, *arguments: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake_command(workdir: Path, *arguments: str) -> tuple[list[str], dict]:
+    """The command line and environment of a real Snakemake run of the workflow in `workdir`."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2",
         *arguments,
     ]  # fmt: skip
+    return command, env
+
+
+def snakemake(workdir: Path, *arguments: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    command, env = snakemake_command(workdir, *arguments)
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 

@@ -505,7 +505,9 @@ def test_exported_tiffs_carry_their_voxel_size_and_labels_fit_uint16(
 def test_float_and_signed_stores_keep_their_type_in_the_export(tmp_path):
     for dtype in (np.int32, np.float32):
         volume = np.arange(-5, 15, dtype=dtype).reshape(1, 4, 5)
-        store = io.create_ome_zarr(tmp_path / f"{dtype.__name__}.zarr", volume.shape, dtype, (1, 4, 5))
+        store = io.create_ome_zarr(
+            tmp_path / f"{dtype.__name__}.zarr", volume.shape, dtype, (1, 4, 5)
+        )
         store[...] = volume
         export_tiff(tmp_path / f"{dtype.__name__}.zarr", tmp_path / "out.tif")
         assert tifffile.imread(tmp_path / "out.tif").dtype == dtype

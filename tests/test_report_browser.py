@@ -32,8 +32,10 @@ def test_report_renders_sections_and_figures(finished_run):
         page.goto((workdir / "report.html").as_uri())
         sidebar = page.inner_text("body")
         assert all(section in sidebar for section in SECTIONS), sidebar[:500]
+        # the front page's headline: the validate volume's errors beside the paper's
+        assert "tiny_val" in sidebar and "U-Net, paper Table 1" in sidebar, sidebar[:1500]
         page.get_by_text("Prediction", exact=True).click()
-        page.get_by_text("tiny_val", exact=True).click()  # one subcategory per volume
+        page.get_by_role("link", name="tiny_val", exact=True).click()  # a subcategory per volume
         # Its two figures, one per tab: the held-out errors, then the volume's overview.
         previous = ""
         for tab in ("held-out slices and errors", "slices, cells and probabilities"):

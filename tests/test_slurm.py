@@ -18,10 +18,11 @@ import torch
 from conftest import REPO, TINY_CONFIG, write_tiny_workdir
 
 from bench.faults import digest_outputs
+from unetseg import runlock
 
 HARD_TIMEOUT_S = 900  # a stuck run fails the test instead of hanging CI
 NON_LOCAL_RULES = {"demo_data", "chunk_raw", "chunk_labels", "weights", "train", "predict",
-                   "segment", "evaluate", "evaluate_instances", "report_volume"}  # fmt: skip
+                   "segment", "evaluate", "evaluate_instances", "report_volume", "export_model"}  # fmt: skip
 
 
 def cluster_is_up() -> bool:
@@ -75,11 +76,26 @@ def job_info(job_id: int) -> str:
     ).stdout
 
 
+def refused_second_run(workdir: Path, first: subprocess.Popen) -> None:
+    """A second submitting process in the folder of a running one stops at once, naming it."""
+    lock = workdir / runlock.LOCK
+    deadline = time.monotonic() + HARD_TIMEOUT_S
+    while not lock.exists():
+        assert time.monotonic() < deadline and first.poll() is None, "the first run took no lock"
+        time.sleep(0.2)
+    second = snakemake_on_slurm(workdir, str(REPO / "profiles/slurm"))
+    output, _ = second.communicate(timeout=120)
+    assert second.returncode != 0, output[-2000:]
+    assert f"another run is working in this folder: PID {first.pid} on host" in output
+
+
 def test_demo_on_slurm_equals_local_run(finished_run, tmp_path):
     local_dir, _ = finished_run
     write_tiny_workdir(tmp_path)
     started = time.perf_counter()
-    finish(snakemake_on_slurm(tmp_path, str(REPO / "profiles/slurm")))
+    run = snakemake_on_slurm(tmp_path, str(REPO / "profiles/slurm"))
+    refused_second_run(tmp_path, run)
+    finish(run)
     seconds = time.perf_counter() - started
     jobs = slurm_job_ids(tmp_path)
     print(f"SLURM run: {seconds:.0f} s, job ids per rule: {jobs}")

@@ -354,7 +354,7 @@ def test_fluorescence_images_train_per_image_and_split_touching_nuclei(tmp_path)
     assert f"at threshold {tuned['threshold']}" in log
     instances = json.loads((tmp_path / targets[0]).read_text())
     assert [entry["slice"] for entry in instances["per_slice"]] == [0]
-    assert instances["per_slice"][0]["objects"] == 39  # page 24 in the data's README (dsb2018-nuclei)
+    assert instances["per_slice"][0]["objects"] == 39  # page 24 in the data README
     assert (tmp_path / targets[1]).stat().st_size > 10_000
     # The test volume chose nothing: neither training nor the tuning read it.
     commands = [line for line in (done.stdout + done.stderr).splitlines()

@@ -1,5 +1,6 @@
 # Config validation, the volume table and path helpers; rules call only these.
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from unetseg import intensity, settings, tiling  # noqa: E402  (no torch: keeps the DAG fast)
+from unetseg import headline, intensity, runlock, settings, tiling  # noqa: E402  (no torch: keeps the DAG fast)
+from unetseg.errors import UnetsegError  # noqa: E402
 from unetseg.stores import is_zarr  # noqa: E402
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
@@ -232,8 +234,8 @@ def run_report_inputs():
 def export_sample():
     """The raw store whose first slice gives a model package its test tile: the first validate
     volume's (data the model was not trained on), else the first train volume's."""
-    names = volumes_with_role("validate") or volumes_with_role("train")
-    return raw_store(names[0])
+    names = volumes_with_role("validate") or volumes_with_role("train") or list(VOLUMES)
+    return raw_store(names[0]) if names else []
 
 
 def final_outputs():
@@ -253,6 +255,16 @@ def final_outputs():
     return outputs + [f"{RESULTS}/report/run.png", f"{RESULTS}/report/run.html"]
 
 
+def front_page():
+    """The report's description: workflow.rst, with the evaluated volumes' headline once they
+    are scored (written under the results folder; the template alone before)."""
+    template = Path(workflow.basedir) / "workflow/report/workflow.rst"
+    rows = headline.volume_rows(RESULTS, volumes_with_role(*EVALUATED))
+    if not rows:
+        return str(template)
+    return str(headline.write_front_page(template, f"{RESULTS}/report/front.rst", rows).resolve())
+
+
 def print_metrics_summary():
     """Printed when the run succeeds: the headline metrics of every evaluated volume."""
     for name in volumes_with_role(*EVALUATED):
@@ -267,8 +279,28 @@ def print_metrics_summary():
             )
 
 
+def take_run_lock():
+    """One run per folder (unetseg.runlock): a second run stops here, before any job starts."""
+    try:
+        note = runlock.acquire()
+    except UnetsegError as error:
+        print(f"unetseg: {error}", file=sys.stderr)
+        os._exit(1)  # at once, and without the onerror hook, which would free the other's lock
+    if note:
+        print(f"unetseg: {note}", file=sys.stderr)
+
+
+onstart:
+    take_run_lock()
+
+
 onsuccess:
+    runlock.release()
     print_metrics_summary()
+
+
+onerror:
+    runlock.release()
 
 
 def stage_code(*modules):

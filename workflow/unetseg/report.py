@@ -16,16 +16,10 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from unetseg import blocks, io  # noqa: E402
+from unetseg.headline import PAPER_TABLE_1  # noqa: E402
 from unetseg.labels import store_conventions as label_conventions  # noqa: E402
 from unetseg.labels import without_ignored  # noqa: E402
 
-# Paper Table 1 (ISBI 2012 leaderboard, 6 March 2015): warping, Rand, pixel error.
-PAPER_TABLE_1 = {
-    "human": (0.000005, 0.0021, 0.0010),
-    "u-net (paper)": (0.000353, 0.0382, 0.0611),
-    "DIVE-SCI": (0.000355, 0.0305, 0.0584),
-    "IDSIA": (0.000420, 0.0504, 0.0613),
-}
 FALSE_POSITIVE = (0.8, 0.0, 0.8)  # magenta and green: distinguishable by colour-blind readers
 FALSE_NEGATIVE = (0.0, 0.7, 0.3)
 MAX_SLICES = 4

@@ -1,0 +1,64 @@
+"""The report's front page: the workflow description Snakemake shows first, with each evaluated
+volume's errors beside the paper's Table 1 and its instance AP, so a reader sees the result
+before opening a category. Light (no NumPy): the Snakefile builds it while parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+# Paper Table 1 (ISBI 2012 leaderboard, 6 March 2015): warping, Rand, pixel error.
+PAPER_TABLE_1 = {
+    "human": (0.000005, 0.0021, 0.0010),
+    "u-net (paper)": (0.000353, 0.0382, 0.0611),
+    "DIVE-SCI": (0.000355, 0.0305, 0.0584),
+    "IDSIA": (0.000420, 0.0504, 0.0613),
+}
+COLUMNS = ("volume", "pixel error", "Rand error", "warping error", "AP@0.5", "mean AP")
+
+
+def volume_rows(results: str | os.PathLike, names: list[str]) -> list[list[str]]:
+    """One row per volume whose metrics exist: its errors and, with instance metrics, its AP."""
+    rows = []
+    for name in names:
+        folder = Path(results) / name
+        metrics_path, instances_path = folder / "metrics.json", folder / "instance_metrics.json"
+        if not metrics_path.exists():
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        instances = json.loads(instances_path.read_text()) if instances_path.exists() else {}
+        rows.append([
+            name, f"{metrics['pixel_error']:.4f}", f"{metrics['rand_error']:.4f}",
+            f"{metrics['warping_error']:.6f}",
+            f"{instances['ap50']:.3f}" if "ap50" in instances else "–",
+            f"{instances['mean_ap']:.3f}" if "mean_ap" in instances else "–",
+        ])  # fmt: skip
+    return rows
+
+
+def headline_rst(rows: list[list[str]]) -> str:
+    """An rst table of the volumes' rows and the paper's, or '' without any volume."""
+    if not rows:
+        return ""
+    warping, rand, pixel = PAPER_TABLE_1["u-net (paper)"]
+    paper = ["U-Net, paper Table 1 (ISBI test set)", f"{pixel:.4f}", f"{rand:.4f}",
+             f"{warping:.6f}", "–", "–"]  # fmt: skip
+    lines = ["", "Headline (held-out volumes; errors lower is better, AP higher):", "",
+             ".. list-table::", "   :header-rows: 1", ""]  # fmt: skip
+    for row in [list(COLUMNS), *rows, paper]:
+        lines += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
+    return "\n".join(lines) + "\n"
+
+
+def write_front_page(template: str | os.PathLike, out: str | os.PathLike, rows) -> Path:
+    """`template` with the headline appended, written to `out` only when it changes (every
+    Snakemake start parses the workflow; jobs on other nodes too)."""
+    text = Path(template).read_text() + headline_rst(rows)
+    out = Path(out)
+    if not out.exists() or out.read_text() != text:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    return out
