@@ -301,6 +301,8 @@ def chunk_volume(
                              lambda: copied.value):  # fmt: skip
                 checks = run_on_threads(copy_and_count, slabs, workers)
         except (tifffile.TiffFileError, ValueError, OSError) as error:
+            if isinstance(error, OSError):
+                io.raise_if_disk_full(error, Path(out_path))  # the output's, not the TIFF's
             raise UnetsegError(f"{path}: corrupt or truncated TIFF ({error})") from error
         attrs = {"source": str(path), "slices": list(slices) if slices else None}
         if channel is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -534,5 +535,11 @@ def main(argv: list[str] | None = None) -> int:
         args.function(args)
     except UnetsegError as error:
         print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a full disk outside the outputs' own writes (scratch, logs)
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"unetseg {args.command}: error: {error.filename or 'a file'}: no space left on the "
+              f"device ({error.strerror}); free some space and rerun", file=sys.stderr)  # fmt: skip
         return 1
     return 0

@@ -43,7 +43,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
-        remove_path(final)
+        if final.is_dir():  # a file is replaced in one step: the old one stays until then
+            remove_path(final)
         os.replace(tmp, final)
     except OSError as error:
         # Root passes os.access; read-only or immutable folders still refuse the write.
@@ -51,9 +52,30 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
             raise UnetsegError(
                 f"{final.parent}: output folder is not writable ({error.strerror})"
             ) from error
+        raise_if_disk_full(error, final)
         raise
     finally:
         remove_path(tmp)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def raise_if_disk_full(error: OSError, path: Path, note: str = "nothing was kept") -> None:
+    """A full disk (or quota) as one line naming the output, what is left of it and the free
+    space, instead of a traceback."""
+    if error.errno in DISK_FULL:
+        raise UnetsegError(
+            f"{path}: no space left on the device ({error.strerror}; {free_mib(path.parent)} MiB "
+            f"free there); {note}: free some space and rerun"
+        ) from error
+
+
+def free_mib(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free // 2**20
+    except OSError:
+        return 0
 
 
 def remove_leftovers(final: Path) -> None:

@@ -340,7 +340,11 @@ def predict_volume(
         ProgressLog("predict", "chunks", len(todo), px_per_chunk,
                     lambda: len(os.listdir(done_folder)) - already),
     ):  # fmt: skip
-        dask.compute(every_task, **compute_options)
+        try:
+            dask.compute(every_task, **compute_options)
+        except OSError as error:
+            io.raise_if_disk_full(error, partial, "the chunks done so far are kept for the rerun")
+            raise
     io.remove_path(done_folder)
     with io.atomic_output(out_path) as tmp:
         os.replace(partial, tmp)

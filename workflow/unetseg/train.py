@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -446,8 +447,12 @@ def warn_if_constant(
 
 
 def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save into memory, then to disk: torch reports a full disk as a RuntimeError, a
+    plain write as the OSError that io.atomic_output names."""
+    buffer = BytesIO()
+    torch.save(obj, buffer)
     with io.atomic_output(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def model_file(model: UNet, config: TrainConfig, step: int, metrics: dict) -> dict:
@@ -701,7 +706,14 @@ def resume(path: Path, config: TrainConfig, run: Run) -> dict:
     fresh = {"step": 0, "log_rows": [], "best": None}
     if not path.exists():
         return fresh
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises several types for a truncated or damaged file
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        log.warning("checkpoint %s is unreadable (%s); set aside as %s, training starts afresh",
+                    path, error, aside.name)  # fmt: skip
+        return fresh
     if checkpoint.get("digest") != config.digest():
         log.info("ignoring checkpoint %s: it belongs to another configuration", path)
         return fresh
