@@ -59,3 +59,80 @@ def demo() -> None:
 
 
 BENCHMARKS = {"demo": demo}
+
+
+SCALE_VOLUMES = (1, 10, 100, 500)
+
+
+def scale_config(folder: Path, n_volumes: int) -> Path:
+    """N predict volumes (each its own name, all reading one small TIFF) and the shipped model."""
+    import numpy as np
+    import tifffile
+    import yaml
+
+    raw = folder / "raw.tif"
+    if not raw.exists():
+        tifffile.imwrite(raw, np.zeros((1, 64, 64), np.uint8))
+    config = {
+        "results": "results",
+        "volumes": [
+            {"name": f"v{i:04d}", "raw": str(raw), "role": "predict"} for i in range(n_volumes)
+        ],  # fmt: skip
+        "model": {
+            "pretrained": str(REPO / "models/isbi2012-cpu-16ch/model.pt"),
+            "depth": 4,
+            "base_channels": 16,
+        },  # fmt: skip
+        "segment": {"threshold": 0.5},
+    }
+    path = folder / f"config-{n_volumes}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def copy_volume_outputs(results: Path, first: str, name: str) -> None:
+    """The outputs of volume `first` as those of volume `name` (`cp -a`: the same contents and
+    modification times, so Snakemake finds them up to date as it found the first's)."""
+    for source in [results / first, results / "report" / first,
+                   *results.glob(f"logs/*/{first}.log"), *results.glob(f"benchmarks/*/{first}.tsv")]:  # fmt: skip
+        target = source.with_name(source.name.replace(first, name))
+        subprocess.run(["cp", "-a", str(source), str(target)], check=True)
+
+
+def workflow_scale(sizes=SCALE_VOLUMES, rounds: int = 3) -> None:
+    """noop_rerun_s_<N>_volumes, dag_s_<N>_volumes, report_s_<N>_volumes: how Snakemake's own
+    work grows with the number of volumes (what is timed is the DAG, the up-to-date checks and
+    the report, not the stages). One real run makes the first volume's outputs; the others get
+    copies of them (`cp -a`), so the tree is up to date without running 6 jobs per volume."""
+    for n_volumes in sizes:
+        with tempfile.TemporaryDirectory(prefix=f"unetseg-scale-{n_volumes}-") as folder:
+            workdir = Path(folder)
+            config = scale_config(workdir, n_volumes)
+            dag = [snakemake(workdir, "-n", config=config) for _ in range(rounds)]
+            if n_volumes == 1:
+                snakemake(workdir, config=config)
+            else:
+                real_first_volume(workdir, n_volumes)
+            noop = [snakemake(workdir, config=config) for _ in range(rounds)]
+            report = snakemake(workdir, "--report", str(workdir / "report.zip"), config=config)
+            common = {"volumes": n_volumes, "jobs_per_volume": 6, "rounds": rounds,
+                      "note": "the first volume's outputs copied for the others; medians"}  # fmt: skip
+            record(f"dag_s_{n_volumes}_volumes", round(statistics.median(dag), 2), "s",
+                   "linear in volumes", **common, runs=[round(s, 2) for s in dag])  # fmt: skip
+            record(f"noop_rerun_s_{n_volumes}_volumes", round(statistics.median(noop), 2), "s",
+                   "<= 10 at 500 volumes, linear", **common, runs=[round(s, 2) for s in noop])  # fmt: skip
+            record(f"report_s_{n_volumes}_volumes", round(report, 2), "s", "linear in volumes",
+                   **common)  # fmt: skip
+
+
+def real_first_volume(workdir: Path, n_volumes: int) -> None:
+    """Run the workflow for the first volume alone, then copy its outputs to the others and
+    make the run summary over all of them."""
+    one = scale_config(workdir, 1)
+    snakemake(workdir, config=one)
+    for i in range(1, n_volumes):
+        copy_volume_outputs(workdir / "results", "v0000", f"v{i:04d}")
+    snakemake(workdir, "--forcerun", "report_run", config=workdir / f"config-{n_volumes}.yaml")
+
+
+BENCHMARKS["workflow-scale"] = workflow_scale

@@ -1,10 +1,11 @@
-"""Maintained Zarr writers against our hand-written one (`blocks.write_block`), side by side in
-one run: zarr-python's own codec pipeline, the `zarrs` codec pipeline for zarr-python (Rust,
-parallel) and tensorstore, on the two write paths the workflow has: chunking (uint8 slabs of
-4096² slices, Blosc zstd 1, 512² chunks, optionally sharded one shard a slice) and prediction
-(float16 probability in 768² chunks, Blosc lz4 1, edge chunks partial). Each contender writes a
-new store every round from 2 threads, timed to the end of a sync; the stores are compared with
-the reference voxel for voxel."""
+"""Zarr writers side by side in one run, on the two write paths the workflow has: chunking
+(uint8 slabs of 4096² slices, Blosc zstd 1, 512² chunks, optionally sharded one shard a slice)
+and prediction (float16 probability in 768² chunks, Blosc lz4 1). The workflow's own writes
+(`blocks.write_block`: zarr with the zarrs pipeline, each chunk with its crc32c) against the same
+without checksums (their cost), zarr-python's own pipeline and tensorstore. (Until 0b288ae the
+reference was blocks.py's hand-written encoder, which these figures replaced.) Each contender
+writes a new store every round from 2 threads, timed to the end of a sync; every store is
+compared with the reference voxel for voxel."""
 
 from __future__ import annotations
 
@@ -40,11 +41,12 @@ def probability_slab(z: int) -> np.ndarray:
     return (np.sin(smooth / 40) * 0.5 + 0.5).astype(np.float16)[np.newaxis]
 
 
-def create(path: Path, case: dict):
+def create(path: Path, case: dict, checksums: bool = True):
     from unetseg import io
 
     return io.create_ome_zarr(path, case["shape"], case["dtype"], case["chunks"],
-                              compression=case["codec"], shards=case.get("shards"))  # fmt: skip
+                              compression=case["codec"], shards=case.get("shards"),
+                              checksums=checksums)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -63,21 +65,21 @@ def pipeline(name: str):
 
 
 def writers() -> dict:
-    """name -> write(store path, case, slabs): each writes slabs [z, z + 1) from THREADS threads."""
+    """name -> write(store path, case): each writes slabs [z, z + 1) from THREADS threads."""
     from unetseg import blocks, io
 
-    def with_zarr(name):
+    def with_blocks(checksums):
         def write(path, case):
-            with pipeline(name):
-                target = create(path, case)
-                run(lambda z: target.__setitem__(slice(z, z + 1), case["slab"](z)), case)
+            with pipeline("zarrs"):
+                target = create(path, case, checksums)
+                run(lambda z: blocks.write_block(target, (z, 0, 0), case["slab"](z)), case)
 
         return write
 
-    def with_blocks(path, case):
+    def with_zarr(path, case):
         with pipeline("zarr"):
             target = create(path, case)
-            run(lambda z: blocks.write_block(target, (z, 0, 0), case["slab"](z)), case)
+            run(lambda z: target.__setitem__(slice(z, z + 1), case["slab"](z)), case)
 
     def with_tensorstore(path, case):
         import tensorstore as ts
@@ -90,7 +92,7 @@ def writers() -> dict:
                          "path": str(path / io.ARRAY_NAME)}}, context=context).result()  # fmt: skip
         run(lambda z: array[z : z + 1].write(case["slab"](z)).result(), case)
 
-    return {"blocks": with_blocks, "zarr": with_zarr("zarr"), "zarrs": with_zarr("zarrs"),
+    return {"ours": with_blocks(True), "no_checksums": with_blocks(False), "zarr": with_zarr,
             "tensorstore": with_tensorstore}  # fmt: skip
 
 
@@ -130,8 +132,8 @@ def same_voxels(reference: Path, other: Path) -> bool:
 
 
 def compare_writers(rounds: int = 3, size: float = 1.0) -> dict:
-    """Each case's median seconds per writer; records `<case>_write_<writer>_vs_blocks` as the
-    writer's speed over blocks.write_block's (> 1: faster than ours)."""
+    """Each case's MiB/s per writer; records `<case>_write_checksums_cost` (time with crc32c over
+    without) and `<case>_write_<writer>_vs_ours` (its speed over the workflow's; > 1: faster)."""
     contenders = writers()
     chunk_slab(0)  # the texture made before any contender is timed
     figures = {}
@@ -143,17 +145,19 @@ def compare_writers(rounds: int = 3, size: float = 1.0) -> dict:
                  for writer, write in contenders.items()},
                 rounds,
             )  # fmt: skip
-            equal = {writer: same_voxels(folder / f"{name}-blocks-0.zarr", folder / f"{name}-{writer}-0.zarr")
+            equal = {writer: same_voxels(folder / f"{name}-ours-0.zarr", folder / f"{name}-{writer}-0.zarr")
                      for writer in contenders}  # fmt: skip
             mib = np.prod(case["shape"]) * np.dtype(case["dtype"]).itemsize / 2**20
             figures[name] = {w: round(mib / s, 1) for w, s in medians.items()}
-            for writer in contenders:
-                if writer == "blocks":
-                    continue
-                record(f"{name}_write_{writer}_vs_blocks", round(medians["blocks"] / medians[writer], 3),
-                       "x blocks.write_block's speed", "report (adopt the writer at >= 0.9)",
-                       mib_s=figures[name], same_voxels=equal[writer], rounds=rounds,
-                       threads=THREADS, case={k: str(v) for k, v in case.items() if k != "slab"})  # fmt: skip
+            common = {"mib_s": figures[name], "rounds": rounds, "threads": THREADS,
+                      "case": {k: str(v) for k, v in case.items() if k != "slab"}}  # fmt: skip
+            record(f"{name}_write_checksums_cost", round(medians["ours"] / medians["no_checksums"], 3),
+                   "x the time without crc32c", "report", same_voxels=equal["no_checksums"],
+                   **common)  # fmt: skip
+            for writer in ("zarr", "tensorstore"):
+                record(f"{name}_write_{writer}_vs_ours", round(medians["ours"] / medians[writer], 3),
+                       "x the workflow's write speed (zarrs, crc32c)", "report",
+                       same_voxels=equal[writer], **common)  # fmt: skip
             print(name, figures[name], equal, flush=True)
     return figures
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import sys
@@ -524,6 +523,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def damaged_input(args) -> str | None:
+    """Which input store holds a damaged chunk, and which chunk: the stores the command was
+    given are checked one by one (only after a read failed)."""
+    from unetseg import io
+
+    given = [
+        v for value in vars(args).values() for v in (value if isinstance(value, list) else [value])
+    ]
+    for path in (v for v in given if isinstance(v, str) and is_zarr(v)):
+        damaged = io.damaged_chunks(path)
+        if damaged:
+            return (f"{path}: chunk {', '.join(damaged[:5])} is damaged (its crc32c checksum does "
+                    "not match); rerun the step that wrote this store")  # fmt: skip
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -536,10 +551,15 @@ def main(argv: list[str] | None = None) -> int:
     except UnetsegError as error:
         print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except OSError as error:  # a full disk outside the outputs' own writes (scratch, logs)
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except (OSError, RuntimeError, ValueError) as error:
+        if "checksum" in str(error).lower():  # zarr's read of a damaged chunk
+            print(f"unetseg {args.command}: error: {damaged_input(args) or error}", file=sys.stderr)
+            return 1
+        from unetseg.io import DISK_FULL, os_errno
+
+        if os_errno(error) not in DISK_FULL:  # a full disk outside the outputs' own writes
             raise
-        print(f"unetseg {args.command}: error: {error.filename or 'a file'}: no space left on the "
-              f"device ({error.strerror}); free some space and rerun", file=sys.stderr)  # fmt: skip
+        print(f"unetseg {args.command}: error: {getattr(error, 'filename', None) or 'a file'}: no "
+              f"space left on the device ({error}); free some space and rerun", file=sys.stderr)  # fmt: skip
         return 1
     return 0

@@ -7,9 +7,11 @@ import errno
 import functools
 import glob
 import hashlib
+import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -17,11 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from unetseg.errors import UnetsegError
 
 log = logging.getLogger(__name__)
+
+# Zarr's codecs run in zarrs, a maintained, parallel Rust codec pipeline for zarr-python, in
+# every process that writes or reads a store (all import this module): as fast as the encoder
+# this package once wrote by hand, or faster (BENCHMARKS.md, writers).
+zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
 
 OME_VERSION = "0.5"
 ARRAY_NAME = "0"  # the full-resolution level of an OME-Zarr multiscale group
@@ -46,11 +53,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         if final.is_dir():  # a file is replaced in one step: the old one stays until then
             remove_path(final)
         os.replace(tmp, final)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:
         # Root passes os.access; read-only or immutable folders still refuse the write.
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if os_errno(error) in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise UnetsegError(
-                f"{final.parent}: output folder is not writable ({error.strerror})"
+                f"{final.parent}: output folder is not writable ({os.strerror(os_errno(error))})"
             ) from error
         raise_if_disk_full(error, final)
         raise
@@ -61,13 +68,23 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def raise_if_disk_full(error: OSError, path: Path, note: str = "nothing was kept") -> None:
+def os_errno(error: BaseException) -> int | None:
+    """The OS error number of an OSError, or of the RuntimeError that zarrs (Rust) raises for
+    one ("No space left on device (os error 28)")."""
+    if isinstance(error, OSError):
+        return error.errno
+    found = re.search(r"\(os error (\d+)\)", str(error))
+    return int(found[1]) if found else None
+
+
+def raise_if_disk_full(error: BaseException, path: Path, note: str = "nothing was kept") -> None:
     """A full disk (or quota) as one line naming the output, what is left of it and the free
     space, instead of a traceback."""
-    if error.errno in DISK_FULL:
+    number = os_errno(error)
+    if number in DISK_FULL:
         raise UnetsegError(
-            f"{path}: no space left on the device ({error.strerror}; {free_mib(path.parent)} MiB "
-            f"free there); {note}: free some space and rerun"
+            f"{path}: no space left on the device ({os.strerror(number)}; "
+            f"{free_mib(path.parent)} MiB free there); {note}: free some space and rerun"
         ) from error
 
 
@@ -154,13 +171,15 @@ def create_ome_zarr(
     shards: tuple[int, ...] | None = None,
     levels: int = 1,
     quantise_to_uint8: bool = False,
+    checksums: bool = True,
 ) -> zarr.Array:
     """Create a Zarr v3 group with OME-NGFF 0.5 metadata (axes z, y, x) and return its array.
 
     `shards` groups chunks into shard files (Zarr v3 sharding); `levels` > 1 declares a pyramid of
     arrays "1", "2", ... each halved in y and x (see `write_pyramid`), for viewers such as napari.
     `quantise_to_uint8` stores values in [0, 1] as round(255 v) bytes that read back as float32
-    (numcodecs' fixed-scale-offset filter): a quarter of the size, within 1/510.
+    (numcodecs' fixed-scale-offset filter): a quarter of the size, within 1/510. Each chunk ends
+    in its crc32c unless `checksums` is off (BENCHMARKS.md, writers: its cost).
     """
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     multiscale = {
@@ -189,9 +208,30 @@ def create_ome_zarr(
         shards=shards,
         dtype=np.float32 if quantise_to_uint8 else dtype,
         filters=[uint8_quantiser()] if quantise_to_uint8 else None,
-        compressors=blosc(**(compression or {})),
+        # each chunk ends in its crc32c: a damaged chunk is found on read, not used
+        compressors=[blosc(**(compression or {})), *([Crc32cCodec()] if checksums else [])],
         fill_value=fill_value,
     )
+
+
+def damaged_chunks(path: str | os.PathLike) -> list[str]:
+    """The chunks of a store whose crc32c does not match, found by reading each chunk once
+    (after a read failed: zarr's error names neither the store nor the chunk)."""
+    damaged = []
+    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+        array = open_zarr(path)
+        grid = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks, strict=True)]
+        for index in itertools.product(*grid):
+            region = tuple(
+                slice(i * c, (i + 1) * c) for i, c in zip(index, array.chunks, strict=True)
+            )
+            try:
+                array[region]
+            except (RuntimeError, ValueError) as error:
+                if "checksum" not in str(error).lower():
+                    raise
+                damaged.append("/".join(map(str, index)))
+    return damaged
 
 
 def uint8_quantiser():
