@@ -72,6 +72,7 @@ def chunk_benchmarks(sizes_gib=(1, 4), rounds: int = 3) -> None:
                    **common)  # fmt: skip
             if size_gib == max(sizes_gib):
                 against_cp(tiff, store, folder, common, rounds)
+                direct_vs_zarr(tiff, folder, common)
 
 
 def against_cp(tiff: Path, store: Path, folder: Path, common: dict, rounds: int) -> None:
@@ -96,6 +97,46 @@ def against_cp(tiff: Path, store: Path, folder: Path, common: dict, rounds: int)
     record("chunk_vs_cp_sharded", round(cp_s / sharded_s, 3), "x cp throughput", ">= 0.5",
            chunk_gib_s=round(gib / sharded_s, 3), cp_gib_s=round(gib / cp_s, 3), rounds=rounds,
            **{**common, "shards": shard.replace(",", "x")}, note=note)  # fmt: skip
+
+
+def direct_vs_zarr(tiff: Path, folder: Path, common: dict, rounds: int = 2) -> None:
+    """chunk_direct_vs_zarr: the same slabs written with `blocks.write_block` and with zarr's own
+    `array[...] = block`, in this process, alternating, each into a new store."""
+    import dask
+
+    from unetseg import blocks, io
+    from unetseg.chunk import ALL_ROWS, TiffPages
+
+    def by_blocks(target, z, slab):
+        blocks.write_block(target, (z, 0, 0), slab)
+
+    def by_zarr(target, z, slab):
+        target[z : z + len(slab)] = slab
+
+    def copy_seconds(write, out: Path) -> float:
+        into_page_cache(tiff)
+        started = time.perf_counter()
+        with io.bulk_writes(), TiffPages.of(tiff, depth, 0) as pages:
+            target = io.create_ome_zarr(out, (depth, SIDE, SIDE), np.uint8, (1, 512, 512))
+            tasks = [
+                dask.delayed(write)(target, z, pages.read(z, z + 1, ALL_ROWS)) for z in range(depth)
+            ]
+            dask.compute(*tasks, scheduler="threads", num_workers=2)
+        subprocess.run(["sync"], check=True)
+        return time.perf_counter() - started
+
+    depth = 64  # the first GiB of the volume
+    medians = alternating_medians(
+        {"blocks": lambda r: copy_seconds(by_blocks, folder / f"blocks-{r}.zarr"),
+         "zarr": lambda r: copy_seconds(by_zarr, folder / f"zarr-{r}.zarr")},
+        rounds,
+    )  # fmt: skip
+    gib = depth * SIDE * SIDE / 2**30
+    ours, theirs = medians["blocks"], medians["zarr"]
+    record("chunk_direct_vs_zarr", round(theirs / ours, 3), "x zarr's write", "> 1",
+           blocks_gib_s=round(gib / ours, 3), zarr_gib_s=round(gib / theirs, 3), rounds=rounds,
+           **{**common, "volume": f"{depth}x{SIDE}x{SIDE} uint8, first GiB of the BigTIFF"},
+           note="in-process, 2 Dask threads, each timed to the end of a sync")  # fmt: skip
 
 
 def codec_speeds(settings=(("zstd", 1), ("zstd", 3), ("lz4", 5))) -> None:

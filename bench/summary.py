@@ -27,7 +27,7 @@ PENDING = {
 
 
 # Figures of code that is gone, kept in the history below but not in the table.
-RETIRED = {"chunk_direct_vs_zarr"}  # blocks.py's encoder, replaced by zarrs (bench writers)
+RETIRED: set[str] = set()
 
 
 def newest_with_goals(lines: list[str]) -> dict[str, dict]:

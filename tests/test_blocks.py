@@ -1,19 +1,28 @@
-"""Blocks read straight from chunk and shard files must be what zarr itself reads; blocks written
-through zarr (the zarrs pipeline) read back as written."""
+"""Blocks written straight to chunk files must be what zarr itself writes, byte for byte."""
 
+import os
 import pickle
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import BytesCodec
+from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec
 
 from unetseg import blocks, io
 from unetseg.errors import UnetsegError
 
 SHAPE, CHUNKS = (3, 300, 270), (2, 128, 128)  # edge chunks on every axis
+
+
+def chunk_files(store: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and "c" in p.relative_to(store).parts
+    }
 
 
 def volume(dtype) -> np.ndarray:
@@ -22,11 +31,138 @@ def volume(dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
+def by_zarr_and_by_blocks(folder: Path, data, **options) -> tuple[zarr.Array, zarr.Array]:
+    with io.bulk_writes():
+        ours = io.create_ome_zarr(folder / "ours.zarr", SHAPE, data.dtype, CHUNKS, **options)
+        theirs = io.create_ome_zarr(folder / "theirs.zarr", SHAPE, data.dtype, CHUNKS, **options)
+    return write_both(ours, theirs, data)
+
+
 def array(path: Path, shards, dtype) -> zarr.Array:
     """A plain array (no OME metadata), unsharded or sharded."""
     return zarr.create_array(
         path, shape=SHAPE, chunks=CHUNKS, shards=shards, dtype=dtype, compressors=io.blosc()
     )
+
+
+def write_both(ours: zarr.Array, theirs: zarr.Array, data) -> tuple[zarr.Array, zarr.Array]:
+    theirs[...] = data
+    for z in (0, 2):  # two blocks, the second at the edge
+        blocks.write_block(ours, (z, 0, 0), data[z : z + 2])
+    return ours, theirs
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32", "float16"])
+def test_direct_chunks_are_zarrs_own_bytes(tmp_path, dtype):
+    data = volume(dtype)
+    ours, _ = by_zarr_and_by_blocks(tmp_path, data)
+    assert blocks.chunk_folder(ours) is not None  # the direct path is the one under test
+    written = chunk_files(tmp_path / "ours.zarr")
+    assert len(written) == 2 * 3 * 3
+    assert written == chunk_files(tmp_path / "theirs.zarr")
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours.zarr" / "0")[...], data)
+
+
+def test_a_float_block_is_cast_to_the_arrays_type_as_zarr_casts_it(tmp_path):
+    data = volume("float32")
+    with io.bulk_writes():
+        ours = io.create_ome_zarr(tmp_path / "ours.zarr", SHAPE, "float16", CHUNKS)
+        theirs = io.create_ome_zarr(tmp_path / "theirs.zarr", SHAPE, "float16", CHUNKS)
+    theirs[...] = data
+    blocks.write_block(ours, (0, 0, 0), data)
+    assert chunk_files(tmp_path / "ours.zarr") == chunk_files(tmp_path / "theirs.zarr")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float16"])
+@pytest.mark.parametrize("index_location", ["end", "start"])
+def test_direct_shards_are_zarrs_own_bytes(tmp_path, dtype, index_location):
+    data = volume(dtype)
+    shards = {"shape": (2, 256, 256), "index_location": index_location}  # edge shards too
+    with io.bulk_writes():
+        ours, theirs = (
+            array(tmp_path / name, shards, dtype) for name in ("ours.zarr", "theirs.zarr")
+        )
+    write_both(ours, theirs, data)
+    assert blocks.chunk_folder(ours) is not None
+    written = chunk_files(tmp_path / "ours.zarr")
+    assert len(written) == 2 * 2 * 2
+    assert written == chunk_files(tmp_path / "theirs.zarr")
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours.zarr")[...], data)
+
+
+@pytest.mark.parametrize("shards", [None, (2, 256, 256)], ids=["chunks", "shards"])
+def test_chunks_of_only_the_fill_value_are_skipped_as_zarr_skips_them(tmp_path, shards):
+    """With zarr's default `write_empty_chunks` off, all-zero chunks (and a shard of them) are
+    not stored; a file left from before is removed, as zarr removes it."""
+    data = volume("uint8")
+    data[:, :256] = 0  # the first shard row holds only zeros
+    ours, theirs = (
+        array(tmp_path / name, shards, "uint8") for name in ("ours.zarr", "theirs.zarr")
+    )
+    assert not ours.config.write_empty_chunks
+    blocks.write_block(ours, (0, 0, 0), np.full((2, *SHAPE[1:]), 9, np.uint8))  # to be removed
+    write_both(ours, theirs, data)
+    written = chunk_files(tmp_path / "ours.zarr")
+    assert written == chunk_files(tmp_path / "theirs.zarr")
+    assert len(written) == (2 * 1 * 2 if shards else 2 * 1 * 3)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "ours.zarr")[...], data)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda path: io.create_ome_zarr(path, SHAPE, "float32", CHUNKS, quantise_to_uint8=True),
+        lambda path: zarr.create_array(
+            path,
+            shape=SHAPE,
+            chunks=(2, 256, 256),
+            dtype="float32",
+            compressors=None,
+            serializer=ShardingCodec(
+                chunk_shape=CHUNKS, codecs=[BytesCodec(), BloscCodec()], index_codecs=[BytesCodec()]
+            ),
+        ),
+    ],
+    ids=["filtered", "index-without-crc32c"],
+)
+def test_other_layouts_go_through_zarr(tmp_path, make):
+    data = volume("float32") / 200
+    with io.bulk_writes():
+        ours, theirs = make(tmp_path / "ours.zarr"), make(tmp_path / "theirs.zarr")
+    write_both(ours, theirs, data)
+    assert blocks.chunk_folder(ours) is None
+    np.testing.assert_array_equal(ours[...], theirs[...])
+
+
+def test_a_block_off_the_chunk_grid_goes_through_zarr(tmp_path):
+    data = volume("uint8")
+    with io.bulk_writes():
+        ours = io.create_ome_zarr(tmp_path / "ours.zarr", SHAPE, data.dtype, CHUNKS)
+    assert not blocks.is_chunk_aligned(ours, (0, 64, 0), (2, 128, 128))
+    assert blocks.is_chunk_aligned(ours, (2, 256, 256), (1, 44, 14))  # ends at the edge
+    blocks.write_block(ours, (0, 64, 0), data[:2, 64:192, :128])
+    np.testing.assert_array_equal(ours[:2, 64:192, :128], data[:2, 64:192, :128])
+    assert ours[0, :64].max() == 0
+
+
+def test_a_store_in_memory_goes_through_zarr():
+    array = zarr.create_array(zarr.storage.MemoryStore(), shape=(4, 4), chunks=(2, 2), dtype="u1")
+    assert blocks.chunk_folder(array) is None
+    blocks.write_block(array, (0, 0), np.full((4, 4), 7, np.uint8))
+    assert (array[...] == 7).all()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sync_file_range is Linux's")
+def test_writeback_starts_through_libc_on_linux(tmp_path):
+    function = blocks.sync_file_range()
+    assert function is not None
+    file = os.open(tmp_path / "chunk", os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(file, b"x" * 4096)
+        assert function(file, 0, 0, blocks.SYNC_FILE_RANGE_WRITE) == 0
+        assert function(-1, 0, 0, blocks.SYNC_FILE_RANGE_WRITE) == -1  # the call reaches libc
+    finally:
+        os.close(file)
 
 
 REGIONS = [  # (offset, shape): whole, inside one chunk, across chunks, at every edge
@@ -54,7 +190,7 @@ def test_blocks_read_from_the_files_are_what_zarr_reads(tmp_path, dtype, shards)
         compressors=io.blosc(), fill_value=7,
     )  # fmt: skip
     stored[:2] = data[:2]  # the last plane is never written
-    assert blocks.chunk_folder(stored) is not None
+    assert blocks.chunk_folder(stored, for_writing=False) is not None
     cache = blocks.DecodedChunks(max_bytes=2**20)  # shared by the regions, as in prediction
     for offset, shape in REGIONS * 2:
         selection = tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
@@ -157,10 +293,10 @@ def test_blocks_read_from_a_read_only_store_and_from_other_arrays(tmp_path):
     selection = tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
     for array in (io.open_zarr(tmp_path / "p.zarr"), io.open_zarr(tmp_path / "q.zarr"), data):
         np.testing.assert_array_equal(blocks.read_block(array, offset, shape), array[selection])
-    assert blocks.chunk_folder(io.open_zarr(tmp_path / "p.zarr"))
+    assert blocks.chunk_folder(io.open_zarr(tmp_path / "p.zarr"), for_writing=False)
 
 
-def test_a_big_endian_store_is_read_through_zarr(tmp_path):
+def test_a_big_endian_store_is_neither_read_nor_written_directly(tmp_path):
     data = volume("uint16")
     stored = zarr.create_array(
         tmp_path / "b.zarr", shape=SHAPE, chunks=CHUNKS, dtype="uint16",
@@ -180,14 +316,3 @@ def test_a_damaged_shard_index_is_named(tmp_path):
     shard.write_bytes(bytes(damaged))
     with pytest.raises(UnetsegError, match=r"c/0/0/0: shard index is damaged"):
         blocks.read_block(stored, (0, 0, 0), (1, 10, 10))
-
-
-@pytest.mark.parametrize("shards", [None, (2, 256, 256)])
-def test_written_blocks_read_back_through_the_zarrs_pipeline(tmp_path, shards):
-    assert zarr.config.get("codec_pipeline.path") == "zarrs.ZarrsCodecPipeline"  # unetseg.io's
-    data = volume("float16")
-    stored = array(tmp_path / "w.zarr", shards, "float16")
-    for z in (0, 2):  # two blocks, the second at the edge
-        blocks.write_block(stored, (z, 0, 0), data[z : z + 2])
-    np.testing.assert_array_equal(blocks.read_block(stored, (0, 0, 0), SHAPE), data)
-    np.testing.assert_array_equal(zarr.open_array(tmp_path / "w.zarr")[...], data)

@@ -32,7 +32,7 @@ def raw_store(tmp_path):
 def test_stores_written_carry_a_checksum_per_chunk(raw_store):
     store, raw = raw_store
     array = io.open_zarr(store)
-    assert blocks.has_checksums(array) and blocks.chunk_folder(array) is not None
+    assert blocks.has_checksums(array) and blocks.chunk_folder(array, for_writing=False) is not None
     np.testing.assert_array_equal(blocks.read_block(array, (0, 0, 0), raw.shape), raw)
 
 
@@ -81,5 +81,8 @@ def test_a_store_without_checksums_is_read_as_it_is(tmp_path):
     theirs = zarr.create_array(str(tmp_path / "theirs.zarr"), shape=data.shape, chunks=(1, 32, 32),
                                dtype=np.uint8, compressors=io.blosc())  # fmt: skip
     theirs[...] = data
-    assert not blocks.has_checksums(theirs) and blocks.chunk_folder(theirs) is not None
+    assert (
+        not blocks.has_checksums(theirs)
+        and blocks.chunk_folder(theirs, for_writing=False) is not None
+    )
     np.testing.assert_array_equal(blocks.read_block(theirs, (0, 0, 0), data.shape), data)

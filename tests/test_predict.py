@@ -103,7 +103,7 @@ def test_prediction_reads_sharded_and_uint16_raw_stores_directly(
     chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr", (1, 16, 16),
                  shards=(1, 32, 32))  # fmt: skip
     stored = io.open_zarr(tmp_path / "raw.zarr")
-    assert stored.shards == (1, 32, 32) and blocks.chunk_folder(stored)
+    assert stored.shards == (1, 32, 32) and blocks.chunk_folder(stored, for_writing=False)
     predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr", tile_out=28,
                    block_px=48, out_dtype="float32")  # fmt: skip
     probability = io.open_zarr(tmp_path / "p.zarr")

@@ -302,7 +302,7 @@ def chunk_volume(
                 checks = run_on_threads(copy_and_count, slabs, workers)
         except (tifffile.TiffFileError, ValueError, OSError, RuntimeError) as error:
             io.raise_if_disk_full(error, Path(out_path))  # the output's, not the TIFF's
-            if isinstance(error, RuntimeError):  # zarrs' other write errors
+            if isinstance(error, RuntimeError):  # not the TIFF's
                 raise
             raise UnetsegError(f"{path}: corrupt or truncated TIFF ({error})") from error
         attrs = {"source": str(path), "slices": list(slices) if slices else None}

@@ -25,11 +25,6 @@ from unetseg.errors import UnetsegError
 
 log = logging.getLogger(__name__)
 
-# Zarr's codecs run in zarrs, a maintained, parallel Rust codec pipeline for zarr-python, in
-# every process that writes or reads a store (all import this module): as fast as the encoder
-# this package once wrote by hand, or faster (BENCHMARKS.md, writers).
-zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
-
 OME_VERSION = "0.5"
 ARRAY_NAME = "0"  # the full-resolution level of an OME-Zarr multiscale group
 
@@ -69,8 +64,8 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def os_errno(error: BaseException) -> int | None:
-    """The OS error number of an OSError, or of the RuntimeError that zarrs (Rust) raises for
-    one ("No space left on device (os error 28)")."""
+    """The OS error number of an OSError, or of an error from Rust code (zarrs, tensorstore)
+    that names one ("No space left on device (os error 28)")."""
     if isinstance(error, OSError):
         return error.errno
     found = re.search(r"\(os error (\d+)\)", str(error))
@@ -218,19 +213,16 @@ def damaged_chunks(path: str | os.PathLike) -> list[str]:
     """The chunks of a store whose crc32c does not match, found by reading each chunk once
     (after a read failed: zarr's error names neither the store nor the chunk)."""
     damaged = []
-    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
-        array = open_zarr(path)
-        grid = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks, strict=True)]
-        for index in itertools.product(*grid):
-            region = tuple(
-                slice(i * c, (i + 1) * c) for i, c in zip(index, array.chunks, strict=True)
-            )
-            try:
-                array[region]
-            except (RuntimeError, ValueError) as error:
-                if "checksum" not in str(error).lower():
-                    raise
-                damaged.append("/".join(map(str, index)))
+    array = open_zarr(path)
+    grid = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks, strict=True)]
+    for index in itertools.product(*grid):
+        region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, array.chunks, strict=True))
+        try:
+            array[region]
+        except (RuntimeError, ValueError) as error:
+            if "checksum" not in str(error).lower():
+                raise
+            damaged.append("/".join(map(str, index)))
     return damaged
 
 
