@@ -59,7 +59,7 @@ def export_model(
     check_name(name)
     model, checkpoint = load_model(model_path)
     config = checkpoint["model_config"]
-    preprocessing, data_type = grey_value_steps(checkpoint, sample)
+    preprocessing = grey_value_steps(checkpoint, sample)
     tile = test_tile(sample, config["depth"])
     output = model_output(model, tile, preprocessing)
     out_dir, archive = Path(out_dir), Path(f"{out_dir}.zip")
@@ -75,7 +75,7 @@ def export_model(
         shutil.copyfile(unet.__file__, tmp / "unet.py")
         write_cover(tmp / "cover.png", tile, output, tiling.context_px(config["depth"]))
         voxel = voxel_size or sample_voxel_size(sample)
-        rdf = description(checkpoint, name, authors, license_id, preprocessing, data_type, voxel)
+        rdf = description(checkpoint, name, authors, license_id, preprocessing, voxel)
         (tmp / "README.md").write_text(documentation(checkpoint, name, preprocessing))
         add_checksums(rdf, tmp)
         (tmp / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False))
@@ -101,10 +101,10 @@ def torchscript(model: unet.UNet) -> torch.jit.ScriptModule:
         return torch.jit.script(model)
 
 
-def grey_value_steps(checkpoint: dict, sample) -> tuple[list[dict], str]:
-    """The bioimage.io preprocessing that reproduces the model's grey-value normalisation, and
-    the input's data type (the sample's). A model trained with one percentile mapping per volume
-    gets each image's own percentiles: a 2D package sees one image at a time."""
+def grey_value_steps(checkpoint: dict, sample) -> list[dict]:
+    """The bioimage.io preprocessing that reproduces the model's grey-value normalisation (for
+    `unit`, the sample's type sets the divisor). A model trained with one percentile mapping per
+    volume gets each image's own percentiles: a 2D package sees one image at a time."""
     settings = checkpoint.get("train_config", {})
     method = settings.get("normalize", "unit")
     dtype = sample_dtype(sample)
@@ -124,7 +124,7 @@ def grey_value_steps(checkpoint: dict, sample) -> tuple[list[dict], str]:
                 },  # fmt: skip
             }
         )
-    return steps, np.dtype(dtype).name
+    return steps
 
 
 def sample_dtype(sample) -> np.dtype:
@@ -200,7 +200,7 @@ def write_cover(path: Path, tile: np.ndarray, output: np.ndarray, context: int) 
     plt.imsave(path, side_by_side, cmap="gray", vmin=0, vmax=1)
 
 
-def description(checkpoint, name, authors, license_id, preprocessing, data_type, voxel) -> dict:
+def description(checkpoint, name, authors, license_id, preprocessing, voxel) -> dict:
     """rdf.yaml's content (format 0.5)."""
     config = checkpoint["model_config"]
     depth, context = config["depth"], tiling.context_px(config["depth"])
