@@ -33,7 +33,7 @@ ARMS = {
         "train": {"optimizer": "adamw", "learning_rate": 0.001, "ema_decay": 0.999},
     },
 }
-DSB_CONFIG_ARM = "group_ema"  # the arm that config/dsb2018.yaml is (its norm and average)
+DSB_CONFIG_ARM = "group"  # the arm that config/dsb2018.yaml is (GroupNorm, no average)
 DATASETS = {
     # name: (config files, data folder linked as data/<link>, evaluated volume, its role)
     "dsb": (["dsb2018.yaml"], DSB, "dsb2018", "dsb_test"),
