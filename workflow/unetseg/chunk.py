@@ -300,10 +300,9 @@ def chunk_volume(
             with ProgressLog(f"chunk {path.name}", "slabs", len(slabs), px_per_slab,
                              lambda: copied.value):  # fmt: skip
                 checks = run_on_threads(copy_and_count, slabs, workers)
-        except (tifffile.TiffFileError, ValueError, OSError, RuntimeError) as error:
-            io.raise_if_disk_full(error, Path(out_path))  # the output's, not the TIFF's
-            if isinstance(error, RuntimeError):  # not the TIFF's
-                raise
+        except (tifffile.TiffFileError, ValueError, OSError) as error:
+            if isinstance(error, OSError):
+                io.raise_if_disk_full(error, Path(out_path))  # the output's, not the TIFF's
             raise UnetsegError(f"{path}: corrupt or truncated TIFF ({error})") from error
         attrs = {"source": str(path), "slices": list(slices) if slices else None}
         if channel is not None:

@@ -551,15 +551,17 @@ def main(argv: list[str] | None = None) -> int:
     except UnetsegError as error:
         print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except (OSError, RuntimeError, ValueError) as error:
-        if "checksum" in str(error).lower():  # zarr's read of a damaged chunk
-            print(f"unetseg {args.command}: error: {damaged_input(args) or error}", file=sys.stderr)
-            return 1
-        from unetseg.io import DISK_FULL, os_errno
-
-        if os_errno(error) not in DISK_FULL:  # a full disk outside the outputs' own writes
+    except ValueError as error:
+        if "checksum" not in str(error).lower():  # zarr's read of a damaged chunk
             raise
-        print(f"unetseg {args.command}: error: {getattr(error, 'filename', None) or 'a file'}: no "
-              f"space left on the device ({error}); free some space and rerun", file=sys.stderr)  # fmt: skip
+        print(f"unetseg {args.command}: error: {damaged_input(args) or error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a full disk outside the outputs' own writes (scratch, logs)
+        from unetseg.io import DISK_FULL
+
+        if error.errno not in DISK_FULL:
+            raise
+        print(f"unetseg {args.command}: error: {error.filename or 'a file'}: no space left on the "
+              f"device ({error.strerror}); free some space and rerun", file=sys.stderr)  # fmt: skip
         return 1
     return 0

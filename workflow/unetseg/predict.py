@@ -342,7 +342,7 @@ def predict_volume(
     ):  # fmt: skip
         try:
             dask.compute(every_task, **compute_options)
-        except (OSError, RuntimeError) as error:
+        except OSError as error:
             io.raise_if_disk_full(error, partial, "the chunks done so far are kept for the rerun")
             raise
     io.remove_path(done_folder)
