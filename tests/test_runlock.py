@@ -2,6 +2,7 @@
 process is gone is taken over. Unit cases, then real Snakemake processes."""
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -31,7 +32,7 @@ def holder_file(path, pid, host=None, start="auto"):
 def test_acquire_release_and_a_live_holder(tmp_path, sleeper):
     lock = tmp_path / "run.lock"
     assert runlock.acquire(lock) is None
-    assert json.loads(lock.read_text())["pid"] == __import__("os").getpid()
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
     runlock.release(lock)
     assert not lock.exists()
     holder_file(lock, sleeper.pid)

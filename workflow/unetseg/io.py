@@ -266,15 +266,20 @@ def store_name(path: str | os.PathLike) -> str:
     )
 
 
-def open_zarr(path: str | os.PathLike, mode: str = "r") -> zarr.Array:
-    """Open the full-resolution array of an OME-Zarr group, or a bare Zarr array."""
+def open_node(path: str | os.PathLike, mode: str = "r") -> zarr.Array | zarr.Group:
+    """The Zarr group or array at `path`, or one line saying why it cannot be opened."""
     path = Path(path)
     if not path.exists():
         raise UnetsegError(f"{path}: no such Zarr store")
     try:
-        node = zarr.open(str(path), mode=mode)
+        return zarr.open(str(path), mode=mode)
     except Exception as error:  # zarr raises several types for a broken store
         raise UnetsegError(f"{path}: not a readable Zarr store ({error})") from error
+
+
+def open_zarr(path: str | os.PathLike, mode: str = "r") -> zarr.Array:
+    """Open the full-resolution array of an OME-Zarr group, or a bare Zarr array."""
+    node = open_node(path, mode)
     if isinstance(node, zarr.Group):
         datasets = multiscale(node).get("datasets") or [{"path": ARRAY_NAME}]
         full_resolution = datasets[0]["path"]

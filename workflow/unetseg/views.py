@@ -50,10 +50,7 @@ def write_view(
 
 def ngff_group(path) -> zarr.Group:
     """An OME-Zarr v3 multiscale group: what the view links to."""
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception as error:  # zarr raises several types for a broken store
-        raise UnetsegError(f"{path}: not a readable Zarr store ({error})") from error
+    node = io.open_node(path)
     if not isinstance(node, zarr.Group) or node.metadata.zarr_format != 3:
         raise UnetsegError(f"{path}: a view needs an OME-Zarr 0.5 (Zarr v3) image group")
     if not io.multiscale(node).get("datasets"):
