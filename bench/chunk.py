@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from bench.record import alternating_medians, peak_rss_mb, record, seconds
+from bench.record import alternating_medians, commit, peak_rss_mb, record, seconds
 
 SIDE = 4096  # px; a 4096 x 4096 uint8 page is 16 MiB
 
@@ -256,7 +256,51 @@ def export_plane(folder: Path, size_gib: float) -> None:
         io.remove_path(path)
 
 
+def against_baseline(size_gib: int = 4, rounds: int = 3) -> None:
+    """chunk_vs_baseline: `unetseg chunk` of one BigTIFF by this checkout's code and by the
+    checkout UNETSEG_BASELINE names (a `git worktree`), and `cp` of the file, alternating, each
+    to the end of a sync with the page cache equalised: our speed over the baseline's."""
+    import os
+
+    from bench.record import checkouts
+
+    code = checkouts()
+    if "baseline" not in code:
+        raise SystemExit("bench chunk-baseline: set UNETSEG_BASELINE to another checkout")
+    baseline = Path(os.environ["UNETSEG_BASELINE"])
+    with tempfile.TemporaryDirectory(dir=Path.home()) as folder:
+        folder = Path(folder)
+        tiff = folder / "volume.tif"
+        write_bigtiff(tiff, n_slices=size_gib * 64)
+
+        def to_disk_with(code_path: Path | None, command: list) -> float:
+            """Wall time of `command` (with the package at `code_path`) to the end of a sync."""
+            env = {**os.environ, "PYTHONPATH": str(code_path)} if code_path else None
+            into_page_cache(tiff)
+            started = time.perf_counter()
+            subprocess.run([str(part) for part in command], check=True, env=env,
+                           capture_output=True)  # fmt: skip
+            subprocess.run(["sync"], check=True)
+            return time.perf_counter() - started
+
+        def chunk_with(name: str, round_: int) -> float:
+            return to_disk_with(code[name], chunk_command(tiff, folder / f"{name}-{round_}.zarr"))
+
+        def copy(round_: int) -> float:
+            return to_disk_with(None, ["cp", tiff, folder / f"copy-{round_}.tif"])
+
+        medians = alternating_medians(
+            {"ours": lambda r: chunk_with("ours", r), "baseline": lambda r: chunk_with("baseline", r),
+             "cp": copy}, rounds)  # fmt: skip
+        gib = tiff.stat().st_size / 2**30
+        record("chunk_vs_baseline", round(medians["baseline"] / medians["ours"], 3),
+               "x the baseline's chunking speed", "report", baseline=commit(baseline),
+               gib_s={name: round(gib / s, 3) for name, s in medians.items()}, rounds=rounds,
+               volume=f"{size_gib * 64}x{SIDE}x{SIDE} uint8 BigTIFF", threads=2)  # fmt: skip
+
+
 BENCHMARKS = {
+    "chunk-baseline": against_baseline,
     "chunk": chunk_benchmarks,
     "codecs": codec_speeds,
     "chunk-plane": plane_benchmarks,
