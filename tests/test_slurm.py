@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import REPO, TINY_CONFIG, write_tiny_workdir
 
 from bench.faults import digest_outputs
@@ -134,9 +135,9 @@ def test_preempted_train_job_resumes_from_checkpoint(tmp_path):
         (tmp_path / folder).mkdir()
         write_tiny_workdir(tmp_path / folder, config)
     target = "results/model/model.pt"
-    process = snakemake_on_slurm(
-        tmp_path / "slurm", str(REPO / "profiles/slurm"), "--until", "train"
-    )
+    # The retry asks for twice the memory: start where that fits this node.
+    profile = profile_with_bases(tmp_path / "profile", {("train", "mem_mb"): 2000})
+    process = snakemake_on_slurm(tmp_path / "slurm", str(profile), "--until", "train")
     train_log = tmp_path / "slurm/results/logs/train/all.log"
     deadline = time.monotonic() + HARD_TIMEOUT_S
     # Signal once the first checkpoint (step 100) is on disk: the SIGTERM checkpoint races with
@@ -204,3 +205,66 @@ def test_predict_on_dask_jobqueue_slurm_workers(tmp_path, caplog):
     assert np.array_equal(
         io.open_zarr(tmp_path / "s.zarr")[...], io.open_zarr(tmp_path / "t.zarr")[...]
     )
+
+
+def profile_with_bases(folder: Path, bases: dict[tuple[str, str], int]) -> Path:
+    """A copy of the SLURM profile whose set-resources expressions start from other bases (e.g.
+    train's runtime from 1 minute instead of 1440), their growth with `attempt` left as it is."""
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    for (rule, resource), base in bases.items():
+        expression = str(profile["set-resources"][rule][resource])
+        assert "attempt" in expression, f"{rule}.{resource} does not grow with attempt"
+        profile["set-resources"][rule][resource] = re.sub(r"^\d+", str(base), expression)
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return folder
+
+
+def submitted(output: str, rule: str) -> list[dict[str, int]]:
+    """Each submission of `rule` in Snakemake's output: its attempt's mem_mb and runtime (not
+    the job's own output, which Snakemake shows after a failure)."""
+    blocks = re.findall(rf"^rule {rule}:\n(?:    .*\n)*?    resources: (.*)\nJob \d+ has been submitted",
+                        output, re.M)  # fmt: skip
+    return [{key: int(re.search(rf"\b{key}=(\d+)", block)[1]) for key in ("mem_mb", "runtime")}
+            for block in blocks]  # fmt: skip
+
+
+def test_jobs_killed_for_memory_or_time_are_retried_with_more(tmp_path):
+    """SLURM kills predict over its memory (cgroup, OUT_OF_MEMORY) and train at its time limit
+    (TIMEOUT); Snakemake names the reason, and each retry asks for more, by the profile's
+    growth with `attempt` from small first sizes, and completes (train from its checkpoint)."""
+    # About 96 s of training: past attempt 1's one-minute limit (slurmctld enforces limits
+    # every 30 s), within attempt 3's three minutes.
+    config = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "steps": 1_000_000,
+                                       "max_minutes": 1.6, "validate_every": 200,
+                                       "checkpoint_every": 50}}  # fmt: skip
+    (tmp_path / "work").mkdir()
+    workdir = write_tiny_workdir(tmp_path / "work", config)
+    # predict's job peaks near 390 MB: 240 for Snakemake's job step, 150 for torch and the
+    # tiles. 300 lets it start (and log, so that Snakemake shows the SLURM log after it) and
+    # kills it; 600 suffices. Every resource grows at a retry: train's memory starts where
+    # attempt 3 fits this node.
+    bases = {("train", "runtime"): 1, ("train", "mem_mb"): 2000, ("predict", "mem_mb"): 300}
+    profile = profile_with_bases(tmp_path / "profile", bases)
+    output = finish(snakemake_on_slurm(workdir, str(profile), "--until", "evaluate"))
+    jobs = slurm_job_ids(workdir)
+    # The reason in Snakemake's report of the failed job: SLURM's state, or for a job step
+    # killed by the kernel (the job then ends FAILED) the SLURM log that Snakemake shows.
+    for rule, reason in (
+        ("predict", "Out Of Memory|OUT_OF_MEMORY|exceeded memory limit"),
+        ("train", "TIMEOUT"),
+    ):
+        errors = [part.split("Trying to restart job")[0]
+                  for part in output.split(f"Error in rule {rule}:")[1:]]  # fmt: skip
+        killed = [error for error in errors if re.search(reason, error)]
+        assert killed, f"no {rule} job reported {reason}:\n{output[-4000:]}"
+        print(f"{rule}: jobs {jobs[rule]}, {len(killed)} killed ({reason}):\n{killed[0][-1500:]}")
+    train, predict = submitted(output, "train"), submitted(output, "predict")
+    assert [job["runtime"] for job in train] == [1, 2, 3][: len(train)] and len(train) >= 2, train
+    mems = sorted({job["mem_mb"] for job in predict})
+    assert mems[:2] == [300, 600], predict
+    resumed = re.search(
+        r"resuming from .* at step (\d+)", (workdir / "results/logs/train/all.log").read_text()
+    )
+    assert resumed, "the retried train job started afresh"
+    assert (workdir / "results/tiny_val/metrics.json").exists()

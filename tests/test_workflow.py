@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-from conftest import REPO, TINY_CONFIG, jobs_in_dry_run, snakemake, write_tiff
+from conftest import REPO, TINY_CONFIG, jobs_in_dry_run, snakemake, write_tiff, write_tiny_workdir
 
 from unetseg import io
 
@@ -360,3 +360,34 @@ def test_fluorescence_images_train_per_image_and_split_touching_nuclei(tmp_path)
     commands = [line for line in (done.stdout + done.stderr).splitlines()
                 if "unetseg train " in line or "unetseg tune-segment " in line]  # fmt: skip
     assert len(commands) == 2 and not any("nuclei_test" in line for line in commands)
+
+
+def test_every_job_asks_for_more_when_retried():
+    """A job SLURM killed for its memory or time is retried with more (tests/test_slurm.py runs
+    it): every rule's mem_mb and runtime, and the SLURM profile's, grow with `attempt`."""
+    import re
+
+    for rules in (REPO / "workflow/rules").glob("*.smk"):
+        for resource, helper in (("mem_mb", "memory_mb"), ("runtime", "runtime_minutes")):
+            for value in re.findall(rf"^\s+{resource}=(.*),$", rules.read_text(), re.M):
+                assert value.startswith(f"{helper}("), f"{rules.name}: {resource}={value}"
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    assert profile["retries"] >= 1
+    for rule, resources in profile["set-resources"].items():
+        for resource in ("mem_mb", "runtime"):
+            assert "attempt" in str(resources[resource]), f"profiles/slurm: {rule}.{resource}"
+
+
+def test_site_settings_in_the_slurm_profile_reach_the_jobs(tmp_path):
+    """`slurm_account` under the SLURM profile's default-resources (as docs/cluster-and-gpus.md
+    says) is not replaced by the workflow profile (profiles/default), which Snakemake loads too."""
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    profile["default-resources"] = {"slurm_account": "lab_account"}
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+    (tmp_path / "work").mkdir()
+    write_tiny_workdir(tmp_path / "work")
+    done = snakemake(tmp_path / "work", "-n", "--profile", str(tmp_path / "profile"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    jobs = done.stdout.split("\nrule ")[1:]
+    assert jobs and all("slurm_account=lab_account" in job for job in jobs), done.stdout[-2000:]

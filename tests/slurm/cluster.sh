@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real single-node SLURM on localhost from Debian's packages (munge, slurmctld, slurmd), with
-# one fake GPU declared as a generic resource, for the workflow's SLURM tests.
+# one fake GPU declared as a generic resource and memory limits enforced, for the workflow's
+# SLURM tests.
 #   cluster.sh up      install if needed, write the config, start the daemons, wait until idle
 #   cluster.sh down    cancel jobs, stop the daemons by PID file
 #   cluster.sh status  sinfo and squeue
@@ -21,6 +22,23 @@ install() {
     fi
 }
 
+# How jobs are held to their --mem: as sites do, by the kernel in a memory cgroup (v1's
+# controller, where this host lets root create one; SLURM then reports a job over its limit
+# OUT_OF_MEMORY), else by slurmd sampling each step's memory every second and killing it
+# ("exceeded memory limit"). UNETSEG_SLURM_MEMORY=sampling forces the second.
+memory_plugins() {
+    local probe=/sys/fs/cgroup/memory/unetseg-probe
+    if [[ ${UNETSEG_SLURM_MEMORY:-cgroup} == cgroup ]] && mkdir "$probe" 2>/dev/null; then
+        rmdir "$probe"
+        printf '%s\n' ProctrackType=proctrack/cgroup TaskPlugin=task/cgroup \
+            JobAcctGatherType=jobacct_gather/none
+    else
+        printf '%s\n' ProctrackType=proctrack/linuxproc TaskPlugin=task/none \
+            JobAcctGatherType=jobacct_gather/linux JobAcctGatherFrequency=task=1 \
+            JobAcctGatherParams=OverMemoryKill
+    fi
+}
+
 write_config() {
     local memory_mb=$(( $(free -m | awk '/^Mem:/ {print $2}') - 1024 ))
     mkdir -p "$CONF_DIR" "$RUN_DIR" "$STATE_DIR/ctld" "$STATE_DIR/d" /var/log/slurm
@@ -35,18 +53,24 @@ StateSaveLocation=$STATE_DIR/ctld
 SlurmdSpoolDir=$STATE_DIR/d
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+$(memory_plugins)
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=500
 MinJobAge=300
 ReturnToService=2
 AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
 GresTypes=gpu
 NodeName=$HOST CPUs=$(nproc) RealMemory=$memory_mb Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+CONF
+    # Read only with proctrack/cgroup and task/cgroup.
+    cat > "$CONF_DIR/cgroup.conf" <<CONF
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=yes
+AllowedSwapSpace=0
 CONF
     cat > "$CONF_DIR/gres.conf" <<CONF
 AutoDetect=off

@@ -19,8 +19,8 @@ rule chunk_raw:
         benchmark_path("chunk_raw", "{volume}")
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -53,8 +53,8 @@ rule chunk_labels:
         benchmark_path("chunk_labels", "{volume}")
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     conda:
         "../../envs/unetseg.yaml"
     shell:

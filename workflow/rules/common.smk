@@ -111,6 +111,19 @@ def benchmark_path(rule_name, volume="all"):
     return f"{RESULTS}/benchmarks/{rule_name}/{volume}.tsv"
 
 
+def memory_mb(base):
+    """A rule's memory, doubled at each retry (Snakemake's attempt 1, 2, 3): a job the scheduler
+    killed for its memory (OUT_OF_MEMORY) asks for more. The SLURM profile scales its own
+    train and predict sizes the same way."""
+    return lambda wildcards, attempt: base * 2 ** (attempt - 1)
+
+
+def runtime_minutes(base):
+    """A rule's time limit, grown by `base` at each retry: a job killed at its limit (TIMEOUT)
+    asks for more; train resumes from its checkpoint."""
+    return lambda wildcards, attempt: base * attempt
+
+
 def model_path():
     return config["model"]["pretrained"] or f"{RESULTS}/model/model.pt"
 

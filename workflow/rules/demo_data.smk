@@ -14,8 +14,8 @@ rule demo_data:
         benchmark_path("demo_data")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:

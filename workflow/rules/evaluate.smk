@@ -18,8 +18,8 @@ rule evaluate:
         benchmark_path("evaluate", "{volume}")
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -41,8 +41,8 @@ rule evaluate_instances:
         benchmark_path("evaluate_instances", "{volume}")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -69,8 +69,8 @@ rule summarize:
         benchmark_path("summarize")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=memory_mb(1000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:

@@ -26,8 +26,8 @@ rule predict:
         benchmark_path("predict", "{volume}")
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=memory_mb(8000),
+        runtime=runtime_minutes(240),
         gpu=config["predict"]["gpus"],
     conda:
         "../../envs/unetseg.yaml"

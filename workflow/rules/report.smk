@@ -18,8 +18,8 @@ rule report_data:
         benchmark_path("report_data", "{volume}")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -44,8 +44,8 @@ rule report_training:
         benchmark_path("report_training")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=memory_mb(1000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -74,8 +74,8 @@ rule report_prediction:
         benchmark_path("report_prediction", "{volume}")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -105,8 +105,8 @@ rule report_instances:
         benchmark_path("report_instances", "{volume}")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -135,8 +135,8 @@ rule report_volume:
         benchmark_path("report_volume", "{volume}")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(30),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -163,8 +163,8 @@ rule report_metrics:
         benchmark_path("report_metrics", "{volume}")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=memory_mb(1000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -194,8 +194,8 @@ rule report_augmentation:
         benchmark_path("report_augmentation", "{volume}")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -229,8 +229,8 @@ rule report_run:
         benchmark_path("report_run")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:

@@ -15,8 +15,8 @@ rule tune_segment:
         benchmark_path("tune_segment")
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=memory_mb(4000),
+        runtime=runtime_minutes(60),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -45,8 +45,8 @@ rule segment:
         benchmark_path("segment", "{volume}")
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -67,8 +67,8 @@ rule export_segmentation:
         benchmark_path("export_segmentation", "{volume}")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=60,
+        mem_mb=memory_mb(1000),
+        runtime=runtime_minutes(60),
     conda:
         "../../envs/unetseg.yaml"
     shell:
@@ -91,8 +91,8 @@ rule view:
         benchmark_path("view", "{volume}")
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=memory_mb(1000),
+        runtime=runtime_minutes(10),
     conda:
         "../../envs/unetseg.yaml"
     shell:

@@ -20,8 +20,8 @@ rule train:
         benchmark_path("train")
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=1440,
+        mem_mb=memory_mb(8000),
+        runtime=runtime_minutes(1440),
         gpu=config["train"]["gpus"],
     conda:
         "../../envs/unetseg.yaml"
@@ -50,8 +50,8 @@ rule export_model:
         benchmark_path("export_model")
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=memory_mb(4000),
+        runtime=runtime_minutes(30),
     conda:
         "../../envs/unetseg.yaml"
     shell:

@@ -13,8 +13,8 @@ rule weights:
         benchmark_path("weights", "{volume}")
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     conda:
         "../../envs/unetseg.yaml"
     shell:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -546,6 +548,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if "SLURM_JOB_ID" in os.environ:
+        # First, so that the log of a job killed early (memory, time) is not empty: Snakemake
+        # then shows the job's SLURM log (the kill's reason) after it, and sacct/seff find it.
+        log.info("SLURM job %s on %s", os.environ["SLURM_JOB_ID"], socket.gethostname())
     try:
         args.function(args)
     except UnetsegError as error:
