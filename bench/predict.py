@@ -343,6 +343,61 @@ def predict_isbi_tta(rounds: int = 3) -> None:
            tile_out=516, rounds=rounds, workers=2)  # fmt: skip
 
 
+def predict_auto_vs_fp32(rounds: int = 3) -> None:
+    """cpu_predict_auto_vs_fp32: the predict defaults (precision and channels_last `auto`)
+    against fp32 in the default layout, end to end: the shipped ISBI CPU model on the held-out
+    training slices 16-19 (medians of alternating rounds, 2 workers), with what `auto` chose on
+    this CPU, both runs' ISBI 2012 errors and their largest probability difference: the
+    tolerance that `auto` is documented with (skipped without the ISBI data)."""
+    import tifffile
+
+    from bench.record import REPO
+    from bench.train import ISBI
+    from unetseg.chunk import chunk_volume
+    from unetseg.evaluate import evaluate_arrays, headline
+    from unetseg.model import cpu_bf16_instructions, resolved_precision
+
+    if not (ISBI / "train-volume.tif").exists():
+        print(f"bench predict-auto: no ISBI 2012 data at {ISBI}; skipped")
+        return
+    model_file, held_out = REPO / "models/isbi2012-cpu-16ch/model.pt", (16, 20)
+    truth = tifffile.imread(ISBI / "train-labels.tif")[held_out[0] : held_out[1]]
+    settings = {"fp32": ("fp32", False), "auto": ("auto", "auto")}
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        chunk_volume(ISBI / "train-volume.tif", folder / "raw.zarr", (1, 512, 512), held_out)
+
+        def ours(name):
+            precision, channels_last = settings[name]
+            return lambda round_: seconds(
+                lambda: predict_volume(
+                    model_file, folder / "raw.zarr", folder / f"p{name}-{round_}.zarr",
+                    tile_out=516, block_px=512, threads=2, workers=2, device="cpu",
+                    precision=precision, channels_last=channels_last, out_dtype="float32",
+                )
+            )  # fmt: skip
+
+        medians = alternating_medians({name: ours(name) for name in settings}, rounds)
+        probability = {name: io.open_zarr(folder / f"p{name}-0.zarr")[...] for name in settings}
+    errors = {name: headline(evaluate_arrays(truth, p, 2)) for name, p in probability.items()}
+    difference = np.abs(probability["auto"] - probability["fp32"])
+    chosen = resolved_precision("auto", torch.device("cpu"))
+    for key in ("rand_error", "pixel_error", "warping_error"):
+        print(f"{key}: {errors['fp32'][key]:.6f} fp32, {errors['auto'][key]:.6f} auto ({chosen})")
+    record("cpu_predict_auto_vs_fp32", round(medians["fp32"] / medians["auto"], 2),
+           "x fp32 speed (end to end)", "report (sets predict's defaults)",
+           auto_chose=f"{chosen}, channels_last", seconds_fp32=round(medians["fp32"], 2),
+           seconds_auto=round(medians["auto"], 2),
+           max_probability_difference=round(float(difference.max()), 4),
+           mean_probability_difference=round(float(difference.mean()), 5),
+           **{f"{key}_{name}": round(errors[name][key], 6) for name in settings
+              for key in ("rand_error", "pixel_error", "warping_error")},
+           cpu_bf16_instructions=cpu_bf16_instructions() or "none",
+           data="ISBI 2012 training slices 16-19 (held out)", network="models/isbi2012-cpu-16ch",
+           tile_out=516, rounds=rounds, workers=2)  # fmt: skip
+
+
 def predict_codecs(settings=(("zstd", 1), ("lz4", 1)), slices: int = 8) -> None:
     """predict_codec_lz4_vs_zstd: Blosc (byte shuffle) encoding speed on one thread, as each
     prediction task encodes its chunk, and the size, for float16 probability maps of the shipped
@@ -422,4 +477,5 @@ BENCHMARKS = {
     "predict-raw-cache": predict_raw_cache,
     "predict-isbi-tile": predict_isbi_tile,
     "predict-isbi-tta": predict_isbi_tta,
+    "predict-auto": predict_auto_vs_fp32,
 }

@@ -294,6 +294,51 @@ def cpu_bf16_cl_vs_fp32(repeats: int = 1) -> None:
            torch_cpu_capability=torch.backends.cpu.get_cpu_capability())  # fmt: skip
 
 
+def train_step_auto_vs_fp32(steps_per_round: int = 5, rounds: int = 3) -> None:
+    """cpu_train_step_auto_vs_fp32: training steps of the ISBI CPU overlay's network and tile
+    (train.training_step: forward, weighted loss, backward, clipping, SGD) with precision and
+    channels_last `auto` against fp32 in the default layout, alternating rounds of a few steps
+    on the same random batch; what `auto` chose on this CPU is recorded."""
+    settings = isbi_cpu_settings()
+    base = train.TrainConfig(**{**settings, "augment": train.AugmentConfig(**settings["augment"])})
+    device = torch.device("cpu")
+    configs = {
+        "fp32": dataclasses.replace(base, precision="fp32", channels_last=False),
+        "auto": train.resolved_for(dataclasses.replace(base, precision="auto", channels_last="auto"), device),
+    }  # fmt: skip
+    tile_in = tiling.input_size(base.tile_out, base.depth)
+    torch.manual_seed(0)
+    batch = (torch.rand(1, 1, tile_in, tile_in), torch.randint(0, 2, (1, base.tile_out, base.tile_out)),
+             torch.ones(1, base.tile_out, base.tile_out))  # fmt: skip
+    torch.set_num_threads(2)
+    runs = {}
+    for name, config in configs.items():
+        network = prepare(UNet(1, 2, **config.model_config()), device, config.channels_last)
+        runs[name] = (
+            network,
+            train.make_optimizer(network, config),
+            torch.amp.GradScaler("cpu", enabled=False),
+        )
+
+    def steps(name):
+        network, optimizer, scaler = runs[name]
+        return lambda round_: seconds(lambda: [
+            train.training_step(network, optimizer, scaler, batch, configs[name], device, step)
+            for step in range(steps_per_round)])  # fmt: skip
+
+    for name in configs:  # warm-up: oneDNN picks its kernels
+        steps(name)(0)
+    medians = alternating_medians({name: steps(name) for name in configs}, rounds)
+    record("cpu_train_step_auto_vs_fp32", round(medians["fp32"] / medians["auto"], 2),
+           "x fp32 step speed", "report (train keeps fp32 by default)",
+           auto_chose=f"{configs['auto'].precision}, channels_last {configs['auto'].channels_last}",
+           step_s_fp32=round(medians["fp32"] / steps_per_round, 3),
+           step_s_auto=round(medians["auto"] / steps_per_round, 3),
+           network=f"depth {base.depth}, {base.base_channels} channels, tile {tile_in} -> {base.tile_out}",
+           cpu_bf16_instructions=model.cpu_bf16_instructions() or "none", threads=2,
+           steps_per_round=steps_per_round, rounds=rounds)  # fmt: skip
+
+
 def train_stability(seeds: range = range(8)) -> None:
     """train_stability_<clip>: the demo network (depth 3, 16 channels, 300 steps, lr 0.01,
     momentum 0.99) trained from 8 seeds with and without gradient-norm clipping; a run has
@@ -436,6 +481,7 @@ BENCHMARKS = {
     "samples": samples_from_stores,
     "augment": augment_vs_pretensor,
     "precision": cpu_bf16_cl_vs_fp32,
+    "train-step-auto": train_step_auto_vs_fp32,
     "train-stability": train_stability,
     "train-stability-isbi": train_stability_isbi,
     # The overlay as it is now, rollbacks on (train.max_rollbacks 3): collapses left unhealed.

@@ -72,3 +72,20 @@ def test_unwritable_output_folder_is_one_clear_error(tmp_path, capsys):
     errors = capsys.readouterr().err.splitlines()
     assert errors == [f"unetseg demo-data: error: {locked}: output folder is not writable"]
     assert list(locked.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "given, parsed", [([], False), (["--channels-last"], True), (["--channels-last", "true"], True),
+                      (["--channels-last", "false"], False), (["--channels-last", "auto"], "auto")],
+)  # fmt: skip
+def test_channels_last_takes_a_flag_or_a_value(given, parsed):
+    args = build_parser().parse_args(["predict", "m.pt", "raw.zarr", "out.zarr", *given])
+    assert args.channels_last == parsed
+
+
+def test_channels_last_refuses_other_values(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["predict", "m.pt", "raw.zarr", "out.zarr", "--channels-last", "yes"]
+        )
+    assert "expected true, false or auto, got 'yes'" in capsys.readouterr().err

@@ -65,3 +65,51 @@ def test_bf16_channels_last_runs_on_cpu_close_to_fp32():
         with autocast(torch.device("cpu"), "bf16"):
             low = fast(x.contiguous(memory_format=torch.channels_last)).float()
     assert (low - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_auto_precision_is_bf16_only_where_the_device_runs_it_natively(monkeypatch):
+    from unetseg import model
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(model, "cpu_bf16_instructions", lambda: [])
+    assert model.resolved_precision("auto", cpu) == "fp32"  # emulated bf16 is slower (AVX2)
+    monkeypatch.setattr(model, "cpu_bf16_instructions", lambda: ["avx512_bf16"])
+    assert model.resolved_precision("auto", cpu) == "bf16"
+    for chosen in ("fp32", "bf16", "fp16"):  # a choice is kept as it is
+        assert model.resolved_precision(chosen, cpu) == chosen
+    assert [model.resolved_channels_last(v) for v in ("auto", True, False)] == [True, True, False]
+
+
+def test_auto_predicts_what_its_resolved_settings_predict(tmp_path, caplog):
+    """predict with precision and channels_last auto equals predict with what auto chose on
+    this machine, and says what that was."""
+    import logging
+
+    import numpy as np
+    import tifffile
+
+    from unetseg import io
+    from unetseg.chunk import chunk_volume
+    from unetseg.model import resolved_precision
+    from unetseg.predict import predict_volume
+
+    torch.manual_seed(0)
+    network = UNet(depth=2, base_channels=4)
+    torch.save(
+        {"model_config": network.config, "model_state": network.state_dict()}, tmp_path / "m.pt"
+    )
+    tifffile.imwrite(
+        tmp_path / "raw.tif", np.random.default_rng(0).integers(0, 255, (1, 60, 60), np.uint8)
+    )
+    chunk_volume(tmp_path / "raw.tif", tmp_path / "raw.zarr")
+    chosen = resolved_precision("auto", torch.device("cpu"))
+    common = dict(tile_out=28, block_px=56, device="cpu", out_dtype="float32")
+    with caplog.at_level(logging.INFO):
+        predict_volume(tmp_path / "m.pt", tmp_path / "raw.zarr", tmp_path / "auto.zarr",
+                       precision="auto", channels_last="auto", **common)  # fmt: skip
+    assert f"precision {chosen}, channels_last True" in caplog.text
+    predict_volume(tmp_path / "m.pt", tmp_path / "raw.zarr", tmp_path / "chosen.zarr",
+                   precision=chosen, channels_last=True, **common)  # fmt: skip
+    auto, explicit = (io.open_zarr(tmp_path / f"{name}.zarr")[...] for name in ("auto", "chosen"))
+    assert np.array_equal(auto, explicit)
+    assert io.zarr_attrs(tmp_path / "auto.zarr")["precision"] == chosen  # what ran, recorded

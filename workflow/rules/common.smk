@@ -124,6 +124,13 @@ def runtime_minutes(base):
     return lambda wildcards, attempt: base * attempt
 
 
+def channels_last_option(stage):
+    """--channels-last as the CLI takes it; none for false, as before 'auto' existed (so that
+    the params of finished runs still match)."""
+    value = config[stage]["channels_last"]
+    return "" if value is False else f"--channels-last {str(value).lower()}"
+
+
 def model_path():
     return config["model"]["pretrained"] or f"{RESULTS}/model/model.pt"
 

@@ -12,7 +12,7 @@ rule predict:
         scheduler=f"--scheduler {config['predict']['scheduler']}",
         workers=f"--workers {config['predict']['workers']}",
         precision=f"--precision {config['predict']['precision']}",
-        channels_last="--channels-last" if config["predict"]["channels_last"] else "",
+        channels_last=channels_last_option("predict"),
         device=f"--device {config['predict']['device']}",
         dtype=f"--dtype {config['predict']['dtype']}",
         cname=f"--cname {config['predict']['compressor']}",

@@ -29,6 +29,13 @@ def label_argument(text: str) -> str:
     return text
 
 
+def layout(text: str) -> bool | str:
+    """--channels-last's value: true, false or auto."""
+    if text not in ("true", "false", "auto"):
+        raise argparse.ArgumentTypeError(f"expected true, false or auto, got '{text}'")
+    return text if text == "auto" else text == "true"
+
+
 def settings(text: str) -> dict:
     """JSON text, or a path to a JSON/YAML file."""
     if text.lstrip().startswith("{"):
@@ -429,13 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations")
     sub.add_argument("--workers", type=int, default=1, help="Dask workers")
     sub.add_argument("--threads", type=int, default=1, help="CPU threads in all")
-    sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                     help="autocast type; fp16 on CUDA only")  # fmt: skip
+    sub.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"),
+                     help="autocast type; fp16 on CUDA only; auto: bf16 where native, else fp32")  # fmt: skip
     sub.add_argument("--cname", default=PROBABILITY_CODEC["cname"], choices=BLOSC_COMPRESSORS,
                      help="Blosc compressor of the probability store")  # fmt: skip
     sub.add_argument("--clevel", type=int, default=PROBABILITY_CODEC["clevel"],
                      help="its Blosc compression level")  # fmt: skip
-    sub.add_argument("--channels-last", action="store_true", help="channels_last memory layout")
+    sub.add_argument("--channels-last", nargs="?", const=True, default=False, type=layout,
+                     help="channels_last memory layout: true (alone too), false or auto")  # fmt: skip
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sub.add_argument(
         "--dtype", default="float16", choices=("float16", "float32", "uint8"),

@@ -24,7 +24,15 @@ from dask.delayed import Delayed
 
 from unetseg import blocks, intensity, io, tiling
 from unetseg.errors import UnetsegError
-from unetseg.model import UNet, autocast, pick_device, prepare, to_device
+from unetseg.model import (
+    UNet,
+    autocast,
+    pick_device,
+    prepare,
+    resolved_channels_last,
+    resolved_precision,
+    to_device,
+)
 from unetseg.progress import ProgressLog
 from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC
 
@@ -246,6 +254,14 @@ def block_name(z: int, rows, cols) -> str:
     return f"{z}_{rows[0]}_{cols[0]}"
 
 
+def resolved(precision: str, channels_last: bool | str, device: torch.device) -> tuple[str, bool]:
+    """'auto' precision and layout made what they are on `device`, logged."""
+    chosen = resolved_precision(precision, device), resolved_channels_last(channels_last)
+    if chosen != (precision, channels_last):
+        log.info("on %s: precision %s, channels_last %s", device, *chosen)
+    return chosen
+
+
 def predict_volume(
     model_path: str | os.PathLike,
     raw_path: str | os.PathLike,
@@ -257,7 +273,7 @@ def predict_volume(
     workers: int = 1,
     threads: int = 1,
     precision: str = "fp32",
-    channels_last: bool = False,
+    channels_last: bool | str = False,
     device: str = "auto",
     out_dtype: str = "float16",
     expect_architecture: dict | None = None,
@@ -283,6 +299,7 @@ def predict_volume(
             f"{', '.join(BLOSC_COMPRESSORS)}"
         )
     torch_device = pick_device(device)
+    precision, channels_last = resolved(precision, channels_last, torch_device)
     torch_threads = max(1, threads // workers)  # each task sets it in its own worker
     model, checkpoint = load_model(str(model_path), str(torch_device), channels_last)
     for key, value in (expect_architecture or {}).items():

@@ -14,7 +14,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
 
@@ -26,7 +26,15 @@ from unetseg import blocks, evaluate, intensity, io, labels, tiling
 from unetseg.augment import AugmentConfig, annotated_cells, annotated_point, augmented_sample
 from unetseg.averaging import WeightAverage
 from unetseg.errors import UnetsegError
-from unetseg.model import UNet, autocast, pick_device, prepare, to_device
+from unetseg.model import (
+    UNet,
+    autocast,
+    pick_device,
+    prepare,
+    resolved_channels_last,
+    resolved_precision,
+    to_device,
+)
 from unetseg.predict import predict_block
 from unetseg.rollback import CollapseGuard, Rollbacks, constant_errors, restore
 
@@ -68,8 +76,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # paper: none (0); validate and keep an average of the weights
     max_rollbacks: int = 3  # paper: none; rollbacks to the kept model when the run goes bad
     rollback_lr_factor: float = 0.5  # each rollback multiplies the learning rate by this
-    precision: str = "fp32"
-    channels_last: bool = False
+    precision: str = "fp32"  # or bf16, fp16 (CUDA), auto (bf16 where native)
+    channels_last: bool | str = False  # or "auto" (the faster layout: channels_last)
     device: str = "auto"
     workers: int = 0
     seed: int = 0
@@ -530,6 +538,16 @@ class Preemption:
         self.requested = True
 
 
+def resolved_for(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """`config` with 'auto' precision and layout made what they are on `device` (logged), so
+    that the checkpoint's digest records what ran."""
+    precision = resolved_precision(config.precision, device)
+    channels_last = resolved_channels_last(config.channels_last)
+    if (config.precision, config.channels_last) != (precision, channels_last):
+        log.info("on %s: precision %s, channels_last %s", device, precision, channels_last)
+    return replace(config, precision=precision, channels_last=channels_last)
+
+
 def train(
     train_volumes: list[Volume],
     val_volumes: list[Volume],
@@ -548,6 +566,7 @@ def train(
         tiling.check_output_size(config.tile_out, config.depth, "train.tile_out"), config.depth
     )
     device = pick_device(config.device)
+    config = resolved_for(config, device)
     if config.deterministic and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # else cuBLAS may vary
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
