@@ -36,8 +36,9 @@ ARMS = {
     "overlay": {},
     "ema": {"train": {"ema_decay": 0.999}},
     "group_ema": {"model": {"norm": "group"}, "train": {"ema_decay": 0.999}},
+    "topology": {"train": {"topology_weight": 0.5}},  # soft-clDice of the membranes (topology.py)
 }
-DEFAULT_ARMS = ("overlay", "ema", "group_ema")
+DEFAULT_ARMS = ("overlay", "ema", "group_ema", "topology")
 TINY = {
     "model": {"depth": 2, "base_channels": 2},
     "train": {"tile_out": 124, "steps": 6, "validate_every": 3, "max_minutes": 0, "device": "cpu"},

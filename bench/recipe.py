@@ -28,6 +28,8 @@ ARMS = {
     "ema": {"model": {"norm": "none"}, "train": {"ema_decay": 0.999}},
     "group": {"model": {"norm": "group"}, "train": {"ema_decay": 0.0}},
     "group_ema": {"model": {"norm": "group"}, "train": {"ema_decay": 0.999}},
+    # the paper's network and weights with soft-clDice of the membranes added to the loss
+    "topology": {"model": {"norm": "none"}, "train": {"ema_decay": 0.0, "topology_weight": 0.5}},
     "adamw_group_ema": {
         "model": {"norm": "group"},
         "train": {"optimizer": "adamw", "learning_rate": 0.001, "ema_decay": 0.999},
@@ -175,6 +177,7 @@ BENCHMARKS = {
     "recipe-dsb-group": lambda: recipe("dsb", arms=("group",)),
     "recipe-isbi": lambda: recipe("isbi", arms=("paper", "group_ema")),
     "recipe-isbi-ema": lambda: recipe("isbi", arms=("ema",)),
+    "recipe-isbi-topology": lambda: recipe("isbi", arms=("topology",)),
     # seed 0's finished pair, recorded as it is (seed 1 was stopped; see BENCHMARKS.md)
     "recipe-isbi-seed0": lambda: recipe(
         "isbi", arms=("paper", "group_ema"), seeds=(0,), finished_only=True

@@ -1,7 +1,15 @@
 rule train:
     input:
         code=stage_code(
-            "train", "model", "unet", "augment", "intensity", "labels", "averaging", "rollback"
+            "train",
+            "model",
+            "unet",
+            "augment",
+            "intensity",
+            "labels",
+            "averaging",
+            "rollback",
+            "topology",
         ),
         raw=[raw_store(name) for name in volumes_with_role("train")],
         labels=stores(volumes_with_role("train"), "labels.zarr"),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from unetseg import blocks, evaluate, intensity, io, labels, tiling
+from unetseg import blocks, evaluate, intensity, io, labels, tiling, topology
 from unetseg.augment import AugmentConfig, annotated_cells, annotated_point, augmented_sample
 from unetseg.averaging import WeightAverage
 from unetseg.errors import UnetsegError
@@ -74,6 +74,7 @@ class TrainConfig:
     lr_decay: str = "poly"  # 'constant' or 'poly' ((1 - step/steps)^0.9, as nnU-Net)
     warmup_steps: int = 0  # paper: none; the rate rises linearly to its value over these steps
     ema_decay: float = 0.0  # paper: none (0); validate and keep an average of the weights
+    topology_weight: float = 0.0  # paper: none (0); soft-clDice of the membranes (topology.py)
     max_rollbacks: int = 3  # paper: none; rollbacks to the kept model when the run goes bad
     rollback_lr_factor: float = 0.5  # each rollback multiplies the learning rate by this
     precision: str = "fp32"  # or bf16, fp16 (CUDA), auto (bf16 where native)
@@ -328,8 +329,10 @@ def training_step(
         group["lr"] = learning_rate(config, step) * lr_scale
     with autocast(device, config.precision):
         logits = model(to_device(images, device, config.channels_last))
-    targets = targets.to(device, non_blocking=True)
-    loss = weighted_cross_entropy(logits, targets, weights.to(device, non_blocking=True))
+    targets, weights = (t.to(device, non_blocking=True) for t in (targets, weights))
+    loss = weighted_cross_entropy(logits, targets, weights)
+    if config.topology_weight > 0:  # beyond the paper: gaps in membranes cost their skeleton
+        loss = loss + config.topology_weight * topology.cldice_loss(logits, targets, weights)
     value = loss.item()  # one device sync per step
     if not math.isfinite(value):
         raise Diverged(f"train: loss became {value} at step {step}; {unstable_remedy(config)}")
