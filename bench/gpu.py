@@ -153,11 +153,63 @@ def cuda_prediction(device=CUDA, base_channels=64, slices=(8, 32), batch_size=9,
     return bare_mpx_s
 
 
+def augment_rates(
+    device: torch.device,
+    samples: int = 400,
+    tile_out: int = 388,
+    depth: int = 4,
+    size_px: int = 1024,
+    workers: int | None = None,
+) -> dict[str, float]:
+    """Augmented samples per second (572-px tiles of 4 slices in memory, after a warm-up of
+    one sample per worker): the CPU loader with every core (`workers`: all by default) against
+    the device path, whose loaders (one core fewer: training needs the last) only draw the
+    choices and read the windows, and whose device resamples (train.augment_device)."""
+    from unetseg import augment_device, train
+
+    workers = workers or os.cpu_count() or 1
+    source = np.random.default_rng(0)
+    image = source.random((4, size_px, size_px), dtype=np.float32)
+    volume = train.Volume.from_arrays(
+        image, image > 0.5, source.random(image.shape, dtype=np.float32)
+    )
+    config = TrainConfig(depth=depth, tile_out=tile_out)
+    tile_in = tiling.input_size(tile_out, depth)
+
+    def rate(windows_only: bool, processes: int) -> float:
+        loader = torch.utils.data.DataLoader(
+            train.Samples([volume], tile_in, tile_out, config, windows_only), batch_size=1,
+            num_workers=processes, collate_fn=list if windows_only else None,
+        )  # fmt: skip
+        batches = iter(loader)
+        for _ in range(max(processes, 1)):  # warm-up: the processes start
+            next(batches)
+        started = time.perf_counter()
+        for _ in range(samples):
+            batch = next(batches)
+            if windows_only:
+                batch = augment_device.augmented_batch(batch, tile_in, tile_out, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return samples / (time.perf_counter() - started)
+
+    return {"cpu_loader": rate(False, workers), "device": rate(True, max(workers - 1, 0))}
+
+
+def gpu_augment_vs_cpu_loader(device=CUDA) -> None:
+    rates = augment_rates(device)
+    record("gpu_augment_vs_cpu_loader", round(rates["device"] / rates["cpu_loader"], 2),
+           "x the CPU loader's samples/s", ">= 4", gpu=device_name(device),
+           device_samples_s=round(rates["device"], 1), cpu_loader_samples_s=round(rates["cpu_loader"], 1),
+           cpu_loader_workers=os.cpu_count(), tile="572 -> 388")  # fmt: skip
+
+
 def on_gpu_machine() -> None:
     if not torch.cuda.is_available():
         print("bench gpu: no CUDA device here; skipped")
         return
     train_bench.cpu_bf16_cl_vs_fp32(repeats=3)
+    gpu_augment_vs_cpu_loader()
     cuda_training()
     bare_mpx_s = cuda_prediction()
     from bench import pipeline  # the simulated GPU at this GPU's speeds, on this machine's CPU

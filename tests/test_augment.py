@@ -69,15 +69,15 @@ def whole_slice_sample(rng, image, interior, weights, tile_in, tile_out, config)
     """The sample as drawn before windows: scipy resamples the whole slice in 'mirror' mode."""
     from scipy import ndimage
 
-    from unetseg.augment import crop_center, grey_value
+    from unetseg.augment import coordinates_of, crop_center, draw, grey_value
 
-    center = (rng.uniform(0, image.shape[0] - 1), rng.uniform(0, image.shape[1] - 1))
-    coordinates = sample_coordinates(rng, tile_in, center, config)
+    choice = draw(rng, image.shape, config)
+    coordinates = coordinates_of(choice, tile_in)
     tile = ndimage.map_coordinates(image, coordinates, order=1, mode="mirror").astype(np.float32)
     inner = crop_center(coordinates, tile_out)
     target = ndimage.map_coordinates(interior, inner, order=0, mode="mirror")
     weight = ndimage.map_coordinates(weights, inner, order=1, mode="mirror").astype(np.float32)
-    return grey_value(rng, tile, config), target.astype(np.int64), weight
+    return grey_value(tile, choice.contrast, choice.brightness), target.astype(np.int64), weight
 
 
 class CountingPlane:

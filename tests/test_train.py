@@ -74,6 +74,16 @@ def test_training_learns_and_keeps_the_best_model(stores, tmp_path):
     assert saved["step"] == best["step"] and saved["model_config"]["depth"] == 2
 
 
+def test_samples_augmented_where_auto_puts_them_train_the_same(stores, tmp_path):
+    """train.augment_device auto: on the CPU the loader's path; on a GPU (UNETSEG_TEST_DEVICE=cuda,
+    bench/gpu-check.sh) the device's, whose run learns from the same samples (within 1e-5) and
+    so logs nearly the same losses as the CPU loader's."""
+    _, on_cpu = run(stores, tmp_path, "cpu", steps=10, augment_device="cpu")
+    _, auto = run(stores, tmp_path, "auto", steps=10, augment_device="auto")
+    losses = [[float(row.split("\t")[1]) for row in log.splitlines()[1:]] for log in (on_cpu, auto)]
+    assert np.allclose(losses[0], losses[1], rtol=1e-2), losses
+
+
 def test_stop_after_ends_early_on_the_schedule_planned_over_all_steps(stores, tmp_path):
     config = TrainConfig(**{**TINY, "steps": 40, "validate_every": 5})
     volumes = [load_volume(*stores["train"], config=config)]

@@ -55,22 +55,59 @@ def elastic_displacement(
     return np.einsum("ij,cjk,lk->cil", upsample, coarse, upsample)
 
 
-def sample_coordinates(
-    rng: np.random.Generator, size: int, center: tuple[float, float], config: AugmentConfig
-) -> np.ndarray:
-    """(2, size, size) source coordinates of a randomly transformed tile centred at `center`."""
+@dataclass(frozen=True)
+class Draw:
+    """The random choices that make one sample, drawn in a fixed order so that a sample made
+    from them on another device (augment_device.py) is the same sample."""
+
+    center: tuple[float, float]
+    flip: bool
+    angle: float | None  # None: not rotated
+    coarse: np.ndarray | None  # (2, grid, grid) elastic displacements; None: not deformed
+    contrast: float | None  # None: no grey-value change
+    brightness: float | None
+
+
+def draw(rng: np.random.Generator, shape, config: AugmentConfig, center=None) -> Draw:
+    """A sample's random choices: its centre (uniform in a slice of `shape`, unless given),
+    mirror, rotation, elastic grid, then contrast and brightness."""
+    if center is None:
+        center = (rng.uniform(0, shape[0] - 1), rng.uniform(0, shape[1] - 1))
+    flip = bool(config.flip and rng.random() < 0.5)
+    angle = rng.uniform(0, 2 * np.pi) if config.rotate else None
+    coarse = None
+    if config.elastic:
+        grid = config.elastic_grid
+        coarse = rng.normal(0.0, config.elastic_sigma_px, (2, grid, grid))
+    contrast = brightness = None
+    if config.grey_value:
+        contrast = rng.uniform(1 - config.contrast_range, 1 + config.contrast_range)
+        brightness = rng.uniform(-config.brightness_range, config.brightness_range)
+    return Draw(center, flip, angle, coarse, contrast, brightness)
+
+
+def coordinates_of(choice: Draw, size: int) -> np.ndarray:
+    """(2, size, size) source coordinates of the tile that `choice` transforms."""
     offsets = np.mgrid[:size, :size].astype(np.float64) - (size - 1) / 2
-    if config.flip and rng.random() < 0.5:
+    if choice.flip:
         offsets[1] = -offsets[1]
-    if config.rotate:
-        angle = rng.uniform(0, 2 * np.pi)
-        cos, sin = np.cos(angle), np.sin(angle)
+    if choice.angle is not None:
+        cos, sin = np.cos(choice.angle), np.sin(choice.angle)
         offsets = np.stack(
             [cos * offsets[0] - sin * offsets[1], sin * offsets[0] + cos * offsets[1]]
         )
-    if config.elastic:
-        offsets += elastic_displacement(rng, size, config.elastic_grid, config.elastic_sigma_px)
-    return offsets + np.asarray(center, float)[:, None, None]
+    if choice.coarse is not None:
+        upsample = bicubic_matrix(choice.coarse.shape[-1], size)
+        offsets += np.einsum("ij,cjk,lk->cil", upsample, choice.coarse, upsample)
+    return offsets + np.asarray(choice.center, float)[:, None, None]
+
+
+def sample_coordinates(
+    rng: np.random.Generator, size: int, center: tuple[float, float], config: AugmentConfig
+) -> np.ndarray:
+    """(2, size, size) source coordinates of a randomly transformed tile centred at `center`
+    (the grey-value draws follow, unused)."""
+    return coordinates_of(draw(rng, None, config, center), size)
 
 
 def crop_center(array: np.ndarray, size: int) -> np.ndarray:
@@ -78,9 +115,7 @@ def crop_center(array: np.ndarray, size: int) -> np.ndarray:
     return array[..., start : start + size, start : start + size]
 
 
-def grey_value(rng: np.random.Generator, image: np.ndarray, config: AugmentConfig) -> np.ndarray:
-    contrast = rng.uniform(1 - config.contrast_range, 1 + config.contrast_range)
-    brightness = rng.uniform(-config.brightness_range, config.brightness_range)
+def grey_value(image: np.ndarray, contrast: float, brightness: float) -> np.ndarray:
     mean = image.mean()
     return ((image - mean) * contrast + mean + brightness).astype(np.float32)
 
@@ -125,15 +160,14 @@ def augmented_sample(
     """One training sample from one slice: (image tile_in², labels tile_out², weights tile_out²),
     centred at `center` (y, x), or at a uniformly drawn point of the slice. The slice's image,
     interior and weights are 2D arrays or planes read a window at a time."""
-    if center is None:
-        center = (rng.uniform(0, image.shape[0] - 1), rng.uniform(0, image.shape[1] - 1))
-    coordinates = mirrored(sample_coordinates(rng, tile_in, center, config), image.shape)
+    choice = draw(rng, image.shape, config, center)
+    coordinates = mirrored(coordinates_of(choice, tile_in), image.shape)
     tile = resampled(image, coordinates, order=1).astype(np.float32)
     inner = crop_center(coordinates, tile_out)
     target = resampled(interior, inner, order=0)
     weight = resampled(weights, inner, order=1).astype(np.float32)
-    if config.grey_value:
-        tile = grey_value(rng, tile, config)
+    if choice.contrast is not None:
+        tile = grey_value(tile, choice.contrast, choice.brightness)
     return tile, target.astype(np.int64), weight
 
 

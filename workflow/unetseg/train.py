@@ -22,8 +22,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from unetseg import blocks, evaluate, intensity, io, labels, tiling, topology
-from unetseg.augment import AugmentConfig, annotated_cells, annotated_point, augmented_sample
+from unetseg import augment_device, blocks, evaluate, intensity, io, labels, tiling, topology
+from unetseg.augment import (
+    AugmentConfig,
+    annotated_cells,
+    annotated_point,
+    augmented_sample,
+    draw,
+)
 from unetseg.averaging import WeightAverage
 from unetseg.errors import UnetsegError
 from unetseg.model import (
@@ -77,6 +83,7 @@ class TrainConfig:
     topology_weight: float = 0.0  # paper: none (0); soft-clDice of the membranes (topology.py)
     max_rollbacks: int = 3  # paper: none; rollbacks to the kept model when the run goes bad
     rollback_lr_factor: float = 0.5  # each rollback multiplies the learning rate by this
+    augment_device: str = "cpu"  # or cuda (augment_device.py), auto: cuda when training there
     precision: str = "fp32"  # or bf16, fp16 (CUDA), auto (bf16 where native)
     channels_last: bool | str = False  # or "auto" (the faster layout: channels_last)
     device: str = "auto"
@@ -222,8 +229,15 @@ class Samples(torch.utils.data.Dataset):
     A tile reads only the window of its slice that it reaches.
     """
 
-    def __init__(self, volumes: list[Volume], tile_in: int, tile_out: int, config: TrainConfig):
-        self.slices = []
+    def __init__(
+        self,
+        volumes: list[Volume],
+        tile_in: int,
+        tile_out: int,
+        config: TrainConfig,
+        windows_only: bool = False,
+    ):
+        self.slices, self.windows_only = [], windows_only
         for volume in volumes:
             annotated = 0
             for z in range(volume.depth):
@@ -245,6 +259,10 @@ class Samples(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.config.seed, index])
         volume, z, cells = self.slices[rng.integers(len(self.slices))]
         center = None if cells is None else annotated_point(rng, volume.weight(z), cells)
+        if self.windows_only:  # the device augments: the same draws, the window they reach
+            choice = draw(rng, volume.raw.shape[1:], self.config.augment, center)
+            planes = (volume.image(z), volume.interior(z), volume.weight(z))
+            return augment_device.read_window(choice, self.tile_in, *planes)
         image, target, weight = augmented_sample(
             rng,
             volume.image(z),
@@ -271,18 +289,42 @@ class StepSampler(torch.utils.data.Sampler):
             index += 1
 
 
-def sample_loader(volumes: list[Volume], tile_in: int, config: TrainConfig, device, step: int):
-    """Augmented batches made in `config.workers` processes, from sample `step` on."""
+def sample_loader(
+    volumes: list[Volume],
+    tile_in: int,
+    config: TrainConfig,
+    device,
+    step: int,
+    windows_only: bool = False,
+):
+    """Augmented batches made in `config.workers` processes, from sample `step` on; or, for
+    augmentation on the device, lists of the windows and draws they come from."""
     return torch.utils.data.DataLoader(
-        Samples(volumes, tile_in, config.tile_out, config),
+        Samples(volumes, tile_in, config.tile_out, config, windows_only),
         batch_size=config.batch_size,
         sampler=StepSampler(step * config.batch_size),
         num_workers=config.workers,
-        pin_memory=device.type == "cuda",  # pinned pages let the copies below run asynchronously
+        collate_fn=list if windows_only else None,
+        # pinned pages let the copies below run asynchronously
+        pin_memory=device.type == "cuda" and not windows_only,
         persistent_workers=config.workers > 0,
         worker_init_fn=functools.partial(limit_chunk_cache, CHUNK_CACHE_BYTES // config.workers)
         if config.workers
         else None,
+    )
+
+
+def augments_on_device(setting: str, device: torch.device) -> bool:
+    """train.augment_device: cpu (the loader processes), cuda (the training GPU), or auto
+    (the GPU where training runs on one)."""
+    if setting == "cpu" or (setting == "auto" and device.type != "cuda"):
+        return False
+    if setting in ("cuda", "auto") and device.type == "cuda":
+        return True
+    raise UnetsegError(
+        f"train.augment_device: '{setting}' needs training on a CUDA device; it runs on {device}"
+        if setting == "cuda"
+        else f"train.augment_device: '{setting}' is not cpu, cuda or auto"
     )
 
 
@@ -577,8 +619,12 @@ def train(
     model, average, guard, rollbacks = run.model, run.average, run.guard, run.rollbacks
     state = resume(Path(checkpoint_path), config, run)
     log_rows, best = state["log_rows"], state["best"]
-    loader = sample_loader(train_volumes, tile_in, config, device, state["step"])
+    on_device = augments_on_device(config.augment_device, device)
+    loader = sample_loader(train_volumes, tile_in, config, device, state["step"], on_device)
     batches = iter(loader)  # draws the loader's base seed from the global RNG, so restore after
+    if on_device:
+        batches = (augment_device.augmented_batch(windows, tile_in, config.tile_out, device)
+                   for windows in batches)  # fmt: skip
     if "torch_rng" in state:  # dropout masks continue where they stopped
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and state.get("cuda_rng") is not None:
