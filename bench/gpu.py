@@ -42,18 +42,19 @@ def device_name(device: torch.device) -> str:
     return f"{name}, torch {torch.__version__}"
 
 
-def training_step_seconds(device, precision, channels_last, base_channels, steps):
-    """Median step time of the paper's network (572 -> 388, batch 1), fed CPU batches (pinned on
-    CUDA, as the DataLoader gives them); and every loss, warm-up included."""
-    config = TrainConfig(precision=precision, channels_last=channels_last, steps=1000)
+def training_step_seconds(device, precision, channels_last, base_channels, steps, batch_size=1):
+    """Median step time of the paper's network (572 -> 388, batch 1 unless given), fed CPU
+    batches (pinned on CUDA, as the DataLoader gives them); and every loss, warm-up included."""
+    config = TrainConfig(precision=precision, channels_last=channels_last, steps=1000,
+                         batch_size=batch_size)  # fmt: skip
     torch.manual_seed(0)
     model = prepare(UNet(depth=4, base_channels=base_channels), device, channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     batch = (
-        torch.rand(1, 1, 572, 572),
-        torch.randint(0, 2, (1, 388, 388)),
-        torch.ones(1, 388, 388),
+        torch.rand(batch_size, 1, 572, 572),
+        torch.randint(0, 2, (batch_size, 388, 388)),
+        torch.ones(batch_size, 388, 388),
     )
     if device.type == "cuda":
         batch = tuple(tensor.pin_memory() for tensor in batch)
@@ -86,6 +87,24 @@ def cuda_training(device=CUDA, base_channels=64, steps=20, variants=VARIANTS):
     fastest = variants[-2]  # fp16 + channels_last on CUDA
     record(f"cuda_{fastest[0]}_cl_vs_fp32_train", round(step_s[variants[0]] / step_s[fastest], 2),
            "x fp32 step speed", "report", gpu=device_name(device))  # fmt: skip
+
+
+def cuda_training_batches(device=CUDA, base_channels=64, steps=10, batch_sizes=(1, 4, 8),
+                          precision="fp16", channels_last=True) -> None:  # fmt: skip
+    """cuda_train_samples_s_batch<B>: samples per second of steps of B tiles, against batch 1
+    (train.batch_size; the loss is the mean over the batch's pixels, so the learning rate
+    stays as it is)."""
+    rates = {}
+    for batch_size in batch_sizes:
+        seconds, losses = training_step_seconds(
+            device, precision, channels_last, base_channels, steps, batch_size
+        )
+        rates[batch_size] = batch_size / seconds
+        record(f"cuda_train_samples_s_batch{batch_size}", round(rates[batch_size], 1),
+               "samples/s", "report", vs_batch1=round(rates[batch_size] / rates[batch_sizes[0]], 2),
+               precision=precision, channels_last=channels_last, gpu=device_name(device),
+               losses_finite=bool(np.isfinite(losses).all()),
+               network=f"depth 4, {base_channels} channels, 572 -> 388")  # fmt: skip
 
 
 def cuda_prediction(device=CUDA, base_channels=64, slices=(8, 32), batch_size=9,
@@ -211,6 +230,7 @@ def on_gpu_machine() -> None:
     train_bench.cpu_bf16_cl_vs_fp32(repeats=3)
     gpu_augment_vs_cpu_loader()
     cuda_training()
+    cuda_training_batches()
     bare_mpx_s = cuda_prediction()
     from bench import pipeline  # the simulated GPU at this GPU's speeds, on this machine's CPU
 
