@@ -74,6 +74,14 @@ def resolved_channels_last(channels_last: bool | str) -> bool:
     return True if channels_last == "auto" else bool(channels_last)
 
 
+def resolved(precision: str, channels_last: bool | str, device: torch.device) -> tuple[str, bool]:
+    """'auto' precision and layout made what they are on `device` (logged when 'auto' chose)."""
+    chosen = resolved_precision(precision, device), resolved_channels_last(channels_last)
+    if chosen != (precision, channels_last):
+        log.info("on %s: precision %s, channels_last %s", device, *chosen)
+    return chosen
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast for 'bf16' (CPU and CUDA) or 'fp16' (CUDA only); a no-op for 'fp32'."""
     if precision == "fp32":

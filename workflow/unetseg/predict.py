@@ -24,15 +24,7 @@ from dask.delayed import Delayed
 
 from unetseg import blocks, intensity, io, tiling
 from unetseg.errors import UnetsegError
-from unetseg.model import (
-    UNet,
-    autocast,
-    pick_device,
-    prepare,
-    resolved_channels_last,
-    resolved_precision,
-    to_device,
-)
+from unetseg.model import UNet, autocast, pick_device, prepare, resolved, to_device
 from unetseg.progress import ProgressLog
 from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC
 
@@ -252,14 +244,6 @@ class BlockTask:
 
 def block_name(z: int, rows, cols) -> str:
     return f"{z}_{rows[0]}_{cols[0]}"
-
-
-def resolved(precision: str, channels_last: bool | str, device: torch.device) -> tuple[str, bool]:
-    """'auto' precision and layout made what they are on `device`, logged."""
-    chosen = resolved_precision(precision, device), resolved_channels_last(channels_last)
-    if chosen != (precision, channels_last):
-        log.info("on %s: precision %s, channels_last %s", device, *chosen)
-    return chosen
 
 
 def predict_volume(

@@ -32,15 +32,7 @@ from unetseg.augment import (
 )
 from unetseg.averaging import WeightAverage
 from unetseg.errors import UnetsegError
-from unetseg.model import (
-    UNet,
-    autocast,
-    pick_device,
-    prepare,
-    resolved_channels_last,
-    resolved_precision,
-    to_device,
-)
+from unetseg.model import UNet, autocast, pick_device, prepare, resolved, to_device
 from unetseg.predict import predict_block
 from unetseg.rollback import CollapseGuard, Rollbacks, constant_errors, restore
 
@@ -586,10 +578,7 @@ class Preemption:
 def resolved_for(config: TrainConfig, device: torch.device) -> TrainConfig:
     """`config` with 'auto' precision and layout made what they are on `device` (logged), so
     that the checkpoint's digest records what ran."""
-    precision = resolved_precision(config.precision, device)
-    channels_last = resolved_channels_last(config.channels_last)
-    if (config.precision, config.channels_last) != (precision, channels_last):
-        log.info("on %s: precision %s, channels_last %s", device, precision, channels_last)
+    precision, channels_last = resolved(config.precision, config.channels_last, device)
     return replace(config, precision=precision, channels_last=channels_last)
 
 
