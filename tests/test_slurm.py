@@ -235,9 +235,10 @@ def test_jobs_killed_for_memory_or_time_are_retried_with_more(tmp_path):
     growth with `attempt` from small first sizes, and completes (train from its checkpoint)."""
     # About 96 s of training: past attempt 1's one-minute limit (slurmctld enforces limits
     # every 30 s), within attempt 3's three minutes.
+    # No rollbacks: on a quiet machine (200 steps/s) the guard may end the run before its time.
     config = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "steps": 1_000_000,
                                        "max_minutes": 1.6, "validate_every": 200,
-                                       "checkpoint_every": 50}}  # fmt: skip
+                                       "checkpoint_every": 50, "max_rollbacks": 0}}  # fmt: skip
     (tmp_path / "work").mkdir()
     workdir = write_tiny_workdir(tmp_path / "work", config)
     # predict's job peaks near 390 MB: 240 for Snakemake's job step, 150 for torch and the

@@ -30,7 +30,9 @@ memory_plugins() {
     local probe=/sys/fs/cgroup/memory/unetseg-probe
     if [[ ${UNETSEG_SLURM_MEMORY:-cgroup} == cgroup ]] && mkdir "$probe" 2>/dev/null; then
         rmdir "$probe"
-        printf '%s\n' ProctrackType=proctrack/cgroup TaskPlugin=task/cgroup \
+        # (processes tracked as before, by their tree: signals reach a job step's processes
+        # as the preemption test expects)
+        printf '%s\n' ProctrackType=proctrack/linuxproc TaskPlugin=task/cgroup \
             JobAcctGatherType=jobacct_gather/none
     else
         printf '%s\n' ProctrackType=proctrack/linuxproc TaskPlugin=task/none \
