@@ -46,12 +46,9 @@ def bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
     return matrix
 
 
-def elastic_displacement(
-    rng: np.random.Generator, size: int, grid: int, sigma_px: float
-) -> np.ndarray:
-    """(2, size, size) per-pixel displacements: Gaussian vectors on a coarse grid, bicubic upsampled."""
-    coarse = rng.normal(0.0, sigma_px, (2, grid, grid))
-    upsample = bicubic_matrix(grid, size)
+def elastic_displacement(coarse: np.ndarray, size: int) -> np.ndarray:
+    """(2, size, size) per-pixel displacements: a coarse grid of Gaussian vectors, bicubic upsampled."""
+    upsample = bicubic_matrix(coarse.shape[-1], size)
     return np.einsum("ij,cjk,lk->cil", upsample, coarse, upsample)
 
 
@@ -97,8 +94,7 @@ def coordinates_of(choice: Draw, size: int) -> np.ndarray:
             [cos * offsets[0] - sin * offsets[1], sin * offsets[0] + cos * offsets[1]]
         )
     if choice.coarse is not None:
-        upsample = bicubic_matrix(choice.coarse.shape[-1], size)
-        offsets += np.einsum("ij,cjk,lk->cil", upsample, choice.coarse, upsample)
+        offsets += elastic_displacement(choice.coarse, size)
     return offsets + np.asarray(choice.center, float)[:, None, None]
 
 

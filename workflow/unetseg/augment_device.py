@@ -17,7 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unetseg.augment import Draw, bicubic_matrix, cubic_weights
+from unetseg.augment import Draw, bicubic_matrix, crop_center, cubic_weights
+
+# The largest sum of |bicubic weights| over a row of the upsampling (about 1.375, at t = 0.5).
+CUBIC_ROW_SUM = float(np.abs(cubic_weights(np.linspace(0, 1, 65))).sum(axis=-1).max())
 
 
 @dataclass
@@ -44,8 +47,7 @@ def reach(choice: Draw, size: int) -> list[tuple[float, float]]:
     else:
         extent = half * (abs(math.cos(choice.angle)) + abs(math.sin(choice.angle)))
     if choice.coarse is not None:
-        row_sum = np.abs(cubic_weights(np.linspace(0, 1, 65))).sum(axis=-1).max()
-        extent += row_sum**2 * float(np.abs(choice.coarse).max()) + 1e-6
+        extent += CUBIC_ROW_SUM**2 * float(np.abs(choice.coarse).max()) + 1e-6
     return [(c - extent, c + extent) for c in choice.center]
 
 
@@ -139,11 +141,6 @@ def interpolated(window: torch.Tensor, coordinates: torch.Tensor, order: int) ->
     top = values[y0, x0] * (1 - fx) + values[y0, x1] * fx
     bottom = values[y1, x0] * (1 - fx) + values[y1, x1] * fx
     return top * (1 - fy) + bottom * fy
-
-
-def crop_center(array: torch.Tensor, size: int) -> torch.Tensor:
-    start = (array.shape[-1] - size) // 2
-    return array[..., start : start + size, start : start + size]
 
 
 def augmented_on(
