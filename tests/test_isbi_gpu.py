@@ -24,18 +24,35 @@ def test_the_harness_trains_arms_at_once_and_tables_their_held_out_errors(tmp_pa
         ["| ema", "16-19", "no"], ["| ema", "16-19", "yes"],
     ]  # fmt: skip
     entries = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    names = ["isbi_gpu_warping", "isbi_gpu_rand", "isbi_gpu_pixel", "isbi_gpu_minutes"]
+    names = ["isbi_gpu_warping", "isbi_gpu_rand", "isbi_gpu_pixel", "isbi_gpu_minutes",
+             "isbi_gpu_minutes_to_rand_0.05"]  # fmt: skip
     assert [entry["name"] for entry in entries] == names * 2
-    assert [entry["settings"] for entry in entries[::4]] == [
+    assert [entry["settings"] for entry in entries[::5]] == [
         "config/isbi2012-gpu.yaml",
         {"train": {"ema_decay": 0.999}},
     ]
     for entry in entries:
         assert entry["tiny"] and entry["held_out"] == [16, 20]
-        if entry["name"] != "isbi_gpu_minutes":
+        if entry["name"] == "isbi_gpu_minutes_to_rand_0.05":  # a tiny network never gets there
+            assert entry["value"] is None and entry["goal"] == "<= 3"
+        elif entry["name"] != "isbi_gpu_minutes":
             assert 0 <= entry["value"] <= 1 and 0 <= entry["without_tta"]["rand_error"] <= 1
     # Each arm kept its training log and model beside the stores both used.
     for arm in ("overlay", "ema"):
         assert (tmp_path / arm / "model.pt").exists() and (
             tmp_path / arm / "train_log.tsv"
         ).exists()
+
+
+def test_time_to_accuracy_is_the_first_validation_at_the_target(tmp_path):
+    from bench.isbi_gpu import minutes_to_rand
+
+    log = tmp_path / "train_log.tsv"
+    header = "step\tloss\tpixel_error\trand_error\tlearning_rate\tseconds\trand_spread\tsamples_per_s\tevent"
+    rows = ["250\t0.5\t0.1\t0.2\t0.01\t30.0\t\t8.0\t",
+            "300\t\t\t\t0.01\t33.0\t\t\trollback: loss not finite",  # no validation
+            "500\t0.4\t0.06\t0.05\t0.01\t90.0\t0.15\t8.0\t",
+            "750\t0.3\t0.05\t0.04\t0.01\t150.0\t0.16\t8.0\t"]  # fmt: skip
+    log.write_text("\n".join([header, *rows]) + "\n")
+    assert minutes_to_rand(log) == 1.5  # 90 s: the first row at or under 0.05
+    assert minutes_to_rand(log, target=0.03) is None
