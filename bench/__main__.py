@@ -6,6 +6,7 @@ from bench import (
     chunk,
     faults,
     gpu,
+    gpu_limits,
     metrics,
     normalize,
     pipeline,
@@ -32,6 +33,7 @@ FAMILIES = {
     **sparse.BENCHMARKS,
     **normalize.BENCHMARKS,
     **gpu.BENCHMARKS,
+    **gpu_limits.BENCHMARKS,
     **summary.BENCHMARKS,
     **writers.BENCHMARKS,
 }

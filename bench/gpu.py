@@ -19,7 +19,7 @@ from bench import predict as predict_bench
 from bench import train as train_bench
 from bench.record import record
 from unetseg import tiling
-from unetseg.model import UNet, prepare
+from unetseg.model import UNet, compiled, prepare
 from unetseg.predict import forward_tiles, predict_volume
 from unetseg.train import TrainConfig, training_step
 
@@ -42,13 +42,16 @@ def device_name(device: torch.device) -> str:
     return f"{name}, torch {torch.__version__}"
 
 
-def training_step_seconds(device, precision, channels_last, base_channels, steps, batch_size=1):
+def training_step_seconds(device, precision, channels_last, base_channels, steps, batch_size=1,
+                          compile_mode="off"):  # fmt: skip
     """Median step time of the paper's network (572 -> 388, batch 1 unless given), fed CPU
-    batches (pinned on CUDA, as the DataLoader gives them); and every loss, warm-up included."""
+    batches (pinned on CUDA, as the DataLoader gives them), under torch.compile unless
+    `compile_mode` is "off"; and every loss, warm-up (and compilation) included."""
     config = TrainConfig(precision=precision, channels_last=channels_last, steps=1000,
                          batch_size=batch_size)  # fmt: skip
     torch.manual_seed(0)
     model = prepare(UNet(depth=4, base_channels=base_channels), device, channels_last).train()
+    model = compiled(model, compile_mode)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     batch = (

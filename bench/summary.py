@@ -17,11 +17,11 @@ CHECKABLE = re.compile(r"^\s*(<=|>=|<|>|=|~)?\s*(-?\d+(?:\.\d+)?)\b")
 
 # Goals that open issues set and no run has measured yet (the GPU ones wait for a GPU machine).
 PENDING = {
-    "isbi_gpu_rand": ("<= 0.0382 (the paper's Table 1)", "bash bench/isbi-gpu.sh OUT (GPU)"),
-    "isbi_gpu_warping": ("<= 0.000353 (the paper's Table 1)", "bash bench/isbi-gpu.sh OUT (GPU)"),
-    "isbi_gpu_minutes_to_rand_0.05": ("<= 3", "bash bench/gpu-check.sh OUT (GPU)"),
+    "isbi_gpu_rand": ("<= 0.030", "bash bench/isbi-gpu.sh OUT (GPU)"),
+    "isbi_gpu_warping": ("<= 0.00035", "bash bench/isbi-gpu.sh OUT (GPU)"),
+    "isbi_gpu_minutes_to_rand_0.05": ("<= 3", "bash bench/isbi-gpu.sh OUT (GPU)"),
     "gpu_augment_vs_cpu_loader": (">= 4", "bash bench/gpu-check.sh OUT (GPU)"),
-    "predict_cuda_mpx_s": (">= 200", "bash bench/gpu-check.sh OUT (GPU)"),
+    "predict_cuda_mpx_s": (">= 200", "bash bench/gpu-check.sh OUT (GPU: bench gpu-limits)"),
     "noop_rerun_s_500_volumes": ("<= 10", "python -m bench workflow-scale"),
 }
 

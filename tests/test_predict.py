@@ -423,3 +423,34 @@ def test_predict_on_the_test_device_agrees_with_cpu_fp32(tmp_path, model, model_
     reference = np.stack([predict_whole_slice(model, raw[z]) for z in range(raw.shape[0])])
     difference = np.abs(probability - reference).max()
     assert 0 < difference <= DEVICE_TOLERANCE[precision]  # 0 would mean fp32 on the CPU again
+
+
+def test_a_compiled_model_predicts_as_the_eager_one(tmp_path, model, model_file):
+    """predict_volume's compile_mode (measured by `bench gpu-limits`): graphs captured by
+    torch.compile in two Dask threads at once give the eager model's probabilities. On the CPU
+    the graphs run on torch's own kernels ("dynamo": no compiler needed); on a GPU (bench
+    gpu-check) inductor compiles them."""
+    raw = np.random.default_rng(3).integers(0, 255, (2, 70, 50)).astype(np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    mode = "dynamo" if TEST_DEVICE == "cpu" else "default"
+    torch._dynamo.utils.counters.clear()
+    for name, compile_mode in (("eager", "off"), ("compiled", mode)):
+        predict_volume(
+            model_file, tmp_path / "raw.zarr", tmp_path / f"{name}.zarr", tile_out=28,
+            block_px=32, workers=2, threads=2, batch_size=3, device=TEST_DEVICE,
+            out_dtype="float32", compile_mode=compile_mode,
+        )  # fmt: skip
+    eager, compiled = (
+        io.open_zarr(tmp_path / f"{name}.zarr")[...] for name in ("eager", "compiled")
+    )
+    assert np.abs(compiled - eager).max() <= (1e-6 if TEST_DEVICE == "cpu" else 2e-3)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
+
+
+def test_an_unknown_compile_mode_is_refused_before_anything_is_written(tmp_path, model_file):
+    raw = np.zeros((1, 40, 40), np.uint8)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    with pytest.raises(UnetsegError, match="compile: 'fast' is not one of off, default"):
+        predict_volume(model_file, tmp_path / "raw.zarr", tmp_path / "p.zarr", tile_out=28,
+                       compile_mode="fast")  # fmt: skip
+    assert not list(tmp_path.glob("p.zarr*"))

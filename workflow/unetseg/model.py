@@ -82,8 +82,11 @@ def resolved(precision: str, channels_last: bool | str, device: torch.device) ->
     return chosen
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast for 'bf16' (CPU and CUDA) or 'fp16' (CUDA only); a no-op for 'fp32'."""
+def autocast(
+    device: torch.device, precision: str, cache: bool = True
+) -> contextlib.AbstractContextManager:
+    """Autocast for 'bf16' (CPU and CUDA) or 'fp16' (CUDA only); a no-op for 'fp32'. `cache`:
+    keep the weights' casts while inside (off under CUDA graph capture)."""
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -91,12 +94,29 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         raise UnetsegError("precision: fp16 needs a CUDA device; use bf16 on CPU")
     if device.type == "cpu":
         warn_if_bf16_is_emulated()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
 
 
 def prepare(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+# torch.compile's modes, "off" (eager, the default) and "dynamo": graphs captured but run by
+# torch's eager kernels (backend "eager"), which needs no compiler: what a test runs anywhere.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs", "dynamo")
+
+
+def compiled(model: nn.Module, mode: str = "off") -> nn.Module:
+    """`model` under torch.compile in `mode` (COMPILE_MODES); "reduce-overhead" adds CUDA graphs.
+    The first call of each input shape compiles (tens of seconds for the paper's network)."""
+    if mode not in COMPILE_MODES:
+        raise UnetsegError(f"compile: '{mode}' is not one of {', '.join(COMPILE_MODES)}")
+    if mode == "off":
+        return model
+    if mode == "dynamo":
+        return torch.compile(model, backend="eager")
+    return torch.compile(model, mode=mode)
 
 
 def to_device(batch: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:

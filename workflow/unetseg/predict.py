@@ -24,7 +24,7 @@ from dask.delayed import Delayed
 
 from unetseg import blocks, intensity, io, tiling
 from unetseg.errors import UnetsegError
-from unetseg.model import UNet, autocast, pick_device, prepare, resolved, to_device
+from unetseg.model import UNet, autocast, compiled, pick_device, prepare, resolved, to_device
 from unetseg.progress import ProgressLog
 from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC
 
@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=4)
-def load_model(path: str, device: str = "cpu", channels_last: bool = False) -> tuple[UNet, dict]:
-    """Rebuild the network from a checkpoint, once per process (Dask workers reuse it)."""
+def load_model(
+    path: str, device: str = "cpu", channels_last: bool = False, compile_mode: str = "off"
+) -> tuple[UNet, dict]:
+    """Rebuild the network from a checkpoint, once per process (Dask workers reuse it), under
+    torch.compile unless `compile_mode` is "off" (model.COMPILE_MODES)."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         model = UNet(**checkpoint["model_config"])
@@ -41,7 +44,7 @@ def load_model(path: str, device: str = "cpu", channels_last: bool = False) -> t
     except (OSError, KeyError, RuntimeError, pickle.UnpicklingError) as error:
         raise UnetsegError(f"{path}: not a usable unetseg model ({error})") from error
     model.eval()
-    return prepare(model, torch.device(device), channels_last), checkpoint
+    return compiled(prepare(model, torch.device(device), channels_last), compile_mode), checkpoint
 
 
 def forward_tiles(
@@ -227,12 +230,13 @@ class BlockTask:
     channels_last: bool
     tta: bool
     torch_threads: int
+    compile_mode: str = "off"
 
     def __call__(
         self, raw, raw_chunks, target, done_folder: Path, grey_mapping, z: int, rows, cols
     ) -> None:
         torch.set_num_threads(self.torch_threads)  # also in worker processes: no oversubscription
-        model, _ = load_model(self.model_path, self.device, self.channels_last)
+        model, _ = load_model(self.model_path, self.device, self.channels_last, self.compile_mode)
         probability = predict_block(
             model, raw, z, rows, cols, self.tile_out, self.batch_size,
             torch.device(self.device), self.precision, self.channels_last, self.tta, target.dtype,
@@ -264,11 +268,13 @@ def predict_volume(
     tta: bool = False,
     scheduler_address: str | None = None,
     compression: dict | None = None,
+    compile_mode: str = "off",
 ) -> None:
     """Predict a raw OME-Zarr volume into a probability OME-Zarr, one Dask task per output chunk.
 
     `expect_architecture` (e.g. {"depth": 4, "base_channels": 64}) must match the model's.
-    `compression` is the store's Blosc codec, PROBABILITY_CODEC unless given.
+    `compression` is the store's Blosc codec, PROBABILITY_CODEC unless given. `compile_mode`:
+    torch.compile's (model.COMPILE_MODES; measured by `bench gpu-limits`, not yet a config key).
     Chunks are written into `<out>.partial` and recorded when whole, so a killed prediction
     resumes where it stopped; the store is renamed to `out_path` when every chunk is there.
     """
@@ -285,7 +291,7 @@ def predict_volume(
     torch_device = pick_device(device)
     precision, channels_last = resolved(precision, channels_last, torch_device)
     torch_threads = max(1, threads // workers)  # each task sets it in its own worker
-    model, checkpoint = load_model(str(model_path), str(torch_device), channels_last)
+    model, checkpoint = load_model(str(model_path), str(torch_device), channels_last, compile_mode)
     for key, value in (expect_architecture or {}).items():
         if model.config[key] != value:
             raise UnetsegError(
@@ -311,7 +317,7 @@ def predict_volume(
     }
     task = BlockTask(
         str(model_path), tile_out, batch_size, str(torch_device), precision,
-        channels_last, tta, torch_threads,
+        channels_last, tta, torch_threads, compile_mode,
     )  # fmt: skip
     started = time.perf_counter()
     partial = Path(out_path).with_name(Path(out_path).name + ".partial")
