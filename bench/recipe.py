@@ -172,6 +172,38 @@ def recipe(dataset: str, arms=tuple(ARMS), seeds=(0, 1), finished_only: bool = F
                        settings="config/dsb2018.yaml")  # fmt: skip
 
 
+def group_norm_tiles(arm="group_ema", seeds=(0, 1), tiles=(516, 388, 260, 132)) -> None:
+    """isbi_group_norm_tiles: how much the recipe's GroupNorm models' held-out probabilities and
+    errors (slices 16-19, fp32) depend on predict.tile_out, against one 516-px tile per slice
+    (the paper's network: not at all, tests/test_predict.py)."""
+    import tifffile
+
+    from unetseg import evaluate
+    from unetseg.predict import load_model, predict_block
+
+    raw = tifffile.imread(ISBI / "train-volume.tif")[16:20]
+    truth = tifffile.imread(ISBI / "train-labels.tif")[16:20]
+    rows = []
+    for seed in seeds:
+        model, _ = load_model(str(WORK / "isbi" / f"{arm}-seed{seed}/results/model/model.pt"))
+        probability = {}
+        for tile in tiles:
+            probability[tile] = np.stack([predict_block(model, raw, z, (0, 512), (0, 512), tile, 4)
+                                          for z in range(len(raw))])  # fmt: skip
+            errors = evaluate.headline(
+                evaluate.evaluate_arrays(truth, probability[tile], workers=2)
+            )
+            apart = np.abs(probability[tile] - probability[tiles[0]])
+            rows.append({"seed": seed, "tile_out": tile, "max_apart": round(float(apart.max()), 3),
+                         "mean_apart": round(float(apart.mean()), 4),
+                         **{key: round(float(errors[key]), 5) for key in
+                            ("pixel_error", "rand_error", "warping_error")}})  # fmt: skip
+            print(rows[-1], flush=True)
+    record("isbi_group_norm_tiles", max(row["max_apart"] for row in rows),
+           f"largest probability difference from {tiles[0]}-px tiles", "report only",
+           settings=ARMS[arm], rows=rows)  # fmt: skip
+
+
 BENCHMARKS = {
     "recipe-dsb": lambda: recipe("dsb", arms=("paper", "group_ema")),
     "recipe-dsb-ema": lambda: recipe("dsb", arms=("ema",)),
@@ -185,6 +217,7 @@ BENCHMARKS = {
         "isbi", arms=("paper", "group_ema"), seeds=(0,), finished_only=True
     ),
     "isbi-folds": isbi_folds,
+    "isbi-group-tiles": group_norm_tiles,
     # the shipped model's recipe (6000 steps, about an hour on 2 cores) with GroupNorm + average
     "isbi-cpu-model": lambda: recipe("isbi_cpu_model", arms=("group_ema",), seeds=(0,)),
 }

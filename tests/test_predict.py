@@ -76,6 +76,28 @@ def test_chunks_that_make_tiles_hang_over_warn(tmp_path, model_file, caplog):
     assert "block_px" not in caplog.text
 
 
+def test_group_norm_tiles_are_not_seamless_and_prediction_says_so(tmp_path, model, caplog):
+    """The paper's network (no normalisation layers) predicts a slice cut into tiles as it is
+    whole (the tests above); with GroupNorm each tile has its own statistics, so it does not,
+    and predict_volume warns where a slice takes more than one tile."""
+    torch.manual_seed(0)
+    grouped = UNet(depth=3, base_channels=8, norm="group").eval()
+    raw = np.random.default_rng(1).integers(0, 255, (1, 96, 96)).astype(np.uint8)
+    whole = predict_whole_slice(grouped, raw[0])
+    assert np.abs(stitched(grouped, raw, 28, 48) - whole).max() > 1e-3
+    assert np.abs(stitched(model, raw, 28, 48) - predict_whole_slice(model, raw[0])).max() <= 1e-5
+    for name, net in (("group", grouped), ("none", model)):
+        path = tmp_path / f"{name}.pt"
+        torch.save({"model_config": net.config, "model_state": net.state_dict()}, path)
+    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
+    for name, tile_out, warned in (("group", 28, True), ("group", 100, False), ("none", 28, False)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="unetseg.predict"):
+            predict_volume(tmp_path / f"{name}.pt", tmp_path / "raw.zarr",
+                           tmp_path / f"{name}-{tile_out}.zarr", tile_out, block_px=96)  # fmt: skip
+        assert ("model.norm group: each of the 4 x 4 tiles" in caplog.text) == warned
+
+
 def test_each_worker_keeps_the_input_chunks_under_a_row_of_blocks_up_to_a_bound():
     """Default layout (512-px chunks, 768-px blocks, depth 4: 952 px of input per block row):
     2 rows of chunks, one more where the row starts off the grid, one for the blocks running

@@ -301,6 +301,7 @@ def predict_volume(
     tiling.check_output_size(tile_out, model.config["depth"], "predict.tile_out")
     raw = io.open_zarr(raw_path)
     warn_if_tiles_overhang(raw.shape[1:], block_px, tile_out, model.config["depth"])
+    warn_if_tiles_normalise_apart(model.config, raw.shape[1:], block_px, tile_out)
     grey_mappings = model_grey_mappings(raw, checkpoint)
     chunks = (1, block_px, block_px)
     attrs = {
@@ -396,6 +397,24 @@ def warn_if_tiles_overhang(size, block_px: int, tile_out: int, depth: int) -> No
             "does not",
             block_px, tile_out, cost, stride, max(stride, round(block_px / stride) * stride),
         )  # fmt: skip
+
+
+def warn_if_tiles_normalise_apart(model_config: dict, size, block_px: int, tile_out: int) -> None:
+    """GroupNorm normalises each tile by its own statistics, so, unlike the paper's network, a
+    slice cut into several tiles is not predicted as it is whole (BENCHMARKS.md, "GroupNorm and
+    overlap-tile prediction"): say so where it happens."""
+    if model_config.get("norm") != "group":
+        return
+    depth = model_config["depth"]
+    tiles = [tiling.tiles_across(length, block_px, tile_out, depth) for length in size]
+    if max(tiles) > 1:
+        log.warning(
+            "model.norm group: each of the %d x %d tiles of a slice is normalised by its own "
+            "statistics, so the probabilities depend on predict.tile_out and block_px (on ISBI "
+            "2012 up to 0.74 apart between 132- and 516-px tiles, mean 0.045); use the largest "
+            "tiles that fit, alike in every run you compare",
+            *tiles,
+        )
 
 
 def raw_cache_bytes(raw, block_px: int, depth: int) -> int:
