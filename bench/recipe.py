@@ -28,6 +28,8 @@ ARMS = {
     "ema": {"model": {"norm": "none"}, "train": {"ema_decay": 0.999}},
     "group": {"model": {"norm": "group"}, "train": {"ema_decay": 0.0}},
     "group_ema": {"model": {"norm": "group"}, "train": {"ema_decay": 0.999}},
+    # BatchNorm's running statistics make prediction independent of the tile (GroupNorm's not)
+    "batch_ema": {"model": {"norm": "batch"}, "train": {"ema_decay": 0.999}},
     # the paper's network and weights with soft-clDice of the membranes added to the loss
     "topology": {"model": {"norm": "none"}, "train": {"ema_decay": 0.0, "topology_weight": 0.5}},
     "adamw_group_ema": {
@@ -212,6 +214,7 @@ BENCHMARKS = {
     "recipe-isbi": lambda: recipe("isbi", arms=("paper", "group_ema")),
     "recipe-isbi-ema": lambda: recipe("isbi", arms=("ema",)),
     "recipe-isbi-topology": lambda: recipe("isbi", arms=("topology",)),
+    "recipe-isbi-batch": lambda: recipe("isbi", arms=("batch_ema",), seeds=(0,)),
     # seed 0's finished pair, recorded as it is (seed 1 was stopped; see BENCHMARKS.md)
     "recipe-isbi-seed0": lambda: recipe(
         "isbi", arms=("paper", "group_ema"), seeds=(0,), finished_only=True
