@@ -1,0 +1,39 @@
+"""`bench isbi-folds`' splits of ISBI 2012's 20 labelled slices and its per-arm summary."""
+
+import pytest
+import yaml
+
+from bench import recipe
+from bench.record import REPO
+
+ISBI_VOLUMES = yaml.safe_load((REPO / "config" / "isbi2012.yaml").read_text())["volumes"]
+
+
+def slices_of(volumes: list[dict], role: str) -> list[int]:
+    return [z for v in volumes if v["role"] == role for z in range(*v["slices"])]
+
+
+@pytest.mark.parametrize("fold", range(5))
+def test_each_fold_holds_out_four_slices_and_trains_on_the_other_sixteen(fold):
+    volumes = recipe.fold_volumes(ISBI_VOLUMES, fold)
+    held_out, trained = slices_of(volumes, "validate"), slices_of(volumes, "train")
+    assert held_out == list(range(4 * fold, 4 * fold + 4))
+    assert sorted(trained + held_out) == list(range(20))
+    assert {v["raw"] for v in volumes} == {"data/isbi2012/train-volume.tif"}
+    assert all(v["labels"] == "data/isbi2012/train-labels.tif" for v in volumes)
+    assert len({v["name"] for v in volumes}) == len(volumes)
+    assert not any(v["role"] == "predict" for v in volumes)  # the test slices are not needed
+
+
+def test_only_the_last_fold_is_the_configs_split_and_reuses_the_recipe_run():
+    assert [recipe.is_config_split(ISBI_VOLUMES, fold) for fold in range(5)] == [False] * 4 + [True]
+
+
+def test_fold_spread_gives_mean_and_std_of_each_error():
+    runs = [{"rand_error": 0.1, "pixel_error": 0.05, "ap50": 0.7},
+            {"rand_error": 0.3, "pixel_error": 0.07, "ap50": 0.5}]  # fmt: skip
+    spread = recipe.fold_spread(runs)
+    assert spread["rand_error"] == [0.1, 0.3] and spread["ap50"] == [0.7, 0.5]
+    assert spread["rand_error_mean_std"] == pytest.approx([0.2, 0.1])
+    assert spread["pixel_error_mean_std"] == pytest.approx([0.06, 0.01])
+    assert "ap50_mean_std" not in spread  # errors only
