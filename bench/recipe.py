@@ -251,6 +251,8 @@ BENCHMARKS = {
         "isbi", arms=("paper", "group_ema"), seeds=(0,), finished_only=True
     ),
     "isbi-folds": isbi_folds,
+    # GroupNorm without the average on two of those folds: which of the pair carries the gain
+    "isbi-folds-group": lambda: isbi_folds(arms=("group",), folds=(0, 3)),
     "isbi-group-tiles": group_norm_tiles,
     # the shipped model's recipe (6000 steps, about an hour on 2 cores) with GroupNorm + average
     "isbi-cpu-model": lambda: recipe("isbi_cpu_model", arms=("group_ema",), seeds=(0,)),
