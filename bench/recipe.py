@@ -59,12 +59,22 @@ def link_data(source: Path, name: str) -> None:
         target.symlink_to(source.resolve())
 
 
+def run_folder(dataset: str, arm: str, seed: int, fold: int | None = None) -> Path:
+    """Where one (arm, seed[, fold]) run of `dataset` works, so that a stopped benchmark resumes."""
+    return WORK / dataset / f"{arm}-seed{seed}" / ("" if fold is None else f"fold{fold}")
+
+
+def columns(runs: list[dict]) -> dict:
+    """The runs' figures key by key: {key: [value of each run]}."""
+    return {key: [run[key] for run in runs] for key in runs[0]}
+
+
 def run_arm(dataset: str, arm: str, seed: int, fold: int | None = None) -> dict:
     """One workflow run of `arm` from `seed` (on `fold`'s split of ISBI's 20 slices): the
     evaluated volume's metrics and the log's rollbacks."""
     configs, source, link, volume = DATASETS[dataset]
     link_data(source, link)
-    workdir = WORK / dataset / f"{arm}-seed{seed}" / ("" if fold is None else f"fold{fold}")
+    workdir = run_folder(dataset, arm, seed, fold)
     workdir.mkdir(parents=True, exist_ok=True)
     overlay = {key: dict(value) for key, value in ARMS[arm].items()}
     for key, value in BUDGETS[dataset].items():
@@ -134,7 +144,7 @@ def is_config_split(isbi_volumes: list[dict], fold: int) -> bool:
 
 def fold_spread(runs: list[dict]) -> dict:
     """Per-fold figures and the mean and standard deviation of each error over the folds."""
-    figures = {key: [run[key] for run in runs] for key in runs[0]}
+    figures = columns(runs)
     spread = {f"{key}_mean_std": [round(float(np.mean(v)), 6), round(float(np.std(v)), 6)]
               for key, v in figures.items() if key.endswith("error")}  # fmt: skip
     return {**figures, **spread}
@@ -150,14 +160,16 @@ def isbi_folds(arms=("paper", "group_ema"), folds=(4, 0, 2, 1, 3), seed: int = 0
     if not ISBI.exists():
         print(f"bench isbi-folds: no data at {ISBI}; skipped")
         return
-    volumes = yaml.safe_load((REPO / "config" / DATASETS["isbi"][0][0]).read_text())["volumes"]
+    configs, _, _, held_out = DATASETS["isbi"]
+    volumes = yaml.safe_load((REPO / "config" / configs[0]).read_text())["volumes"]
     runs = {arm: [] for arm in arms}
     for fold in folds:
+        config_split = is_config_split(volumes, fold)
         for arm in arms:
-            recipe_run = WORK / "isbi" / f"{arm}-seed{seed}" / "results"
-            finished = (recipe_run / "isbi_validate" / "instance_metrics.json").exists()
-            if is_config_split(volumes, fold) and finished:
-                runs[arm].append(figures_of(recipe_run, "isbi_validate"))  # read, not rerun
+            recipe_run = run_folder("isbi", arm, seed) / "results"
+            finished = (recipe_run / held_out / "instance_metrics.json").exists()
+            if config_split and finished:
+                runs[arm].append(figures_of(recipe_run, held_out))  # read, not rerun
             else:
                 runs[arm].append(run_arm("isbi", arm, seed, fold))
             print("fold", fold, arm, runs[arm][-1], flush=True)
@@ -180,13 +192,13 @@ def recipe(dataset: str, arms=tuple(ARMS), seeds=(0, 1), finished_only: bool = F
     for seed in seeds:  # each seed's arms together, so that a stopped benchmark still compares
         for arm in arms:
             if finished_only:
-                folder = WORK / dataset / f"{arm}-seed{seed}" / "results"
+                folder = run_folder(dataset, arm, seed) / "results"
                 runs[arm].append(figures_of(folder, volume))
             else:
                 runs[arm].append(run_arm(dataset, arm, seed))
             print(dataset, arm, seed, runs[arm][-1], flush=True)
     for arm in arms:
-        figures = {key: [run[key] for run in runs[arm]] for key in runs[arm][0]}
+        figures = columns(runs[arm])
         headline = "ap50" if dataset == "dsb" else "rand_error"
         record(f"recipe_{dataset}_{arm}", round(float(np.mean(figures[headline])), 4),
                f"mean {headline} of {len(seeds)} seeds ({volume}, held out)", "report only",
@@ -209,7 +221,7 @@ def group_norm_tiles(arm="group_ema", seeds=(0, 1), tiles=(516, 388, 260, 132)) 
     from unetseg import evaluate
     from unetseg.predict import load_model, predict_block
 
-    models = [WORK / "isbi" / f"{arm}-seed{seed}/results/model/model.pt" for seed in seeds]
+    models = [run_folder("isbi", arm, seed) / "results/model/model.pt" for seed in seeds]
     missing = [path for path in [ISBI, *models] if not path.exists()]
     if missing:  # a fresh checkout: the data or the recipe's models are not there
         print(f"bench isbi-group-tiles: no {missing[0]} (run recipe-isbi first); skipped")
