@@ -273,6 +273,8 @@ BENCHMARKS = {
     "isbi-folds-group": lambda: isbi_folds(arms=("group",), folds=(0, 3)),
     # issue 27's topology lever (soft-clDice) on the same two folds, against the paper's there
     "isbi-folds-topology": lambda: isbi_folds(arms=("topology",), folds=(0, 3)),
+    # the weight average alone (the paper's network) on the same two folds
+    "isbi-folds-ema": lambda: isbi_folds(arms=("ema",), folds=(0, 3)),
     # the config's own split (fold 4) again, both arms on one machine: the recipe's seed-0 pair
     # ran on a slower one, where GroupNorm's run stopped at its 30-minute budget (step 1195)
     "isbi-fold4": lambda: isbi_folds(folds=(4,), name="isbi_fold4", reuse_recipe=False),
