@@ -278,6 +278,10 @@ BENCHMARKS = {
     # the config's own split (fold 4) again, both arms on one machine: the recipe's seed-0 pair
     # ran on a slower one, where GroupNorm's run stopped at its 30-minute budget (step 1195)
     "isbi-fold4": lambda: isbi_folds(folds=(4,), name="isbi_fold4", reuse_recipe=False),
+    # GroupNorm without the average there: a third fold for what the average adds to GroupNorm
+    "isbi-fold4-group": lambda: isbi_folds(
+        arms=("group",), folds=(4,), name="isbi_fold4", reuse_recipe=False
+    ),
     "isbi-group-tiles": group_norm_tiles,
     # the shipped model's recipe (6000 steps, about an hour on 2 cores) with GroupNorm + average
     "isbi-cpu-model": lambda: recipe("isbi_cpu_model", arms=("group_ema",), seeds=(0,)),
