@@ -32,6 +32,12 @@ ARMS = {
     "batch_ema": {"model": {"norm": "batch"}, "train": {"ema_decay": 0.999}},
     # the paper's network and weights with soft-clDice of the membranes added to the loss
     "topology": {"model": {"norm": "none"}, "train": {"ema_decay": 0.0, "topology_weight": 0.5}},
+    # issue 27's "stronger weights on thin membrane gaps": the border term doubled (paper w0 = 10)
+    "group_ema_w0_20": {
+        "model": {"norm": "group"},
+        "train": {"ema_decay": 0.999},
+        "weights": {"w0": 20.0},
+    },
     "adamw_group_ema": {
         "model": {"norm": "group"},
         "train": {"optimizer": "adamw", "learning_rate": 0.001, "ema_decay": 0.999},
@@ -282,6 +288,8 @@ BENCHMARKS = {
     "isbi-fold4-group": lambda: isbi_folds(
         arms=("group",), folds=(4,), name="isbi_fold4", reuse_recipe=False
     ),
+    # the border weight doubled, against group_ema's folds 0, 3 and 4
+    "isbi-folds-w0": lambda: isbi_folds(arms=("group_ema_w0_20",), folds=(4, 0, 3)),
     "isbi-group-tiles": group_norm_tiles,
     # the shipped model's recipe (6000 steps, about an hour on 2 cores) with GroupNorm + average
     "isbi-cpu-model": lambda: recipe("isbi_cpu_model", arms=("group_ema",), seeds=(0,)),
