@@ -81,6 +81,14 @@ def columns(runs: list[dict]) -> dict:
     return {key: [run[key] for run in runs] for key in runs[0]}
 
 
+def arm_overlay(dataset: str, arm: str) -> dict:
+    """The data set's budget with the arm's settings laid over it (an arm may set its own)."""
+    overlay = {key: dict(value) for key, value in BUDGETS[dataset].items()}
+    for key, value in ARMS[arm].items():
+        overlay.setdefault(key, {}).update(value)
+    return overlay
+
+
 def run_arm(dataset: str, arm: str, seed: int, fold: int | None = None) -> dict:
     """One workflow run of `arm` from `seed` (on `fold`'s split of ISBI's 20 slices): the
     evaluated volume's metrics and the log's rollbacks."""
@@ -88,9 +96,7 @@ def run_arm(dataset: str, arm: str, seed: int, fold: int | None = None) -> dict:
     link_data(source, link)
     workdir = run_folder(dataset, arm, seed, fold)
     workdir.mkdir(parents=True, exist_ok=True)
-    overlay = {key: dict(value) for key, value in BUDGETS[dataset].items()}
-    for key, value in ARMS[arm].items():  # an arm may set its own budget
-        overlay.setdefault(key, {}).update(value)
+    overlay = arm_overlay(dataset, arm)
     overlay.setdefault("train", {})["seed"] = seed
     overlay["results"] = "results"
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))

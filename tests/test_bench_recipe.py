@@ -37,3 +37,12 @@ def test_fold_spread_gives_mean_and_std_of_each_error():
     assert spread["rand_error_mean_std"] == pytest.approx([0.2, 0.1])
     assert spread["pixel_error_mean_std"] == pytest.approx([0.06, 0.01])
     assert "ap50_mean_std" not in spread  # errors only
+
+
+def test_an_arm_keeps_the_budgets_steps_and_may_set_its_own_minutes():
+    assert recipe.arm_overlay("isbi", "group_ema")["train"] == {
+        "steps": 1500, "max_minutes": 30, "ema_decay": 0.999}  # fmt: skip
+    wide = recipe.arm_overlay("isbi", "group_ema_32")
+    assert wide["train"]["steps"] == 1500 and wide["train"]["max_minutes"] == 50
+    assert wide["model"] == {"norm": "group", "base_channels": 32}
+    assert recipe.BUDGETS["isbi"]["train"]["max_minutes"] == 30  # the budget itself untouched
