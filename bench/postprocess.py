@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.recipe import ISBI, WORK
+from bench.recipe import ERRORS, ISBI, WORK
 from bench.record import record
-
-ERRORS = ("pixel_error", "rand_error", "warping_error")
 
 
 def close_holes(probability: np.ndarray, area_px: int) -> np.ndarray:

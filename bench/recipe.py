@@ -20,6 +20,7 @@ from bench.record import REPO, record
 DSB = REPO.parent / "shared" / "data" / "dsb2018-nuclei"
 ISBI = REPO.parent / "shared" / "data" / "isbi2012"
 WORK = REPO / "results" / "bench-recipe"
+ERRORS = ("pixel_error", "rand_error", "warping_error")  # the ISBI errors a run is scored by
 
 # Overlays of the data set's config: what each arm changes.
 ARMS = {
@@ -129,7 +130,7 @@ def figures_of(results: Path, volume: str) -> dict:
     return {
         "ap50": round(instances["ap50"], 4),
         "mean_ap": round(instances["mean_ap"], 4),
-        **{key: round(metrics[key], 6) for key in ("pixel_error", "rand_error", "warping_error")},
+        **{key: round(metrics[key], 6) for key in ERRORS},
         "rollbacks": sum(event.startswith("rollback") for event in events),
         "unhealed": any(event.startswith("stopped") for event in events),
         "rand_spread": float(log[-1].split("\t")[6] or 0),
@@ -265,8 +266,7 @@ def group_norm_tiles(arm="group_ema", seeds=(0, 1), tiles=(516, 388, 260, 132)) 
             apart = np.abs(probability[tile] - probability[tiles[0]])
             rows.append({"seed": seed, "tile_out": tile, "max_apart": round(float(apart.max()), 3),
                          "mean_apart": round(float(apart.mean()), 4),
-                         **{key: round(float(errors[key]), 5) for key in
-                            ("pixel_error", "rand_error", "warping_error")}})  # fmt: skip
+                         **{key: round(float(errors[key]), 5) for key in ERRORS}})  # fmt: skip
             print(rows[-1], flush=True)
     record("isbi_group_norm_tiles", max(row["max_apart"] for row in rows),
            f"largest probability difference from {tiles[0]}-px tiles", "report only",
