@@ -46,3 +46,20 @@ def test_an_arm_keeps_the_budgets_steps_and_may_set_its_own_minutes():
     assert wide["train"]["steps"] == 1500 and wide["train"]["max_minutes"] == 50
     assert wide["model"] == {"norm": "group", "base_channels": 32}
     assert recipe.BUDGETS["isbi"]["train"]["max_minutes"] == 30  # the budget itself untouched
+
+
+def test_a_runs_figures_name_the_kept_model_and_its_validation_error(tmp_path):
+    import json
+
+    (tmp_path / "v").mkdir()
+    (tmp_path / "model").mkdir()
+    errors = {"pixel_error": 0.06, "rand_error": 0.2, "warping_error": 0.001}
+    (tmp_path / "v/metrics.json").write_text(json.dumps(errors))
+    (tmp_path / "v/instance_metrics.json").write_text(json.dumps({"ap50": 0.7, "mean_ap": 0.4}))
+    header = "step\tloss\tpixel_error\trand_error\tlr\ts\trand_spread\tsamples_per_s\tevent"
+    rows = ["250\t0.8\t0.07\t0.30\t0.01\t1\t0\t2\t", "500\t0.7\t0.06\t0.18\t0.01\t2\t0.1\t2\t",
+            "750\t0.7\t0.06\t0.18\t0.01\t3\t0.1\t2\t", "1000\t0.6\t0.06\t0.25\t0.01\t4\t0.1\t2\t"]  # fmt: skip
+    (tmp_path / "model/train_log.tsv").write_text("\n".join([header, *rows]) + "\n")
+    figures = recipe.figures_of(tmp_path, "v")
+    assert (figures["kept_step"], figures["kept_validation_rand_error"]) == (500, 0.18)
+    assert figures["rand_error"] == 0.2 and figures["rand_spread"] == 0.1

@@ -60,3 +60,16 @@ def test_the_gpu_overlay_sizes_its_loader_to_the_job_and_averages_8_versions():
     gpu = yaml.safe_load((CONFIG / "isbi2012-gpu.yaml").read_text())
     assert gpu["train"]["workers"] == "auto" and gpu["predict"]["tta"] is True
     assert "model" not in gpu  # the paper's network, from isbi2012.yaml
+
+
+def test_a_groupnorm_network_validates_with_the_predict_steps_tiles():
+    """Its output depends on the tiles: the train step then depends on predict.tile_out and
+    block_px; the paper's network (tile-independent) does not, so changing them keeps it."""
+    from unetseg.settings import train_settings
+
+    dsb = yaml.safe_load((CONFIG / "dsb2018.yaml").read_text())
+    chosen = train_settings(dsb)
+    assert (chosen["validate_tile_out"], chosen["validate_block_px"]) == (388, 768)
+    isbi = yaml.safe_load((CONFIG / "isbi2012.yaml").read_text())
+    isbi["volumes"] = []
+    assert "validate_tile_out" not in train_settings(isbi)

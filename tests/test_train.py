@@ -482,3 +482,34 @@ def test_loader_workers_auto_leave_the_job_one_core():
     assert loader_workers(3, 16) == 3
     with pytest.raises(UnetsegError, match="train.workers: 'many'"):
         loader_workers("many", 2)
+
+
+def test_a_groupnorm_networks_kept_validation_errors_are_those_the_predict_step_gives(
+    stores, tmp_path
+):
+    """GroupNorm normalises each tile by its own statistics, so validation cuts slices as the
+    predict step does (its tile_out and block_px, passed by the rule): the kept model's
+    validation errors are then the workflow's own held-out errors of that model, while the
+    training tile's would not be."""
+    import zarr
+
+    from unetseg import evaluate
+    from unetseg.predict import load_model, predict_volume
+    from unetseg.train import validate, validation_truths
+
+    cut = dict(validate_tile_out=52, validate_block_px=64)
+    best, _ = run(stores, tmp_path, "g", norm="group", steps=40, validate_every=20, **cut)
+    predict_volume(tmp_path / "g.pt", stores["val"][0], tmp_path / "p.zarr", 52, block_px=64,
+                   out_dtype="float32")  # fmt: skip
+    val = load_volume(*stores["val"], config=TrainConfig(**TINY))
+    truth = np.stack(validation_truths([val]))
+    scored = evaluate.headline(evaluate.evaluate_arrays(truth, zarr.open(tmp_path / "p.zarr")["0"]))
+    assert best["metrics"]["rand_error"] == pytest.approx(scored["rand_error"], abs=1e-6)
+    assert best["metrics"]["pixel_error"] == pytest.approx(scored["pixel_error"], abs=1e-6)
+
+    kept, _ = load_model(str(tmp_path / "g.pt"), "cpu")
+    cpu = torch.device("cpu")
+    as_predicted = validate(kept, [val], TrainConfig(**{**TINY, "norm": "group", **cut}), cpu)
+    assert as_predicted["rand_error"] == pytest.approx(scored["rand_error"], abs=1e-6)
+    training_tile = validate(kept, [val], TrainConfig(**{**TINY, "norm": "group"}), cpu)
+    assert training_tile["rand_error"] != pytest.approx(scored["rand_error"], abs=1e-3)

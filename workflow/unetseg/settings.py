@@ -7,11 +7,17 @@ from __future__ import annotations
 def train_settings(config: dict) -> dict:
     """The config values the train step depends on: the model's and training's, but for where a
     model comes from (`model.pretrained`) and how many GPUs the job asks for (`train.gpus`),
-    with `normalize: auto` resolved from the volumes' kinds."""
+    with `normalize: auto` resolved from the volumes' kinds, and for a GroupNorm network the
+    predict step's tiles (validation predicts with them)."""
     model = {key: value for key, value in config["model"].items() if key != "pretrained"}
     train = {key: value for key, value in config["train"].items() if key != "gpus"}
     if train.get("normalize") == "auto":
         train["normalize"] = auto_normalize(config["volumes"])
+    if model.get("norm") == "group":
+        # GroupNorm normalises each tile by its own statistics: validation cuts slices as the
+        # predict step does, so the model kept is the one that scores best there.
+        train["validate_tile_out"] = config["predict"]["tile_out"]
+        train["validate_block_px"] = config["predict"]["block_px"]
     return {**model, **train}
 
 

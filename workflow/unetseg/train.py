@@ -83,6 +83,12 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = True
     validate_every: int = 100
+    # How validation cuts a slice: output tiles of this size (0: tile_out) within regions of this
+    # many px (0: the whole slice). The rule passes the predict step's tile_out and block_px for
+    # a GroupNorm network, whose output depends on its tiles, so the model kept is the one that
+    # scores best as the workflow predicts.
+    validate_tile_out: int = 0
+    validate_block_px: int = 0
     checkpoint_every: int = 50
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -409,18 +415,20 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
     for volume in volumes:
         for z in range(volume.depth):
             image = volume.image(z, cached=False).whole()
-            prob = predict_block(
-                model,
-                image[np.newaxis],
-                0,
-                (0, image.shape[0]),
-                (0, image.shape[1]),
-                config.tile_out,
-                config.batch_size,
-                device,
-                config.precision,
-                config.channels_last,
-            )
+            prob = np.empty(image.shape, np.float32)
+            for ys, xs in validation_regions(image.shape, config):
+                prob[ys, xs] = predict_block(
+                    model,
+                    image[np.newaxis],
+                    0,
+                    (ys.start, ys.stop),
+                    (xs.start, xs.stop),
+                    validation_tile_out(config),
+                    config.batch_size,
+                    device,
+                    config.precision,
+                    config.channels_last,
+                )
             truth = volume.interior(z, cached=False).whole()
             counts.append(
                 (
@@ -436,6 +444,17 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
         "rand_error": float(1 - evaluate.best_f(sum(c[1] for c in counts))[0]),
         "wrong_fraction": float((pixel[:, 1] + pixel[:, 2]).min() / n_pixels),
     }
+
+
+def validation_tile_out(config: TrainConfig) -> int:
+    return config.validate_tile_out or config.tile_out
+
+
+def validation_regions(shape: tuple[int, int], config: TrainConfig):
+    """(y slice, x slice) of the regions validation predicts one by one, as the predict step
+    predicts its output chunks."""
+    size = config.validate_block_px or max(shape)
+    return blocks.chunk_windows(shape, (size, size))
 
 
 def validation_truths(volumes: list[Volume]) -> list[np.ndarray]:
@@ -598,6 +617,9 @@ def train(
     end = min(config.steps, stop_after or config.steps)
     tile_in = tiling.input_size(
         tiling.check_output_size(config.tile_out, config.depth, "train.tile_out"), config.depth
+    )
+    tiling.check_output_size(
+        validation_tile_out(config), config.depth, "validation tile (predict.tile_out)"
     )
     device = pick_device(config.device)
     config = resolved_for(config, device)
