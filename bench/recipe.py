@@ -45,6 +45,8 @@ ARMS = {
         "model": {"norm": "group", "base_channels": 32},
         "train": {"ema_decay": 0.999, "max_minutes": 50},
     },
+    # the DSB config (GroupNorm) with the kept model chosen by validation AP50, not Rand
+    "group_ap50": {"model": {"norm": "group"}, "train": {"ema_decay": 0.0, "keep_by": "ap50"}},
     "adamw_group_ema": {
         "model": {"norm": "group"},
         "train": {"optimizer": "adamw", "learning_rate": 0.001, "ema_decay": 0.999},
@@ -284,6 +286,7 @@ BENCHMARKS = {
     "recipe-dsb-ema": lambda: recipe("dsb", arms=("ema",)),
     "recipe-dsb-adamw": lambda: recipe("dsb", arms=("adamw_group_ema",)),
     "recipe-dsb-group": lambda: recipe("dsb", arms=("group",)),
+    "recipe-dsb-group-ap50": lambda: recipe("dsb", arms=("group_ap50",)),
     "recipe-isbi": lambda: recipe("isbi", arms=("paper", "group_ema")),
     "recipe-isbi-ema": lambda: recipe("isbi", arms=("ema",)),
     "recipe-isbi-topology": lambda: recipe("isbi", arms=("topology",)),

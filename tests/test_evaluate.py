@@ -452,3 +452,16 @@ def test_instance_metrics_refuse_stacks_of_different_shapes_by_name():
     ):
         instance_metrics(ids, ids[:1], names=("t.zarr", "seg.tif"))
     assert instance_metrics(ids * 255, ids, kind=None)["mean_ap"] == 1.0  # kind detected: binary
+
+
+def test_ap50_counts_match_plain_threshold_cells_to_true_objects():
+    from unetseg.evaluate import ap50_counts
+
+    truth = np.zeros((20, 20), np.int64)
+    truth[2:8, 2:8], truth[12:18, 12:18] = 1, 2
+    probability = np.zeros((20, 20), np.float32)
+    probability[2:8, 2:8] = 0.9  # object 1 found at any threshold below 0.9
+    probability[12:18, 12:15] = 0.6  # half of object 2: IoU 0.5
+    probability[0, 19] = 0.3  # a false one-pixel cell at thresholds below 0.3
+    counts = ap50_counts(truth, probability, [0.2, 0.5, 0.7, 0.9])
+    assert counts.tolist() == [[2, 1, 0], [2, 0, 0], [1, 0, 1], [0, 0, 2]]

@@ -157,6 +157,20 @@ def test_training_figure(tmp_path):
     assert report.rollback_steps(log) == []  # a log from before rollbacks existed
 
 
+def test_the_kept_step_is_chosen_as_training_chooses_it(tmp_path):
+    """The last of the lowest Rand errors; of the highest AP50s where the run kept by it."""
+    log = tmp_path / "log.tsv"
+    header = "step\tloss\tpixel_error\trand_error\tlearning_rate\tseconds\tap50\tevent\n"
+    log.write_text(header + "10\t0.9\t0.2\t0.3\t0.01\t1\t\t\n20\t0.5\t0.1\t0.2\t0.01\t2\t\t\n"
+                   "30\t0.4\t0.1\t0.2\t0.01\t3\t\t\n")  # fmt: skip
+    assert report.kept_step(report.read_tsv(log)) == 30
+    log.write_text(header + "10\t0.9\t0.2\t0.3\t0.01\t1\t0.6\t\n20\t0.5\t0.1\t0.2\t0.01\t2\t0.8\t\n"
+                   "30\t0.4\t0.1\t0.1\t0.01\t3\t0.7\t\n")  # fmt: skip
+    assert report.kept_step(report.read_tsv(log)) == 20
+    report.training_figure(log, tmp_path / "t.png")
+    assert is_png_with_content(tmp_path / "t.png")
+
+
 def test_training_figure_marks_rollbacks(tmp_path):
     log = tmp_path / "log.tsv"
     header = "step\tloss\tpixel_error\trand_error\tlearning_rate\tseconds\trand_spread\tsamples_per_s\tevent\n"

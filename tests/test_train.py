@@ -65,7 +65,7 @@ def test_training_learns_and_keeps_the_best_model(stores, tmp_path):
     best, log = run(stores, tmp_path, "a", steps=60, learning_rate=0.02, validate_every=20)
     rows = [line.split("\t") for line in log.splitlines()]
     assert rows[0] == ["step", "loss", "pixel_error", "rand_error", "learning_rate", "seconds",
-                       "rand_spread", "samples_per_s", "event"]  # fmt: skip
+                       "rand_spread", "samples_per_s", "ap50", "event"]  # fmt: skip
     assert [int(r[0]) for r in rows[1:]] == [20, 40, 60]
     assert float(rows[-1][1]) < float(rows[1][1])  # the loss goes down
     rand_errors = [float(r[3]) for r in rows[1:]]
@@ -513,3 +513,28 @@ def test_a_groupnorm_networks_kept_validation_errors_are_those_the_predict_step_
     assert as_predicted["rand_error"] == pytest.approx(scored["rand_error"], abs=1e-6)
     training_tile = validate(kept, [val], TrainConfig(**{**TINY, "norm": "group"}), cpu)
     assert training_tile["rand_error"] != pytest.approx(scored["rand_error"], abs=1e-3)
+
+
+def test_a_run_kept_by_ap50_logs_it_and_keeps_its_highest(stores, tmp_path):
+    best, log = run(stores, tmp_path, "ap", norm="group", steps=40, validate_every=10,
+                    keep_by="ap50")  # fmt: skip
+    rows = [dict(zip(log.splitlines()[0].split("\t"), line.split("\t"), strict=True))
+            for line in log.splitlines()[1:]]  # fmt: skip
+    ap50 = [float(row["ap50"]) for row in rows]
+    assert all(0 <= value <= 1 for value in ap50) and max(ap50) > 0.01
+    last_highest = max(range(len(rows)), key=lambda k: (ap50[k], k))
+    assert best["step"] == int(rows[last_highest]["step"])
+    assert best["metrics"]["ap50"] == ap50[last_highest]
+    with pytest.raises(UnetsegError, match="train.keep_by: 'dice' is not one of rand_error, ap50"):
+        run(stores, tmp_path, "bad", steps=1, keep_by="dice")
+
+
+def test_the_kept_model_is_chosen_by_the_figure_keep_by_names():
+    from unetseg.train import at_least_as_good
+
+    kept = {"metrics": {"rand_error": 0.2, "pixel_error": 0.1, "ap50": 0.6}}
+    sharper = {"rand_error": 0.3, "pixel_error": 0.1, "ap50": 0.7}  # more cells, worse Rand
+    assert not at_least_as_good(sharper, kept, "rand_error")
+    assert at_least_as_good(sharper, kept, "ap50")
+    assert at_least_as_good({**kept["metrics"]}, kept, "ap50")  # a tie: the later model
+    assert at_least_as_good(sharper, None, "rand_error") and at_least_as_good({}, kept, "ap50")

@@ -645,6 +645,20 @@ def instance_metrics(
     }
 
 
+def ap50_counts(truth_ids: np.ndarray, probability: np.ndarray, thresholds) -> np.ndarray:
+    """(TP, FP, FN) at IoU 0.5 of the components of probability > each threshold (4-connected,
+    as the segment step's plain threshold makes cells) against the true objects `truth_ids`."""
+    counts = []
+    for threshold in thresholds:
+        predicted, _ = ndimage.label(
+            probability > float32_threshold(threshold), structure=FOUR_CONNECTED
+        )
+        ious, n_truth, n_predicted = matched_ious(truth_ids, predicted)
+        tp = int(np.count_nonzero(ious >= 0.5))
+        counts.append((tp, n_predicted - tp, n_truth - tp))
+    return np.array(counts, np.int64)
+
+
 def average_precision(counts: np.ndarray) -> list[float]:
     """TP / (TP + FP + FN) of each row of (TP, FP, FN) counts; 1 where there is nothing."""
     return [float(tp / (tp + fp + fn)) if tp + fp + fn else 1.0 for tp, fp, fn in counts]

@@ -192,6 +192,20 @@ def rollback_steps(log_path) -> list[float]:
     return [float(row[step]) for row in lines[1:] if row[event].startswith("rollback")]
 
 
+def kept_by_ap50(log: dict[str, np.ndarray]) -> bool:
+    """Whether the run chose its kept model by AP50 (train.keep_by: ap50; the log then has it)."""
+    return "ap50" in log and bool(np.isfinite(log["ap50"]).any())
+
+
+def kept_step(log: dict[str, np.ndarray]) -> float | None:
+    """The step of the kept model, as training chooses it: the last of the lowest validation
+    Rand errors, or of the highest AP50s."""
+    chooser = 1 - log["ap50"] if kept_by_ap50(log) else log["rand_error"]
+    if not np.isfinite(chooser).any():
+        return None
+    return float(log["step"][::-1][int(np.nanargmin(chooser[::-1]))])
+
+
 def training_figure(log_path, out_path) -> None:
     """Loss, validation errors and learning rate against steps, best step marked."""
     log = read_tsv(log_path)
@@ -200,9 +214,10 @@ def training_figure(log_path, out_path) -> None:
     loss_axis.set(xlabel="step", ylabel="weighted cross-entropy", title="training loss")
     for name, colour in (("pixel_error", "#E69F00"), ("rand_error", "#009E73")):
         error_axis.plot(log["step"], log[name], marker="o", color=colour, label=name)
-    if np.isfinite(log["rand_error"]).any():
-        best = int(np.nanargmin(log["rand_error"][::-1]))
-        best_step = log["step"][::-1][best]
+    if kept_by_ap50(log):
+        error_axis.plot(log["step"], 1 - log["ap50"], marker="o", color="#56B4E9", label="1 - AP50")
+    best_step = kept_step(log)
+    if best_step is not None:
         error_axis.axvline(
             best_step, color="grey", linestyle="--", label=f"best (step {best_step:.0f})"
         )

@@ -47,6 +47,7 @@ LOG_COLUMNS = [
     "seconds",
     "rand_spread",  # max - min of the validation Rand error over the last SPREAD_ROWS rows
     "samples_per_s",  # since the previous row
+    "ap50",  # validation instance AP at IoU 0.5, where train.keep_by asks for it
     "event",  # a rollback and its reason
 ]
 SPREAD_ROWS = 10
@@ -83,6 +84,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = True
     validate_every: int = 100
+    keep_by: str = "rand_error"  # or ap50 (instances); paper: not stated
     # How validation cuts a slice: output tiles of this size (0: tile_out) within regions of this
     # many px (0: the whole slice). The rule passes the predict step's tile_out and block_px for
     # a GroupNorm network, whose output depends on its tiles, so the model kept is the one that
@@ -434,16 +436,42 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
                 (
                     evaluate.pixel_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS),
                     evaluate.rand_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS)[0],
+                    *([instance_counts(volume, z, prob)] if config.keep_by == "ap50" else []),
                 )
             )
     model.train()
     pixel = sum(c[0] for c in counts)
     n_pixels = sum(math.prod(volume.raw.shape) for volume in volumes)
-    return {
+    metrics = {
         "pixel_error": float(1 - evaluate.best_f(pixel)[0]),
         "rand_error": float(1 - evaluate.best_f(sum(c[1] for c in counts))[0]),
         "wrong_fraction": float((pixel[:, 1] + pixel[:, 2]).min() / n_pixels),
     }
+    if config.keep_by == "ap50":  # at the best threshold, as the Rand and pixel errors
+        metrics["ap50"] = max(evaluate.average_precision(sum(c[2] for c in counts)))
+    return metrics
+
+
+def instance_counts(volume: Volume, z: int, probability: np.ndarray) -> np.ndarray:
+    """(TP, FP, FN) at IoU 0.5 of slice z's plain-threshold cells at each validation threshold."""
+    truth_ids = labels.cells(np.asarray(volume.labels[z]), volume.kind, volume.ignore)
+    return evaluate.ap50_counts(truth_ids, probability, evaluate.PIXEL_RAND_THRESHOLDS)
+
+
+KEEP_BY = ("rand_error", "ap50")
+
+
+def selection_error(metrics: dict, keep_by: str) -> float:
+    """The validation figure that chooses the kept model, as an error (lower is better)."""
+    return 1 - metrics["ap50"] if keep_by == "ap50" else metrics[keep_by]
+
+
+def at_least_as_good(metrics: dict, best: dict | None, keep_by: str) -> bool:
+    """Whether a validated model replaces the kept one (ties: the later; no validate volumes:
+    the last model)."""
+    if best is None or not metrics:
+        return True
+    return selection_error(metrics, keep_by) <= selection_error(best["metrics"], keep_by)
 
 
 def validation_tile_out(config: TrainConfig) -> int:
@@ -610,7 +638,8 @@ def train(
     checkpoint_path: str | os.PathLike,
     stop_after: int | None = None,
 ) -> dict:
-    """Train, validate and checkpoint; write the best model (by validation Rand error) and the log.
+    """Train, validate and checkpoint; write the best model (by validation Rand error, or what
+    config.keep_by names) and the log.
     A run that goes bad is rolled back to the best model with a lower learning rate (at most
     config.max_rollbacks times). stop_after: end after this step, with the rate still planned
     over config.steps (to study the start of a long schedule)."""
@@ -621,6 +650,8 @@ def train(
     tiling.check_output_size(
         validation_tile_out(config), config.depth, "validation tile (predict.tile_out)"
     )
+    if config.keep_by not in KEEP_BY:
+        raise UnetsegError(f"train.keep_by: '{config.keep_by}' is not one of {', '.join(KEEP_BY)}")
     device = pick_device(config.device)
     config = resolved_for(config, device)
     if config.deterministic and device.type == "cuda":
@@ -692,7 +723,7 @@ def train(
             row = {
                 "step": step,
                 "loss": float(np.mean(losses)),
-                **{k: metrics.get(k, "") for k in ("pixel_error", "rand_error")},
+                **{k: metrics.get(k, "") for k in ("pixel_error", "rand_error", "ap50")},
                 "learning_rate": learning_rate(config, step - 1) * rollbacks.lr_scale,
                 "seconds": round(elapsed, 2),
                 "rand_spread": rand_spread([*log_rows, {**metrics, "step": step}]),
@@ -708,9 +739,7 @@ def train(
             if reason is not None:
                 row["event"], gave_up = run.heal(reason, best, config, step)
             keepable = reason is None or not config.max_rollbacks  # unguarded: as the paper
-            if keepable and (
-                best is None or metrics.get("rand_error", 0) <= best["metrics"].get("rand_error", 0)
-            ):
+            if keepable and at_least_as_good(metrics, best, config.keep_by):
                 best = model_file(network, config, step, metrics)
             log_rows.append(row)
             losses = []
