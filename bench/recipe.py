@@ -129,9 +129,7 @@ def figures_of(results: Path, volume: str) -> dict:
     instances = json.loads((results / volume / "instance_metrics.json").read_text())
     log = (results / "model/train_log.tsv").read_text().splitlines()
     events = [line.split("\t")[-1] for line in log[1:] if line.split("\t")[-1]]
-    validated = [(float(row[3]), int(row[0])) for row in (line.split("\t") for line in log[1:])
-                 if row[3]]  # fmt: skip
-    kept_rand, kept_step = min(validated, key=lambda pair: pair[0])  # the first of the lowest
+    kept = kept_row(log)
     return {
         "ap50": round(instances["ap50"], 4),
         "mean_ap": round(instances["mean_ap"], 4),
@@ -140,9 +138,23 @@ def figures_of(results: Path, volume: str) -> dict:
         "unhealed": any(event.startswith("stopped") for event in events),
         "rand_spread": float(log[-1].split("\t")[6] or 0),
         # the kept model's validation Rand error, to set beside the held-out one above
-        "kept_step": kept_step,
-        "kept_validation_rand_error": kept_rand,
+        "kept_step": int(kept["step"]),
+        "kept_validation_rand_error": float(kept["rand_error"]),
+        **({"kept_validation_ap50": float(kept["ap50"])} if kept.get("ap50") else {}),
     }
+
+
+def kept_row(log: list[str]) -> dict:
+    """The training log's row of the kept model, chosen as training chooses it: the last of the
+    lowest validation Rand errors, or of the highest AP50s where the log holds them (keep_by)."""
+    header = log[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in log[1:]]
+    validated = [row for row in rows if row["rand_error"]]
+    by_ap50 = any(row.get("ap50") for row in validated)
+    error = (
+        (lambda row: 1 - float(row["ap50"])) if by_ap50 else (lambda row: float(row["rand_error"]))
+    )
+    return min(reversed(validated), key=error)
 
 
 FOLD_SLICES = 4  # ISBI's 20 labelled slices in 5 folds of 4

@@ -61,5 +61,13 @@ def test_a_runs_figures_name_the_kept_model_and_its_validation_error(tmp_path):
             "750\t0.7\t0.06\t0.18\t0.01\t3\t0.1\t2\t", "1000\t0.6\t0.06\t0.25\t0.01\t4\t0.1\t2\t"]  # fmt: skip
     (tmp_path / "model/train_log.tsv").write_text("\n".join([header, *rows]) + "\n")
     figures = recipe.figures_of(tmp_path, "v")
-    assert (figures["kept_step"], figures["kept_validation_rand_error"]) == (500, 0.18)
+    assert (figures["kept_step"], figures["kept_validation_rand_error"]) == (750, 0.18)
     assert figures["rand_error"] == 0.2 and figures["rand_spread"] == 0.1
+    assert "kept_validation_ap50" not in figures
+    with_ap50 = [header.replace("\tevent", "\tap50\tevent")]
+    with_ap50 += [
+        row[:-1] + f"\t{ap50}\t" for row, ap50 in zip(rows, (0.5, 0.9, 0.8, 0.9), strict=True)
+    ]
+    (tmp_path / "model/train_log.tsv").write_text("\n".join(with_ap50) + "\n")
+    figures = recipe.figures_of(tmp_path, "v")
+    assert (figures["kept_step"], figures["kept_validation_ap50"]) == (1000, 0.9)
