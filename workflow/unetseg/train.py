@@ -411,7 +411,8 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) -> dict:
-    """Pixel and Rand error (ISBI definitions) on held-out slices, predicted by overlap-tile."""
+    """Pixel and Rand error (ISBI definitions) on held-out slices, predicted by overlap-tile
+    (and instance AP50 where train.keep_by chooses by it)."""
     model.eval()
     counts = []
     for volume in volumes:
