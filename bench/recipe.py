@@ -127,34 +127,25 @@ def figures_of(results: Path, volume: str) -> dict:
     """The held-out figures and the training log's rollbacks of one finished run."""
     metrics = json.loads((results / volume / "metrics.json").read_text())
     instances = json.loads((results / volume / "instance_metrics.json").read_text())
-    log = (results / "model/train_log.tsv").read_text().splitlines()
-    events = [line.split("\t")[-1] for line in log[1:] if line.split("\t")[-1]]
-    kept = kept_row(log)
+    from unetseg import report
+
+    log_path = results / "model/train_log.tsv"
+    lines = log_path.read_text().splitlines()
+    events = [line.split("\t")[-1] for line in lines[1:] if line.split("\t")[-1]]
+    log = report.read_tsv(log_path)
+    kept = report.kept_row(log)
     return {
         "ap50": round(instances["ap50"], 4),
         "mean_ap": round(instances["mean_ap"], 4),
         **{key: round(metrics[key], 6) for key in ERRORS},
         "rollbacks": sum(event.startswith("rollback") for event in events),
         "unhealed": any(event.startswith("stopped") for event in events),
-        "rand_spread": float(log[-1].split("\t")[6] or 0),
+        "rand_spread": float(np.nan_to_num(log["rand_spread"][-1])),
         # the kept model's validation Rand error, to set beside the held-out one above
-        "kept_step": int(kept["step"]),
-        "kept_validation_rand_error": float(kept["rand_error"]),
-        **({"kept_validation_ap50": float(kept["ap50"])} if kept.get("ap50") else {}),
+        "kept_step": int(log["step"][kept]),
+        "kept_validation_rand_error": float(log["rand_error"][kept]),
+        **({"kept_validation_ap50": float(log["ap50"][kept])} if report.kept_by_ap50(log) else {}),
     }
-
-
-def kept_row(log: list[str]) -> dict:
-    """The training log's row of the kept model, chosen as training chooses it: the last of the
-    lowest validation Rand errors, or of the highest AP50s where the log holds them (keep_by)."""
-    header = log[0].split("\t")
-    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in log[1:]]
-    validated = [row for row in rows if row["rand_error"]]
-    by_ap50 = any(row.get("ap50") for row in validated)
-    error = (
-        (lambda row: 1 - float(row["ap50"])) if by_ap50 else (lambda row: float(row["rand_error"]))
-    )
-    return min(reversed(validated), key=error)
 
 
 FOLD_SLICES = 4  # ISBI's 20 labelled slices in 5 folds of 4

@@ -197,13 +197,18 @@ def kept_by_ap50(log: dict[str, np.ndarray]) -> bool:
     return "ap50" in log and bool(np.isfinite(log["ap50"]).any())
 
 
-def kept_step(log: dict[str, np.ndarray]) -> float | None:
-    """The step of the kept model, as training chooses it: the last of the lowest validation
+def kept_row(log: dict[str, np.ndarray]) -> int | None:
+    """The log row of the kept model, as training chooses it: the last of the lowest validation
     Rand errors, or of the highest AP50s."""
     chooser = 1 - log["ap50"] if kept_by_ap50(log) else log["rand_error"]
     if not np.isfinite(chooser).any():
         return None
-    return float(log["step"][::-1][int(np.nanargmin(chooser[::-1]))])
+    return len(chooser) - 1 - int(np.nanargmin(chooser[::-1]))
+
+
+def kept_step(log: dict[str, np.ndarray]) -> float | None:
+    row = kept_row(log)
+    return None if row is None else float(log["step"][row])
 
 
 def training_figure(log_path, out_path) -> None:
