@@ -129,10 +129,8 @@ def figures_of(results: Path, volume: str) -> dict:
     instances = json.loads((results / volume / "instance_metrics.json").read_text())
     from unetseg import report
 
-    log_path = results / "model/train_log.tsv"
-    lines = log_path.read_text().splitlines()
-    events = [line.split("\t")[-1] for line in lines[1:] if line.split("\t")[-1]]
-    log = report.read_tsv(log_path)
+    log = report.read_tsv(results / "model/train_log.tsv")
+    events = report.events(log)
     kept = report.kept_row(log)
     return {
         "ap50": round(instances["ap50"], 4),

@@ -71,3 +71,7 @@ def test_a_runs_figures_name_the_kept_model_and_its_validation_error(tmp_path):
     (tmp_path / "model/train_log.tsv").write_text("\n".join(with_ap50) + "\n")
     figures = recipe.figures_of(tmp_path, "v")
     assert (figures["kept_step"], figures["kept_validation_ap50"]) == (1000, 0.9)
+    flagged = "1250\t0.9\t0.11\t0.10\t0.01\t5\t0.1\t2\trollback 1 of 3 at step 1250 to 750"
+    (tmp_path / "model/train_log.tsv").write_text("\n".join([header, *rows, flagged]) + "\n")
+    figures = recipe.figures_of(tmp_path, "v")
+    assert (figures["kept_step"], figures["rollbacks"], figures["unhealed"]) == (750, 1, False)

@@ -154,7 +154,7 @@ def test_training_figure(tmp_path):
     )
     report.training_figure(log, tmp_path / "t.png")
     assert is_png_with_content(tmp_path / "t.png")
-    assert report.rollback_steps(log) == []  # a log from before rollbacks existed
+    assert report.rollback_steps(report.read_tsv(log)) == []  # from before rollbacks existed
 
 
 def test_the_kept_step_is_chosen_as_training_chooses_it(tmp_path):
@@ -171,6 +171,21 @@ def test_the_kept_step_is_chosen_as_training_chooses_it(tmp_path):
     assert is_png_with_content(tmp_path / "t.png")
 
 
+def test_a_row_the_guard_flagged_is_not_the_kept_one(tmp_path):
+    """Training keeps no model from a validation the guard flagged (its row names the rollback
+    or the stop), even the lowest Rand error of the log; a row of an unguarded run has no event."""
+    log = tmp_path / "log.tsv"
+    header = "step\tloss\tpixel_error\trand_error\tlearning_rate\tseconds\tap50\tevent\n"
+    log.write_text(header + "10\t0.9\t0.2\t0.3\t0.01\t1\t\t\n"
+                   "20\t0.5\t0.4\t0.1\t0.01\t2\t\trollback 1 of 3 at step 20 to 10, learning"
+                   " rate x0.5: validation pixel error 0.4\n"
+                   "30\t0.4\t0.1\t0.2\t0.005\t3\t\t\n")  # fmt: skip
+    parsed = report.read_tsv(log)
+    assert report.kept_step(parsed) == 30
+    assert report.events(parsed)[1].startswith("rollback") and report.rollback_steps(parsed) == [20]
+    assert parsed["rand_error"][1] == 0.1  # the figure still plots the flagged validation
+
+
 def test_training_figure_marks_rollbacks(tmp_path):
     log = tmp_path / "log.tsv"
     header = "step\tloss\tpixel_error\trand_error\tlearning_rate\tseconds\trand_spread\tsamples_per_s\tevent\n"
@@ -179,7 +194,7 @@ def test_training_figure_marks_rollbacks(tmp_path):
         "13\t\t\t\t0.01\t1.3\t\t\trollback 1 of 3 at step 13 to 10, learning rate x0.5: nan\n"
         "20\t0.5\t0.1\t0.2\t0.005\t2.0\t0.1\t5\t\n"
     )
-    assert report.rollback_steps(log) == [13.0]
+    assert report.rollback_steps(report.read_tsv(log)) == [13.0]
     report.training_figure(log, tmp_path / "t.png")
     assert is_png_with_content(tmp_path / "t.png")
 

@@ -174,22 +174,31 @@ def as_number(text: str) -> float:
 
 
 def read_tsv(path) -> dict[str, np.ndarray]:
+    """Columns of a TSV: numbers as floats (empty as NaN), a column with any other text (the
+    training log's `event`) as strings."""
     lines = [line.split("\t") for line in Path(path).read_text().splitlines() if line]
     header, rows = lines[0], lines[1:]
     columns = {}
     for index, name in enumerate(header):
-        values = [row[index] for row in rows]
-        columns[name] = np.array([as_number(v) for v in values])
+        values = [row[index] if index < len(row) else "" for row in rows]
+        numbers = [as_number(v) for v in values]
+        is_text = any(np.isnan(n) and v.strip() for n, v in zip(numbers, values, strict=True))
+        columns[name] = np.array(values if is_text else numbers)
     return columns
 
 
-def rollback_steps(log_path) -> list[float]:
-    """The steps at which the training log records a rollback (its `event` column)."""
-    lines = [line.split("\t") for line in Path(log_path).read_text().splitlines() if line]
-    if "event" not in lines[0]:
-        return []
-    step, event = lines[0].index("step"), lines[0].index("event")
-    return [float(row[step]) for row in lines[1:] if row[event].startswith("rollback")]
+def events(log: dict[str, np.ndarray]) -> list[str]:
+    """The `event` column's text per row ("" where none; logs from before it had none)."""
+    column = log.get("event")
+    if column is None or column.dtype.kind != "U":
+        return [""] * len(log["step"])
+    return [str(text) for text in column]
+
+
+def rollback_steps(log: dict[str, np.ndarray]) -> list[float]:
+    """The steps at which the training log records a rollback."""
+    return [float(step) for step, text in zip(log["step"], events(log), strict=True)
+            if text.startswith("rollback")]  # fmt: skip
 
 
 def kept_by_ap50(log: dict[str, np.ndarray]) -> bool:
@@ -199,8 +208,10 @@ def kept_by_ap50(log: dict[str, np.ndarray]) -> bool:
 
 def kept_row(log: dict[str, np.ndarray]) -> int | None:
     """The log row of the kept model, as training chooses it: the last of the lowest validation
-    Rand errors, or of the highest AP50s."""
-    chooser = 1 - log["ap50"] if kept_by_ap50(log) else log["rand_error"]
+    Rand errors, or of the highest AP50s, among rows the guard did not flag (a flagged row's
+    event names its rollback or the stop; unguarded runs log none)."""
+    chooser = 1 - log["ap50"] if kept_by_ap50(log) else log["rand_error"].copy()
+    chooser[[bool(text) for text in events(log)]] = np.nan
     if not np.isfinite(chooser).any():
         return None
     return len(chooser) - 1 - int(np.nanargmin(chooser[::-1]))
@@ -226,7 +237,7 @@ def training_figure(log_path, out_path) -> None:
         error_axis.axvline(
             best_step, color="grey", linestyle="--", label=f"best (step {best_step:.0f})"
         )
-    for k, step in enumerate(rollback_steps(log_path)):
+    for k, step in enumerate(rollback_steps(log)):
         error_axis.axvline(step, color="#D55E00", linestyle=":",
                            label="rollback (event column)" if k == 0 else None)  # fmt: skip
     error_axis.set(xlabel="step", ylabel="error", title="validation (ISBI 2012 definitions)")
