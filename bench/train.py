@@ -298,12 +298,14 @@ def train_step_auto_vs_fp32(steps_per_round: int = 5, rounds: int = 3) -> None:
     """cpu_train_step_auto_vs_fp32: training steps of the ISBI CPU overlay's network and tile
     (train.training_step: forward, weighted loss, backward, clipping, SGD) with precision and
     channels_last `auto` against fp32 in the default layout, alternating rounds of a few steps
-    on the same random batch; what `auto` chose on this CPU is recorded."""
+    on the same random batch; what `auto` chose on this CPU is recorded.
+    cpu_train_step_channels_last_vs_fp32: the layout alone, in fp32, in the same rounds."""
     settings = isbi_cpu_settings()
     base = train.TrainConfig(**{**settings, "augment": train.AugmentConfig(**settings["augment"])})
     device = torch.device("cpu")
     configs = {
         "fp32": dataclasses.replace(base, precision="fp32", channels_last=False),
+        "fp32_channels_last": dataclasses.replace(base, precision="fp32", channels_last=True),
         "auto": train.resolved_for(dataclasses.replace(base, precision="auto", channels_last="auto"), device),
     }  # fmt: skip
     tile_in = tiling.input_size(base.tile_out, base.depth)
@@ -337,6 +339,13 @@ def train_step_auto_vs_fp32(steps_per_round: int = 5, rounds: int = 3) -> None:
            network=f"depth {base.depth}, {base.base_channels} channels, tile {tile_in} -> {base.tile_out}",
            cpu_bf16_instructions=model.cpu_bf16_instructions() or "none", threads=2,
            steps_per_round=steps_per_round, rounds=rounds)  # fmt: skip
+    record("cpu_train_step_channels_last_vs_fp32",
+           round(medians["fp32"] / medians["fp32_channels_last"], 2), "x fp32 step speed",
+           "report (the layout alone: fp32 arithmetic, the same results within rounding)",
+           step_s_fp32=round(medians["fp32"] / steps_per_round, 3),
+           step_s_channels_last=round(medians["fp32_channels_last"] / steps_per_round, 3),
+           network=f"depth {base.depth}, {base.base_channels} channels, tile {tile_in} -> {base.tile_out}",
+           threads=2, steps_per_round=steps_per_round, rounds=rounds)  # fmt: skip
 
 
 def train_stability(seeds: range = range(8)) -> None:
