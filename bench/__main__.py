@@ -4,6 +4,7 @@ import sys
 
 from bench import (
     chunk,
+    ensemble,
     faults,
     gpu,
     gpu_limits,
@@ -30,6 +31,7 @@ FAMILIES = {
     **recipe.BENCHMARKS,
     **pipeline.BENCHMARKS,
     **postprocess.BENCHMARKS,
+    **ensemble.BENCHMARKS,
     **chunk.BENCHMARKS,
     **segment.BENCHMARKS,
     **sparse.BENCHMARKS,
