@@ -184,6 +184,12 @@ def test_a_row_the_guard_flagged_is_not_the_kept_one(tmp_path):
     assert report.kept_step(parsed) == 30
     assert report.events(parsed)[1].startswith("rollback") and report.rollback_steps(parsed) == [20]
     assert parsed["rand_error"][1] == 0.1  # the figure still plots the flagged validation
+    log.write_text(header + "10\tnan\t0.2\t0.3\t0.01\t1\t\t\n")  # a diverged loss is a number
+    assert np.isnan(report.read_tsv(log)["loss"][0])
+    log.write_text("s\th:m:s\tmax_rss\n1.5\t0:00:01\tNA\n")  # a Snakemake benchmark file
+    benchmark = report.read_tsv(log)
+    assert benchmark["s"][0] == 1.5 and np.isnan(benchmark["max_rss"][0])
+    assert benchmark["h:m:s"][0] == "0:00:01"
 
 
 def test_training_figure_marks_rollbacks(tmp_path):

@@ -173,6 +173,18 @@ def as_number(text: str) -> float:
         return np.nan  # empty, 'NA', or a text column such as h:m:s
 
 
+MISSING = ("", "NA")  # an empty cell; Snakemake's benchmark files write NA where unmeasured
+
+
+def is_number(text: str) -> bool:
+    """Whether `text` reads as a float ("nan" and "inf" too: a diverged loss is still a number)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_tsv(path) -> dict[str, np.ndarray]:
     """Columns of a TSV: numbers as floats (empty as NaN), a column with any other text (the
     training log's `event`) as strings."""
@@ -181,9 +193,8 @@ def read_tsv(path) -> dict[str, np.ndarray]:
     columns = {}
     for index, name in enumerate(header):
         values = [row[index] if index < len(row) else "" for row in rows]
-        numbers = [as_number(v) for v in values]
-        is_text = any(np.isnan(n) and v.strip() for n, v in zip(numbers, values, strict=True))
-        columns[name] = np.array(values if is_text else numbers)
+        is_text = any(value.strip() not in MISSING and not is_number(value) for value in values)
+        columns[name] = np.array(values if is_text else [as_number(v) for v in values])
     return columns
 
 
