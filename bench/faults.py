@@ -124,9 +124,17 @@ def stage_of(rule: str) -> str:
 
 
 def fault_trials(
-    config: Path, root: Path, trials: int, seed: int = 0, max_delay_s: float = 20.0, stages=STAGES
+    config: Path,
+    root: Path,
+    trials: int,
+    seed: int = 0,
+    max_delay_s: float = 20.0,
+    stages=STAGES,
+    max_short_delay_s: float = 2.0,
 ):
-    """Run `trials` kill-and-rerun trials, cycling over `stages`; return (records, reference)."""
+    """Run `trials` kill-and-rerun trials, cycling over `stages`; return (records, reference).
+    The kill comes up to `max_delay_s` into training, up to `max_short_delay_s` into the other
+    (shorter) stages."""
     reference_dir = root / "reference"
     run_to_completion(reference_dir, config)
     reference = digest_outputs(reference_dir / "results")
@@ -134,7 +142,7 @@ def fault_trials(
     records = []
     for trial in range(trials):
         stage = stages[trial % len(stages)]
-        delay = rng.uniform(0, max_delay_s if stage == "train" else 2.0)
+        delay = rng.uniform(0, max_delay_s if stage == "train" else max_short_delay_s)
         workdir = root / f"trial{trial:02d}"
         killed_in = kill_during(workdir, config, stage, delay)
         run_to_completion(workdir, config)
