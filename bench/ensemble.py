@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.postprocess import errors_of
 from bench.recipe import ERRORS, ISBI, WORK
 from bench.record import REPO, record
 
@@ -40,13 +41,6 @@ def held_out_probability(model_path: Path, raw: np.ndarray) -> np.ndarray:
     ]).astype(np.float32)  # fmt: skip
 
 
-def scored(truth: np.ndarray, probability: np.ndarray) -> dict:
-    from unetseg import evaluate
-
-    figures = evaluate.evaluate_arrays(truth, probability, workers=2)
-    return {key: round(float(figures[key]), 6) for key in ERRORS}
-
-
 def isbi_ensemble() -> None:
     """isbi_ensemble: held-out errors of the mean probability of every pair of members and of
     all of them, beside each member's own."""
@@ -61,9 +55,9 @@ def isbi_ensemble() -> None:
     raw = tifffile.imread(ISBI / "train-volume.tif")[HELD_OUT]
     truth = tifffile.imread(ISBI / "train-labels.tif")[HELD_OUT] > 0
     probabilities = {name: held_out_probability(path, raw) for name, path in paths.items()}
-    alone = {name: scored(truth, p) for name, p in probabilities.items()}
+    alone = {name: errors_of(truth, p) for name, p in probabilities.items()}
     groups = [*combinations(paths, 2)] + ([tuple(paths)] if len(paths) > 2 else [])
-    means = {"+".join(group): scored(truth, np.mean([probabilities[n] for n in group], axis=0))
+    means = {"+".join(group): errors_of(truth, np.mean([probabilities[n] for n in group], axis=0))
              for group in groups}  # fmt: skip
     for name, figures in {**alone, **means}.items():
         print(name, figures, flush=True)

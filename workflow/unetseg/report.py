@@ -166,13 +166,6 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
     save(figure, out_path)
 
 
-def as_number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return np.nan  # empty, 'NA', or a text column such as h:m:s
-
-
 MISSING = ("", "NA")  # an empty cell; Snakemake's benchmark files write NA where unmeasured
 
 
@@ -183,6 +176,10 @@ def is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def as_number(text: str) -> float:
+    return float(text) if is_number(text) else np.nan  # empty, 'NA', or text such as h:m:s
 
 
 def read_tsv(path) -> dict[str, np.ndarray]:
