@@ -68,6 +68,39 @@ def test_a_rise_more_than_halfway_back_to_the_constant_is_bad_a_smaller_swing_is
     )
 
 
+# ISBI slices 16-19: the constant prediction's errors (every pixel interior)
+ISBI_CONSTANT = {"pixel_error": 0.11788, "rand_error": 0.90609, "wrong_fraction": 0.2135}
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # (pixel error, Rand error, mean loss) at steps 250-1250 of logged runs that the pixel
+        # error's rise once rolled back while the Rand error was at or near its best
+        [(0.1044, 0.4966, 2.279), (0.1013, 0.3819, 1.595), (0.0919, 0.3537, 1.261),
+         (0.0906, 0.3651, 1.126), (0.1125, 0.3953, 1.189)],  # paper_bf16_10k, step 1250
+        [(0.1032, 0.3499, 2.114), (0.1121, 0.3289, 1.241)],  # ema, whole schedule, step 500
+        [(0.10758, 0.4488, 1.91), (0.11787, 0.3461, 1.59)],  # paper, fold 4, step 500
+    ],
+)  # fmt: skip
+def test_a_pixel_error_swinging_near_the_constant_is_no_verdict_while_rand_holds(rows):
+    guard = CollapseGuard(dict(ISBI_CONSTANT))
+    for pixel, rand, loss in rows:
+        metrics = {"pixel_error": pixel, "rand_error": rand, "wrong_fraction": 0.15}
+        assert guard.verdict(metrics, loss) is None
+
+
+def test_a_collapse_shows_in_every_error_and_is_still_caught():
+    """paper_bf16, step 500: every pixel interior (each error the constant's)."""
+    guard = CollapseGuard(dict(ISBI_CONSTANT))
+    assert (
+        guard.verdict({"pixel_error": 0.1104, "rand_error": 0.3415, "wrong_fraction": 0.15}, 2.2)
+        is None
+    )
+    collapsed = {**ISBI_CONSTANT, "pixel_error": 0.1178783}
+    assert guard.verdict(collapsed, 1.79).startswith("validation rand_error 0.9061 is no better")
+
+
 def test_a_loss_rising_three_rows_in_a_row_far_above_its_lowest_is_bad():
     guard = CollapseGuard(None)  # no validate volumes: the loss alone is watched
     for loss in (1.0, 0.9, 1.0, 1.1):
