@@ -442,9 +442,11 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
             )
     model.train()
     pixel = sum(c[0] for c in counts)
+    n_pixels = sum(math.prod(volume.raw.shape) for volume in volumes)
     metrics = {
         "pixel_error": float(1 - evaluate.best_f(pixel)[0]),
         "rand_error": float(1 - evaluate.best_f(sum(c[1] for c in counts))[0]),
+        "wrong_fraction": float((pixel[:, 1] + pixel[:, 2]).min() / n_pixels),
     }
     if config.keep_by == "ap50":  # at the best threshold, as the Rand and pixel errors
         metrics["ap50"] = max(evaluate.average_precision(sum(c[2] for c in counts)))
