@@ -58,12 +58,6 @@ ARMS = {
         "model": {"norm": "none"},
         "train": {"ema_decay": 0.0, "precision": "auto", "channels_last": "auto", "steps": 10000},
     },
-    # the same overlay, run once (8d99637, stopped at step 5250) under a guard that judged by
-    # the Rand error alone; the guard judges the pixel error again (BENCHMARKS.md, "Rollbacks")
-    "paper_bf16_10k_rand_guard": {
-        "model": {"norm": "none"},
-        "train": {"ema_decay": 0.0, "precision": "auto", "channels_last": "auto", "steps": 10000},
-    },
     # the shipped recipe at half the paper's rate: at 0.01 the paper's network collapsed or
     # stalled early in every guarded whole-schedule run, and trained on at the halved rate
     "paper_lr0.005": {
@@ -360,7 +354,4 @@ BENCHMARKS = {
     "isbi-cpu-model-bf16": lambda: recipe("isbi_cpu_model", arms=("paper_bf16_10k",), seeds=(0,)),
     "isbi-cpu-model-bf16-6000": lambda: recipe("isbi_cpu_model", arms=("paper_bf16",), seeds=(0,)),
     "isbi-cpu-model-lr0.005": lambda: recipe("isbi_cpu_model", arms=("paper_lr0.005",), seeds=(0,)),
-    "isbi-cpu-model-bf16-rand-guard": lambda: recipe(
-        "isbi_cpu_model", arms=("paper_bf16_10k_rand_guard",), seeds=(0,)
-    ),
 }
