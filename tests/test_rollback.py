@@ -75,16 +75,12 @@ def test_a_network_stuck_at_the_constant_pixel_error_is_bad_while_its_rand_error
     guard = CollapseGuard(
         {"pixel_error": 0.1178783, "rand_error": 0.9060927, "wrong_fraction": 0.2135}
     )
-
-    def row(pixel: float, rand: float) -> dict:
-        return {"pixel_error": pixel, "rand_error": rand, "wrong_fraction": 0.15}
-
     for pixel, rand, loss in [(0.1044, 0.4966, 2.279), (0.1013, 0.3819, 1.595),
                               (0.0919, 0.3537, 1.261), (0.0906, 0.3651, 1.126)]:  # fmt: skip
-        assert guard.verdict(row(pixel, rand), loss) is None
-    rise = guard.verdict(row(0.1125, 0.3953), 1.189)
+        assert guard.verdict({**healthy(rand), "pixel_error": pixel}, loss) is None
+    rise = guard.verdict({**healthy(0.3953), "pixel_error": 0.1125}, 1.189)
     assert rise.startswith("validation pixel_error rose to 0.1125 from its best 0.0906")
-    stuck = guard.verdict(row(0.1178783, 0.4275), 1.19)
+    stuck = guard.verdict({**healthy(0.4275), "pixel_error": 0.1178783}, 1.19)
     assert stuck.startswith("validation pixel_error 0.1179 is no better than a constant")
 
 
