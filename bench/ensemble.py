@@ -19,11 +19,18 @@ HELD_OUT = slice(16, 20)  # config/isbi2012.yaml's isbi_validate volume
 TILE_OUT = 516  # the config's predict.tile_out: one tile a 512-px slice
 
 
+# The whole-schedule runs averaged with the shipped model, named so that a rerun averages the
+# recorded members, whatever other runs have finished since (BENCHMARKS.md, isbi-ensemble)
+RUNS = ("ema-seed0", "paper_bf16_10k-seed0")
+
+
 def members() -> dict[str, Path]:
-    """The shipped model and every finished whole-schedule run on the config's split."""
+    """The shipped model and those of RUNS that have finished."""
     found = {"shipped": REPO / "models/isbi2012-cpu-16ch/model.pt"}
-    for path in sorted((WORK / "isbi_cpu_model").glob("*-seed*/results/model/model.pt")):
-        found[path.parents[2].name] = path
+    for run in RUNS:
+        path = WORK / "isbi_cpu_model" / run / "results/model/model.pt"
+        if path.exists():
+            found[run] = path
     return found
 
 
@@ -49,7 +56,7 @@ def isbi_ensemble() -> None:
 
     paths = members()
     if not ISBI.exists() or len(paths) < 2:
-        print("bench isbi-ensemble: needs ISBI and a finished isbi-cpu-model run; skipped")
+        print("bench isbi-ensemble: needs ISBI and a finished run of RUNS; skipped")
         return
     torch.set_num_threads(2)
     raw = tifffile.imread(ISBI / "train-volume.tif")[HELD_OUT]
