@@ -17,6 +17,7 @@ from bench.record import REPO, record
 
 HELD_OUT = slice(16, 20)  # config/isbi2012.yaml's isbi_validate volume
 TILE_OUT = 516  # the config's predict.tile_out: one tile a 512-px slice
+SHIPPED = REPO / "models/isbi2012-cpu-16ch/model.pt"
 
 
 # The whole-schedule runs averaged with the shipped model, named so that a rerun averages the
@@ -26,7 +27,7 @@ RUNS = ("ema-seed0", "paper_bf16_10k-seed0")
 
 def members() -> dict[str, Path]:
     """The shipped model and those of RUNS that have finished."""
-    found = {"shipped": REPO / "models/isbi2012-cpu-16ch/model.pt"}
+    found = {"shipped": SHIPPED}
     for run in RUNS:
         path = WORK / "isbi_cpu_model" / run / "results/model/model.pt"
         if path.exists():

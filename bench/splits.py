@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.ensemble import HELD_OUT, held_out_probability
+from bench.ensemble import HELD_OUT, SHIPPED, held_out_probability
 from bench.recipe import ISBI, WORK
-from bench.record import REPO, record
+from bench.record import record
 
 
 def split_merge(truth: np.ndarray, probability: np.ndarray) -> dict:
@@ -24,38 +24,41 @@ def split_merge(truth: np.ndarray, probability: np.ndarray) -> dict:
 
     thresholds = evaluate.PIXEL_RAND_THRESHOLDS
     slices = list(zip(truth, probability, strict=True))
-    tp, fp, fn = sum(evaluate.rand_counts(t, p, thresholds)[0] for t, p in slices).T
-    best = int(np.argmax(2 * tp / (2 * tp + fp + fn)))
+    counts = sum(evaluate.rand_counts(t, p, thresholds)[0] for t, p in slices)
+    best_f, best, _ = evaluate.best_f(counts)  # the metric's own threshold choice
+    tp, fp, fn = counts[best]
     splits, mergers = sum(evaluate.warping_counts(t, p, [thresholds[best]])[0] for t, p in slices)
     return {
-        "rand_error": round(float(1 - 2 * tp[best] / (2 * tp[best] + fp[best] + fn[best])), 4),
+        "rand_error": round(float(1 - best_f), 4),
         "threshold": float(thresholds[best]),
-        "precision": round(float(tp[best] / (tp[best] + fp[best])), 4),
-        "recall": round(float(tp[best] / (tp[best] + fn[best])), 4),
+        "precision": round(float(tp / (tp + fp)), 4),
+        "recall": round(float(tp / (tp + fn)), 4),
         "split_px": int(splits),
         "merger_px": int(mergers),
     }
 
 
-def last_model(run: Path, into: Path) -> Path | None:
-    """The run's kept model file with its checkpoint's (last step's) weights, saved in `into`."""
+def last_model(kept: Path, into: Path) -> Path | None:
+    """The kept model file with the weights of the checkpoint beside it (the run's last step),
+    saved in the folder `into`; None without a checkpoint (the shipped model has none)."""
     import torch
 
-    model_dir = run / "results" / "model"
-    if not (model_dir / "checkpoint.pt").exists():
+    if not (kept.parent / "checkpoint.pt").exists():
         return None
-    checkpoint = torch.load(model_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-    kept = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
-    path = into / f"{run.name}-last.pt"
-    torch.save({**kept, "model_state": checkpoint["model_state"], "step": checkpoint["step"]}, path)
+    checkpoint = torch.load(kept.parent / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model = torch.load(kept, map_location="cpu", weights_only=True)
+    path = into / f"{kept.parents[2].name}-last.pt"  # a file per run: load_model caches by path
+    torch.save(
+        {**model, "model_state": checkpoint["model_state"], "step": checkpoint["step"]}, path
+    )
     return path
 
 
-def runs() -> dict[str, Path]:
-    """The shipped model's folder and every finished whole-schedule run's."""
-    found = {"shipped": REPO / "models/isbi2012-cpu-16ch"}
+def kept_models() -> dict[str, Path]:
+    """The shipped model and the kept model of every finished whole-schedule run."""
+    found = {"shipped": SHIPPED}
     for path in sorted((WORK / "isbi_cpu_model").glob("*-seed*/results/model/model.pt")):
-        found[path.parents[2].name] = path.parents[2]
+        found[path.parents[2].name] = path
     return found
 
 
@@ -75,9 +78,8 @@ def isbi_splits() -> None:
     truth = tifffile.imread(ISBI / "train-labels.tif")[HELD_OUT] > 0
     figures = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for name, folder in runs().items():
-            kept = folder / "model.pt" if name == "shipped" else folder / "results/model/model.pt"
-            models = {"kept": kept, "last": last_model(folder, Path(scratch))}
+        for name, kept in kept_models().items():
+            models = {"kept": kept, "last": last_model(kept, Path(scratch))}
             figures[name] = {
                 which: {"step": torch.load(path, weights_only=True)["step"],
                         **split_merge(truth, held_out_probability(path, raw))}

@@ -32,17 +32,26 @@ def test_a_missing_membrane_is_a_merge_and_a_false_one_a_split():
     assert figures["recall"] < 0.9 and figures["precision"] == 1 and figures["split_px"] > 0
 
 
-def test_the_last_model_has_the_checkpoints_weights(tmp_path):
-    torch.manual_seed(0)
-    kept, last = UNet(1, 2, depth=2, base_channels=4), UNet(1, 2, depth=2, base_channels=4)
-    model_dir = tmp_path / "run-seed0" / "results" / "model"
+def saved_run(folder, kept: UNet, last: UNet):
+    """A finished run's kept model and its checkpoint of `last`'s weights at step 1000."""
+    model_dir = folder / "results" / "model"
     model_dir.mkdir(parents=True)
     torch.save({"model_config": kept.config, "model_state": kept.state_dict(), "step": 250,
                 "train_config": {"normalize": "unit"}}, model_dir / "model.pt")  # fmt: skip
     torch.save({"model_state": last.state_dict(), "step": 1000}, model_dir / "checkpoint.pt")
-    path = splits.last_model(tmp_path / "run-seed0", tmp_path)
-    model, checkpoint = predict.load_model(str(path))
-    assert checkpoint["step"] == 1000
-    for name, weights in model.state_dict().items():
-        assert torch.equal(weights, last.state_dict()[name])
-    assert splits.last_model(tmp_path / "unfinished-seed0", tmp_path) is None
+    return model_dir
+
+
+def test_each_runs_last_model_has_its_checkpoints_weights(tmp_path):
+    """Also for the second run: predict.load_model caches by path, so each run needs a file."""
+    torch.manual_seed(0)
+    kept, *lasts = (UNet(1, 2, depth=2, base_channels=4) for _ in range(3))
+    model_dirs = [saved_run(tmp_path / f"run{i}-seed0", kept, last) for i, last in enumerate(lasts)]
+    for model_dir, last in zip(model_dirs, lasts, strict=True):
+        path = splits.last_model(model_dir / "model.pt", tmp_path)
+        model, checkpoint = predict.load_model(str(path))
+        assert checkpoint["step"] == 1000
+        for name, weights in model.state_dict().items():
+            assert torch.equal(weights, last.state_dict()[name])
+    (model_dirs[0] / "checkpoint.pt").unlink()  # as the shipped model: no checkpoint beside it
+    assert splits.last_model(model_dirs[0] / "model.pt", tmp_path) is None
