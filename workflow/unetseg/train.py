@@ -593,6 +593,7 @@ class Run:
         the kept model (train.max_rollbacks 0: warn and go on). Returns (the log's event,
         whether to stop)."""
         if self.rollbacks.left:
+            self.guard.suspect = None  # judged afresh from the restored model
             attempt = len(self.rollbacks.events) + 1
             to_step = restore(self.model, self.optimizer, self.average, kept, config.seed, attempt)
             event = {"step": step, "to_step": to_step, "reason": reason}
@@ -739,7 +740,11 @@ def train(
             reason = guard.verdict(metrics, row["loss"], silent)
             if reason is not None:
                 row["event"], gave_up = run.heal(reason, best, config, step)
-            keepable = reason is None or not config.max_rollbacks  # unguarded: as the paper
+            elif guard.suspect and config.max_rollbacks:
+                log.warning("step %d: %s; watched: a second bad validation in a row rolls the "
+                            "run back", step, guard.suspect)  # fmt: skip
+            healthy = reason is None and guard.suspect is None
+            keepable = healthy or not config.max_rollbacks  # unguarded: as the paper
             if keepable and at_least_as_good(metrics, best, config.keep_by):
                 best = model_file(network, config, step, metrics)
             log_rows.append(row)
