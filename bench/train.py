@@ -26,7 +26,7 @@ from bench.record import (
     record,
     seconds,
 )
-from unetseg import UnetsegError, io, labels, model, rollback, tiling, train, weights
+from unetseg import UnetsegError, io, labels, model, report, rollback, tiling, train, weights
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet, autocast, prepare, to_device
 from unetseg.settings import train_settings
@@ -483,6 +483,55 @@ def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
                data="ISBI 2012 slices 0-15 train, 16-19 held out", rollbacks=events[arm])  # fmt: skip
 
 
+def isbi_early_validations(seeds=(0, 1), stop_after: int = 1250) -> None:
+    """isbi_early_validations: the CPU overlay's whole-schedule recipe (6000 steps planned) from
+    several seeds without rollbacks, stopped after `stop_after` steps: each validation's errors,
+    and what rollback.CollapseGuard makes of them (fine, watched, or the step it would roll the
+    run back at). Seed 0 is the shipped model's run. About 12 minutes a seed on 2 cores."""
+    if not (ISBI / "train-volume.tif").exists():
+        print(f"bench isbi-early-validations: no ISBI 2012 data at {ISBI}; skipped")
+        return
+    settings = isbi_cpu_settings() | {"max_rollbacks": 0}
+    augment = train.AugmentConfig(**settings.pop("augment", {}))
+    config = train.TrainConfig(**settings, augment=augment)
+    runs, rolled_back = {}, 0
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        stores = isbi_stores(folder)
+        volumes = [train.load_volume(*(stores[f"train_{n}"] for n in ("raw", "labels", "weights")),
+                                     config=config)]  # fmt: skip
+        val = [train.load_volume(stores["val_raw"], stores["val_labels"], config=config)]
+        constant = rollback.constant_errors(train.validation_truths(val))
+        for seed in seeds:
+            run = folder / f"seed{seed}"
+            train.train(volumes, val, dataclasses.replace(config, seed=seed), f"{run}.pt",
+                        f"{run}.tsv", f"{run}_c.pt", stop_after=stop_after)  # fmt: skip
+            runs[f"seed{seed}"] = rows = judged_rows(Path(f"{run}.tsv"), constant)
+            print(seed, *rows, sep="\n", flush=True)
+            rolled_back += rows[-1]["guard"] == "rollback"
+    record("isbi_early_validations", rolled_back,
+           f"of {len(seeds)} unguarded runs the guard rolls back by step {stop_after}",
+           "report only", seeds=list(seeds), constant={k: round(v, 5) for k, v in constant.items()},
+           runs=runs, settings="config/isbi2012-cpu.yaml, train.max_rollbacks 0",
+           data="ISBI 2012 slices 0-15 train, 16-19 held out")  # fmt: skip
+
+
+def judged_rows(log_path: Path, constant: dict) -> list[dict]:
+    """Each validation row of an unguarded run's train log and what rollback.CollapseGuard
+    makes of it (fine, watched, rollback), up to the first rollback. Whether the network was
+    silent is not logged, so the guard judges the errors and loss alone."""
+    guard, rows, log = rollback.CollapseGuard(dict(constant)), [], report.read_tsv(log_path)
+    for index, step in enumerate(log["step"]):
+        metrics = {key: float(log[key][index]) for key in rollback.GUARDED}
+        verdict = guard.verdict(metrics, float(log["loss"][index]))
+        judged = "rollback" if verdict else "watched" if guard.suspect else "fine"
+        rows.append({"step": int(step), **{key: round(value, 5) for key, value in metrics.items()},
+                     "loss": round(float(log["loss"][index]), 4), "guard": judged})  # fmt: skip
+        if verdict:
+            break
+    return rows
+
+
 BENCHMARKS = {
     "weights": weights_vs_direct,
     "weights-memory": weights_memory,
@@ -500,4 +549,5 @@ BENCHMARKS = {
     "train-stability-isbi-guarded-seed0": lambda: train_stability_isbi(
         arms={"guarded": {}}, seeds=(0,)
     ),
+    "isbi-early-validations": isbi_early_validations,
 }

@@ -65,14 +65,20 @@ def test_a_bad_validation_with_a_clear_new_best_of_another_error_is_still_learni
 
 
 # The validations of ISBI 2012 runs of the CPU overlay (config/isbi2012-cpu.yaml: the paper's
-# network at 16 channels, rate 0.01, fp32), without rollbacks, at steps 250-1250: (pixel error,
-# Rand error, share of wrong pixels, mean loss). Seed 0 is the shipped model's run to the digit
-# (models/isbi2012-cpu-16ch/train_log.tsv; it went on to the kept Rand error 0.1105); a guard
-# that judged one validation rolled it back at step 500 and halved its rate for good.
+# network at 16 channels, rate 0.01, fp32) without rollbacks, steps 250-1250 (`python -m bench
+# isbi-early-validations`): pixel error, Rand error, share of wrong pixels, mean loss. Seed 0 is
+# the shipped model's run to the digit (models/isbi2012-cpu-16ch/train_log.tsv; it went on to
+# the kept Rand error 0.1105); a guard that judged one validation rolled it back at step 500 and
+# halved its rate for good.
 ISBI_CONSTANT = {"pixel_error": 0.1178783, "rand_error": 0.9060927, "wrong_fraction": 0.2108965}
 ISBI_SEED_0 = [(0.11787, 0.35302, 0.18541, 2.1141), (0.11788, 0.70907, 0.21090, 1.2410),
                (0.10000, 0.65039, 0.15926, 1.4098), (0.10180, 0.38522, 0.16053, 1.2493),
                (0.08989, 0.37725, 0.14481, 1.0753)]  # fmt: skip
+# Seed 1 stalls: its pixel error the constant's from step 500 on (its Rand error 0.0002 below
+# the best at step 500 is noise); a guard that judged one validation rolled it back at step 500.
+ISBI_SEED_1 = [(0.10465, 0.35246, 0.16625, 1.6242), (0.11788, 0.35221, 0.19328, 1.3850),
+               (0.11788, 0.42520, 0.21090, 1.3022), (0.11788, 0.39298, 0.18869, 1.2187),
+               (0.11788, 0.38239, 0.17993, 1.1830)]  # fmt: skip
 
 
 def test_the_early_spike_of_the_shipped_isbi_run_is_watched_not_rolled_back():
@@ -83,6 +89,17 @@ def test_the_early_spike_of_the_shipped_isbi_run_is_watched_not_rolled_back():
         assert guard.verdict(metrics, loss) is None
         suspects.append(guard.suspect is not None)
     assert suspects == [False, True, False, False, False]
+
+
+def test_the_stall_of_seed_1_is_rolled_back_at_its_second_bad_validation():
+    guard = CollapseGuard(dict(ISBI_CONSTANT))
+    verdicts = []
+    for pixel, rand, wrong, loss in ISBI_SEED_1[:3]:
+        metrics = {"pixel_error": pixel, "rand_error": rand, "wrong_fraction": wrong}
+        verdicts.append(guard.verdict(metrics, loss))
+    assert verdicts[:2] == [None, None] and guard.suspect is None
+    assert verdicts[2].startswith("validation pixel_error 0.1179 is no better than a constant")
+    assert "; the validation before: validation pixel_error 0.1179 is no better" in verdicts[2]
 
 
 def test_an_error_equal_to_the_constant_but_for_float_noise_was_never_better():

@@ -48,6 +48,7 @@ LOG_COLUMNS = [
     "rand_spread",  # max - min of the validation Rand error over the last SPREAD_ROWS rows
     "samples_per_s",  # since the previous row
     "ap50",  # validation instance AP at IoU 0.5, where train.keep_by asks for it
+    "wrong_fraction",  # validation share of wrong pixels at the best threshold (rollback.py)
     "event",  # a rollback and its reason
 ]
 SPREAD_ROWS = 10
@@ -725,7 +726,8 @@ def train(
             row = {
                 "step": step,
                 "loss": float(np.mean(losses)),
-                **{k: metrics.get(k, "") for k in ("pixel_error", "rand_error", "ap50")},
+                **{k: metrics.get(k, "") for k in ("pixel_error", "rand_error", "ap50",
+                                                   "wrong_fraction")},  # fmt: skip
                 "learning_rate": learning_rate(config, step - 1) * rollbacks.lr_scale,
                 "seconds": round(elapsed, 2),
                 "rand_spread": rand_spread([*log_rows, {**metrics, "step": step}]),
