@@ -55,6 +55,19 @@ def test_one_bad_validation_is_watched_and_forgotten_when_the_next_is_good():
     assert guard.verdict(healthy(0.85), 0.9).startswith("validation rand_error rose to 0.8500")
 
 
+def test_a_watched_validation_is_resumed_from_a_checkpoint():
+    guard = CollapseGuard(dict(CONSTANT))
+    guard.verdict(healthy(0.3), 0.9)
+    guard.verdict(healthy(0.8), 0.9)
+    resumed = CollapseGuard(dict(CONSTANT))
+    resumed.load_state_dict(guard.state_dict())
+    assert resumed.suspect == guard.suspect and resumed.best == guard.best
+    assert resumed.verdict(healthy(0.8), 0.9).startswith("validation rand_error rose to 0.8000")
+    older = {key: value for key, value in guard.state_dict().items() if key != "suspect"}
+    resumed.load_state_dict(older)  # a checkpoint from before the guard watched
+    assert resumed.suspect is None
+
+
 def test_a_bad_validation_with_a_clear_new_best_of_another_error_is_still_learning():
     for wrong, watched in ((0.095, True), (0.08, False)):  # MARGIN 0.01 below the best 0.1
         guard = CollapseGuard(dict(CONSTANT))
