@@ -363,8 +363,9 @@ BENCHMARKS = {
         "isbi_cpu_model", arms=("paper_bf16_10k",), seeds=(0, 1), finished=(0,)
     ),
     # the shipped recipe itself at today's code (rollbacks on; the shipped model, seed 0, was
-    # trained before them) on a second seed, to set beside isbi-cpu-model-bf16-seeds (stopped
-    # at step 1100 after two collapses; BENCHMARKS.md, "The shipped recipe on a second seed")
+    # trained before them) on a second seed, to set beside isbi-cpu-model-bf16-seeds: at f5e6174
+    # stopped at step 1100 after two rollbacks, at 3d892f6 (the guard watching one bad
+    # validation) run to the end (BENCHMARKS.md, "The shipped recipe on a second seed")
     "isbi-cpu-model-paper-seed1": lambda: recipe("isbi_cpu_model", arms=("paper",), seeds=(1,)),
     "isbi-cpu-model-warmup-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_warmup",), seeds=(1,)

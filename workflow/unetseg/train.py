@@ -726,8 +726,10 @@ def train(
             row = {
                 "step": step,
                 "loss": float(np.mean(losses)),
-                **{k: metrics.get(k, "") for k in ("pixel_error", "rand_error", "ap50",
-                                                   "wrong_fraction")},  # fmt: skip
+                **{
+                    k: metrics.get(k, "")
+                    for k in ("pixel_error", "rand_error", "ap50", "wrong_fraction")
+                },  # fmt: skip
                 "learning_rate": learning_rate(config, step - 1) * rollbacks.lr_scale,
                 "seconds": round(elapsed, 2),
                 "rand_spread": rand_spread([*log_rows, {**metrics, "step": step}]),
