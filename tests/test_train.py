@@ -65,7 +65,7 @@ def test_training_learns_and_keeps_the_best_model(stores, tmp_path):
     best, log = run(stores, tmp_path, "a", steps=60, learning_rate=0.02, validate_every=20)
     rows = [line.split("\t") for line in log.splitlines()]
     assert rows[0] == ["step", "loss", "pixel_error", "rand_error", "learning_rate", "seconds",
-                       "rand_spread", "samples_per_s", "ap50", "event"]  # fmt: skip
+                       "rand_spread", "samples_per_s", "ap50", "wrong_fraction", "event"]  # fmt: skip
     assert [int(r[0]) for r in rows[1:]] == [20, 40, 60]
     assert float(rows[-1][1]) < float(rows[1][1])  # the loss goes down
     rand_errors = [float(r[3]) for r in rows[1:]]
