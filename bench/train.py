@@ -300,8 +300,7 @@ def train_step_auto_vs_fp32(steps_per_round: int = 5, rounds: int = 3) -> None:
     channels_last `auto` against fp32 in the default layout, alternating rounds of a few steps
     on the same random batch; what `auto` chose on this CPU is recorded.
     cpu_train_step_channels_last_vs_fp32: the layout alone, in fp32, in the same rounds."""
-    settings = isbi_cpu_settings()
-    base = train.TrainConfig(**{**settings, "augment": train.AugmentConfig(**settings["augment"])})
+    base = isbi_cpu_config()
     device = torch.device("cpu")
     configs = {
         "fp32": dataclasses.replace(base, precision="fp32", channels_last=False),
@@ -418,6 +417,24 @@ def isbi_stores(folder: Path) -> dict[str, Path]:
     return stores
 
 
+def isbi_cpu_config(**overrides) -> train.TrainConfig:
+    """The CPU overlay's TrainConfig (isbi_cpu_settings) with `overrides`."""
+    settings = isbi_cpu_settings() | overrides
+    augment = train.AugmentConfig(**settings.pop("augment", {}))
+    return train.TrainConfig(**settings, augment=augment)
+
+
+def isbi_volumes(folder: Path, config: train.TrainConfig) -> tuple[list, list]:
+    """ISBI's train volume (slices 0-15, with weight maps) and held-out volume (16-19), stored
+    in `folder` and loaded as `config` normalises them."""
+    stores = isbi_stores(folder)
+    train_stores = [stores[f"train_{name}"] for name in ("raw", "labels", "weights")]
+    return (
+        [train.load_volume(*train_stores, config=config)],
+        [train.load_volume(stores["val_raw"], stores["val_labels"], config=config)],
+    )
+
+
 # Measured (commit f47577d) before rollbacks existed: "default" was then the overlay as shipped,
 # which train.max_rollbacks 0 now is.
 STABILITY_ARMS = {
@@ -438,19 +455,12 @@ def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
     if not (ISBI / "train-volume.tif").exists():
         print(f"bench train-stability-isbi: no ISBI 2012 data at {ISBI}; skipped")
         return
-    base = isbi_cpu_settings() | {"steps": plan}
+    configs = {
+        arm: isbi_cpu_config(**{"steps": plan, **overrides}) for arm, overrides in arms.items()
+    }
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        stores = isbi_stores(folder)
-        train_stores = [stores[f"train_{name}"] for name in ("raw", "labels", "weights")]
-        configs = {}
-        for arm, overrides in arms.items():
-            settings = base | overrides
-            augment = train.AugmentConfig(**settings.pop("augment", {}))
-            configs[arm] = train.TrainConfig(**settings, augment=augment)
-        first = next(iter(configs.values()))  # the arms normalise alike
-        volumes = [train.load_volume(*train_stores, config=first)]
-        val = [train.load_volume(stores["val_raw"], stores["val_labels"], config=first)]
+        volumes, val = isbi_volumes(folder, next(iter(configs.values())))  # arms normalise alike
         constant = rollback.constant_errors(train.validation_truths(val))["rand_error"]
         runs = {arm: [] for arm in arms}
         events = {arm: [] for arm in arms}  # the rollbacks of each run
@@ -491,16 +501,11 @@ def isbi_early_validations(seeds=(0, 1), stop_after: int = 1250) -> None:
     if not (ISBI / "train-volume.tif").exists():
         print(f"bench isbi-early-validations: no ISBI 2012 data at {ISBI}; skipped")
         return
-    settings = isbi_cpu_settings() | {"max_rollbacks": 0}
-    augment = train.AugmentConfig(**settings.pop("augment", {}))
-    config = train.TrainConfig(**settings, augment=augment)
+    config = isbi_cpu_config(max_rollbacks=0)
     runs, rolled_back = {}, 0
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        stores = isbi_stores(folder)
-        volumes = [train.load_volume(*(stores[f"train_{n}"] for n in ("raw", "labels", "weights")),
-                                     config=config)]  # fmt: skip
-        val = [train.load_volume(stores["val_raw"], stores["val_labels"], config=config)]
+        volumes, val = isbi_volumes(folder, config)
         constant = rollback.constant_errors(train.validation_truths(val))
         for seed in seeds:
             run = folder / f"seed{seed}"

@@ -729,7 +729,7 @@ def train(
                 **{
                     k: metrics.get(k, "")
                     for k in ("pixel_error", "rand_error", "ap50", "wrong_fraction")
-                },  # fmt: skip
+                },
                 "learning_rate": learning_rate(config, step - 1) * rollbacks.lr_scale,
                 "seconds": round(elapsed, 2),
                 "rand_spread": rand_spread([*log_rows, {**metrics, "step": step}]),
