@@ -78,6 +78,12 @@ ARMS = {
         "model": {"norm": "none"},
         "train": {"ema_decay": 0.0, "warmup_steps": 500},
     },
+    # the shipped recipe with a rollback's rate factor taken back once the run has recovered
+    # (train.rollback_restore_lr): runs that went on at a lowered rate ended worse
+    "paper_restore": {
+        "model": {"norm": "none"},
+        "train": {"ema_decay": 0.0, "rollback_restore_lr": True},
+    },
     "adamw_group_ema": {
         "model": {"norm": "group"},
         "train": {"optimizer": "adamw", "learning_rate": 0.001, "ema_decay": 0.999},
@@ -386,6 +392,10 @@ BENCHMARKS = {
     "isbi-cpu-model-paper-seed0": lambda: recipe("isbi_cpu_model", arms=("paper",), seeds=(0,)),
     # a third seed, for the recipe's own figures over seeds (the shipped 0.1105 is seed 0's)
     "isbi-cpu-model-paper-seed2": lambda: recipe("isbi_cpu_model", arms=("paper",), seeds=(2,)),
+    # seed 1, rolled back at step 750 and trained on at half the rate, with the rate restored
+    "isbi-cpu-model-restore-seed1": lambda: recipe(
+        "isbi_cpu_model", arms=("paper_restore",), seeds=(1,)
+    ),
     "isbi-cpu-model-warmup-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_warmup",), seeds=(1,)
     ),

@@ -183,6 +183,12 @@ def test_a_row_the_guard_flagged_is_not_the_kept_one(tmp_path):
     parsed = report.read_tsv(log)
     assert report.kept_step(parsed) == 30
     assert report.events(parsed)[1].startswith("rollback") and report.rollback_steps(parsed) == [20]
+    # a watched validation is not kept either; a restored learning rate is a healthy row
+    for event, kept in (("watched: validation rand_error rose to 0.8", 30),
+                        ("learning rate restored to x1: a new best", 20)):  # fmt: skip
+        log.write_text(header + f"10\t0.9\t0.2\t0.3\t0.01\t1\t\t\n20\t0.5\t0.1\t0.1\t0.01\t2\t\t{event}\n"
+                       "30\t0.4\t0.1\t0.2\t0.005\t3\t\t\n")  # fmt: skip
+        assert report.kept_step(report.read_tsv(log)) == kept
     assert parsed["rand_error"][1] == 0.1  # the figure still plots the flagged validation
     log.write_text(header + "10\tnan\t0.2\t0.3\t0.01\t1\t\t\n")  # a diverged loss is a number
     assert np.isnan(report.read_tsv(log)["loss"][0])

@@ -183,6 +183,22 @@ def test_each_rollback_lowers_the_rate_and_they_are_bounded():
     )
 
 
+def test_a_recovery_takes_one_rollbacks_factor_back_when_enabled():
+    rollbacks = Rollbacks(limit=3, factor=0.5)
+    assert rollbacks.recover(10) is None  # off by default (train.rollback_restore_lr)
+    rollbacks = Rollbacks(limit=3, factor=0.5, restore=True)
+    assert rollbacks.recover(10) is None  # nothing to take back before a rollback
+    for step in (40, 60):
+        rollbacks.events.append({"step": step, "to_step": 20, "reason": "r"})
+    assert rollbacks.lr_scale == 0.25
+    assert rollbacks.recover(80) == (
+        "learning rate restored to x0.5: a new best by more than 0.01 after the rollback at step 60"
+    )
+    assert rollbacks.recover(100).startswith("learning rate restored to x1:")
+    assert rollbacks.recover(120) is None and rollbacks.lr_scale == 1.0  # never above the plan
+    assert rollbacks.left == 1 and rollbacks.restored == [80, 100]
+
+
 @pytest.fixture(scope="module")
 def demo_stores(tmp_path_factory):
     """The demo config's volume: 8 slices of 256², 6 to train on, 2 held out."""
@@ -229,6 +245,35 @@ def test_a_collapse_forced_by_an_absurd_learning_rate_is_rolled_back_and_healed(
     assert best["metrics"]["rand_error"] < 0.05
     saved = torch.load(tmp_path / "m.pt", weights_only=True)
     assert saved["step"] == best["step"]
+
+
+def test_a_recovered_run_gets_its_learning_rate_back(demo_stores, tmp_path):
+    """The forced collapse above with train.rollback_restore_lr: once a validation beats every
+    one before the run went bad, one rollback's factor is taken back, and the log's rates say so
+    row by row."""
+    config = TrainConfig(depth=3, base_channels=16, tile_out=148, steps=300, validate_every=50,
+                         checkpoint_every=1000, learning_rate=1.0, warmup_steps=150,
+                         rollback_restore_lr=True, device=TEST_DEVICE)  # fmt: skip
+    val = [
+        load_volume(demo_stores / "val_raw.zarr", demo_stores / "val_labels.zarr", config=config)
+    ]
+    train(
+        [load_volume(*(demo_stores / f"train_{n}.zarr" for n in ("raw", "labels", "weights")),
+                     config=config)],  # fmt: skip
+        val, config, tmp_path / "m.pt", tmp_path / "log.tsv", tmp_path / "c.pt",
+    )  # fmt: skip
+    lines = (tmp_path / "log.tsv").read_text().splitlines()
+    rows = [dict(zip(lines[0].split("\t"), line.split("\t"), strict=True)) for line in lines[1:]]
+    events = [row["event"] for row in rows]
+    # here: silent at steps 100 and 150 (x0.25), recovered at 200 (x0.5), silent again at 250
+    assert any(event.startswith("learning rate restored to x0.5: ") for event in events)
+    halvings = 0
+    for row in rows:  # a row's rate is the one its steps trained at, before its own event
+        expected = learning_rate(config, int(row["step"]) - 1) * 0.5**halvings
+        assert float(row["learning_rate"]) == pytest.approx(expected)
+        halvings += row["event"].startswith("rollback")
+        halvings -= row["event"].startswith("learning rate restored")
+        assert halvings >= 0
 
 
 def test_a_nan_loss_starts_afresh_with_a_lower_rate_and_an_exhausted_run_stops_clearly(

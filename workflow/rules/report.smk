@@ -29,7 +29,7 @@ rule report_data:
 
 rule report_training:
     input:
-        code=stage_code("report"),
+        code=stage_code("report", "rollback"),
         log=f"{RESULTS}/model/train_log.tsv",
     output:
         report(

@@ -19,6 +19,7 @@ from unetseg import blocks, io  # noqa: E402
 from unetseg.headline import PAPER_TABLE_1  # noqa: E402
 from unetseg.labels import store_conventions as label_conventions  # noqa: E402
 from unetseg.labels import without_ignored  # noqa: E402
+from unetseg.rollback import NOT_KEPT_EVENTS  # noqa: E402
 
 FALSE_POSITIVE = (0.8, 0.0, 0.8)  # magenta and green: distinguishable by colour-blind readers
 FALSE_NEGATIVE = (0.0, 0.7, 0.3)
@@ -217,9 +218,10 @@ def kept_by_ap50(log: dict[str, np.ndarray]) -> bool:
 def kept_row(log: dict[str, np.ndarray]) -> int | None:
     """The log row of the kept model, as training chooses it: the last of the lowest validation
     Rand errors, or of the highest AP50s, among rows the guard did not flag (a flagged row's
-    event names its rollback or the stop; unguarded runs log none)."""
+    event names its rollback, the stop or the bad validation it watched; unguarded runs log
+    none)."""
     chooser = 1 - log["ap50"] if kept_by_ap50(log) else log["rand_error"].copy()
-    chooser[[bool(text) for text in events(log)]] = np.nan
+    chooser[[text.startswith(NOT_KEPT_EVENTS) for text in events(log)]] = np.nan
     if not np.isfinite(chooser).any():
         return None
     return len(chooser) - 1 - int(np.nanargmin(chooser[::-1]))

@@ -138,17 +138,38 @@ class CollapseGuard:
         self.suspect = state.get("suspect")  # checkpoints before 2026-12-06 have none
 
 
+# How the training log's event column starts on a row whose model was not keepable: a rollback,
+# the stop after the last one, or a first bad validation being watched (the report's kept row
+# skips them as training does; a restored learning rate is a healthy row).
+NOT_KEPT_EVENTS = ("rollback", "stopped", "watched")
+
+
 @dataclass
 class Rollbacks:
-    """The rollbacks a run may make and has made; each lowers the learning rate by `factor`."""
+    """The rollbacks a run may make and has made; each lowers the learning rate by `factor`, and
+    with `restore` a recovery after one (a clear new best of some guarded error, beyond every
+    validation before the run went bad) takes one such factor back."""
 
     limit: int  # train.max_rollbacks
     factor: float  # train.rollback_lr_factor
+    restore: bool = False  # train.rollback_restore_lr
     events: list = field(default_factory=list)  # {"step", "to_step", "reason"}
+    restored: list = field(default_factory=list)  # the steps at which a factor was taken back
 
     @property
     def lr_scale(self) -> float:
-        return self.factor ** len(self.events)
+        return self.factor ** (len(self.events) - len(self.restored))
+
+    def recover(self, step: int) -> str | None:
+        """After a clear new best at `step`: take one rollback's factor back, if enabled and one
+        is left to take back; the log's event text, or None."""
+        if not self.restore or len(self.restored) >= len(self.events):
+            return None
+        self.restored.append(step)
+        return (
+            f"learning rate restored to x{self.lr_scale:g}: a new best by more than {MARGIN} "
+            f"after the rollback at step {self.events[-1]['step']}"
+        )
 
     @property
     def left(self) -> int:

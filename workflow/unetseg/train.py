@@ -77,6 +77,7 @@ class TrainConfig:
     topology_weight: float = 0.0  # paper: none (0); soft-clDice of the membranes (topology.py)
     max_rollbacks: int = 3  # paper: none; rollbacks to the kept model when the run goes bad
     rollback_lr_factor: float = 0.5  # each rollback multiplies the learning rate by this
+    rollback_restore_lr: bool = False  # take a rollback's factor back once the run recovers
     augment_device: str = "cpu"  # or cuda (augment_device.py), auto: cuda when training there
     precision: str = "fp32"  # or bf16, fp16 (CUDA), auto (bf16 where native)
     channels_last: bool | str = False  # or "auto" (the faster layout: channels_last)
@@ -586,7 +587,7 @@ class Run:
             torch.amp.GradScaler(device.type, enabled=config.precision == "fp16"),
             WeightAverage(model, config.ema_decay),
             CollapseGuard(constant_errors(truths) if truths else None),
-            Rollbacks(config.max_rollbacks, config.rollback_lr_factor),
+            Rollbacks(config.max_rollbacks, config.rollback_lr_factor, config.rollback_restore_lr),
         )
 
     def heal(self, reason: str, kept: dict | None, config: TrainConfig, step: int):
@@ -741,12 +742,17 @@ def train(
             row_started, row_step = now, step
             if metrics:
                 warn_if_no_better_than_constant(metrics, guard.constant, config, step)
+            new_best = bool(metrics) and guard.improves(metrics)  # before the verdict moves it
             reason = guard.verdict(metrics, row["loss"], silent)
             if reason is not None:
                 row["event"], gave_up = run.heal(reason, best, config, step)
             elif guard.suspect and config.max_rollbacks:
-                log.warning("step %d: %s; watched: a second bad validation in a row rolls the "
-                            "run back", step, guard.suspect)  # fmt: skip
+                row["event"] = f"watched: {guard.suspect}"
+                log.warning("step %d: %s; a second bad validation in a row rolls the run back",
+                            step, row["event"])  # fmt: skip
+            elif new_best and (restored := rollbacks.recover(step)):
+                row["event"] = restored
+                log.info("step %d: %s", step, restored)
             healthy = reason is None and guard.suspect is None
             keepable = healthy or not config.max_rollbacks  # unguarded: as the paper
             if keepable and at_least_as_good(metrics, best, config.keep_by):
@@ -809,6 +815,7 @@ def save_checkpoint(path: Path, config, run: Run, step, log_rows, losses, best) 
             "average_state": run.average.state_dict(),
             "guard": run.guard.state_dict(),
             "rollbacks": run.rollbacks.events,
+            "rates_restored": run.rollbacks.restored,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "log_rows": log_rows,
@@ -842,6 +849,7 @@ def resume(path: Path, config: TrainConfig, run: Run) -> dict:
     run.average.load_state_dict(checkpoint["average_state"])
     run.guard.load_state_dict(checkpoint["guard"])
     run.rollbacks.events = checkpoint["rollbacks"]
+    run.rollbacks.restored = checkpoint.get("rates_restored", [])  # none before 2026-12-06
     log.info("resuming from %s at step %d", path, checkpoint["step"])
     return checkpoint
 
