@@ -49,7 +49,7 @@ LOG_COLUMNS = [
     "samples_per_s",  # since the previous row
     "ap50",  # validation instance AP at IoU 0.5, where train.keep_by asks for it
     "wrong_fraction",  # validation share of wrong pixels at the best threshold (rollback.py)
-    "event",  # a rollback and its reason
+    "event",  # a rollback, a watched validation or a restored rate, and why
 ]
 SPREAD_ROWS = 10
 
