@@ -214,16 +214,12 @@ def demo_stores(tmp_path_factory):
     return folder
 
 
-def test_a_collapse_forced_by_an_absurd_learning_rate_is_rolled_back_and_healed(
-    demo_stores, tmp_path
-):
-    """The demo network (depth 3, 16 channels) with 100 times the demo's rate reached by a
-    warm-up: it learns at the low rates, breaks at the high ones (silent at steps 100 and 150),
-    and the rollbacks to the kept model with the rate halved each time end in a usable model.
-    (At 50 times the rate, its spike at step 200 is watched and gone at step 250 by itself.)"""
+def forced_collapse(demo_stores, tmp_path, **options):
+    """The demo network (depth 3, 16 channels) trained at 100 times the demo's rate, reached by
+    a warm-up: its config, kept model and log (header, rows as dicts of the logged text)."""
     config = TrainConfig(depth=3, base_channels=16, tile_out=148, steps=300, validate_every=50,
                          checkpoint_every=1000, learning_rate=1.0, warmup_steps=150,
-                         device=TEST_DEVICE)  # fmt: skip
+                         device=TEST_DEVICE, **options)  # fmt: skip
     val = [
         load_volume(demo_stores / "val_raw.zarr", demo_stores / "val_labels.zarr", config=config)
     ]
@@ -233,7 +229,18 @@ def test_a_collapse_forced_by_an_absurd_learning_rate_is_rolled_back_and_healed(
         val, config, tmp_path / "m.pt", tmp_path / "log.tsv", tmp_path / "c.pt",
     )  # fmt: skip
     lines = (tmp_path / "log.tsv").read_text().splitlines()
-    header, rows = lines[0].split("\t"), [dict(zip(lines[0].split("\t"), line.split("\t"), strict=True)) for line in lines[1:]]  # fmt: skip
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+    return config, best, header, rows
+
+
+def test_a_collapse_forced_by_an_absurd_learning_rate_is_rolled_back_and_healed(
+    demo_stores, tmp_path
+):
+    """It learns at the low rates, breaks at the high ones (silent at steps 100 and 150), and
+    the rollbacks to the kept model with the rate halved each time end in a usable model.
+    (At 50 times the rate, its spike at step 200 is watched and gone at step 250 by itself.)"""
+    config, best, header, rows = forced_collapse(demo_stores, tmp_path)
     events = [row for row in rows if row["event"]]
     rollbacks = [row for row in events if row["event"].startswith("rollback ")]
     assert rollbacks and all(row["event"].startswith(("rollback ", "watched: ")) for row in events)
@@ -252,19 +259,7 @@ def test_a_recovered_run_gets_its_learning_rate_back(demo_stores, tmp_path):
     """The forced collapse above with train.rollback_restore_lr: once a validation beats every
     one before the run went bad, one rollback's factor is taken back, and the log's rates say so
     row by row."""
-    config = TrainConfig(depth=3, base_channels=16, tile_out=148, steps=300, validate_every=50,
-                         checkpoint_every=1000, learning_rate=1.0, warmup_steps=150,
-                         rollback_restore_lr=True, device=TEST_DEVICE)  # fmt: skip
-    val = [
-        load_volume(demo_stores / "val_raw.zarr", demo_stores / "val_labels.zarr", config=config)
-    ]
-    train(
-        [load_volume(*(demo_stores / f"train_{n}.zarr" for n in ("raw", "labels", "weights")),
-                     config=config)],  # fmt: skip
-        val, config, tmp_path / "m.pt", tmp_path / "log.tsv", tmp_path / "c.pt",
-    )  # fmt: skip
-    lines = (tmp_path / "log.tsv").read_text().splitlines()
-    rows = [dict(zip(lines[0].split("\t"), line.split("\t"), strict=True)) for line in lines[1:]]
+    config, _, _, rows = forced_collapse(demo_stores, tmp_path, rollback_restore_lr=True)
     events = [row["event"] for row in rows]
     # here: silent at steps 100 and 150 (x0.25), recovered at 200 (x0.5), silent again at 250
     assert any(event.startswith("learning rate restored to x0.5: ") for event in events)

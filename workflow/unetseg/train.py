@@ -742,7 +742,7 @@ def train(
             row_started, row_step = now, step
             if metrics:
                 warn_if_no_better_than_constant(metrics, guard.constant, config, step)
-            new_best = bool(metrics) and guard.improves(metrics)  # before the verdict moves it
+            new_best = guard.improves(metrics)  # before the verdict moves the bests
             reason = guard.verdict(metrics, row["loss"], silent)
             if reason is not None:
                 row["event"], gave_up = run.heal(reason, best, config, step)
