@@ -170,17 +170,19 @@ def augmentation_figure(raw_path, labels_path, weights_path, settings: dict, out
 MISSING = ("", "NA")  # an empty cell; Snakemake's benchmark files write NA where unmeasured
 
 
-def is_number(text: str) -> bool:
-    """Whether `text` reads as a float ("nan" and "inf" too: a diverged loss is still a number)."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def as_number(text: str) -> float:
-    return float(text) if is_number(text) else np.nan  # empty, 'NA', or text such as h:m:s
+def as_numbers(values: list[str]) -> list[float] | None:
+    """The cells as floats (empty or NA as NaN; "nan" and "inf" too: a diverged loss is still a
+    number), or None if any other cell is text (the training log's `event`, h:m:s times)."""
+    numbers = []
+    for value in values:
+        if value.strip() in MISSING:
+            numbers.append(np.nan)
+            continue
+        try:
+            numbers.append(float(value))
+        except ValueError:
+            return None
+    return numbers
 
 
 def read_tsv(path) -> dict[str, np.ndarray]:
@@ -191,8 +193,8 @@ def read_tsv(path) -> dict[str, np.ndarray]:
     columns = {}
     for index, name in enumerate(header):
         values = [row[index] if index < len(row) else "" for row in rows]
-        is_text = any(value.strip() not in MISSING and not is_number(value) for value in values)
-        columns[name] = np.array(values if is_text else [as_number(v) for v in values])
+        numbers = as_numbers(values)
+        columns[name] = np.array(values if numbers is None else numbers)
     return columns
 
 
