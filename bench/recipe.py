@@ -399,6 +399,10 @@ BENCHMARKS = {
     "isbi-cpu-model-restore-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_restore",), seeds=(1,)
     ),
+    # ... and seed 2, rolled back at step 1000 (the second seed that rolls back; seed 0 does not)
+    "isbi-cpu-model-restore-seed2": lambda: recipe(
+        "isbi_cpu_model", arms=("paper_restore",), seeds=(2,)
+    ),
     "isbi-cpu-model-warmup-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_warmup",), seeds=(1,)
     ),
