@@ -2,12 +2,15 @@
 
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
+from snakemake.utils import update_config
 
 from unetseg import tiling
 
-CONFIG = Path(__file__).resolve().parents[1] / "config"
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config"
 DEMO_ONLY = {"demo", "volumes", "results"}
 
 
@@ -60,6 +63,44 @@ def test_the_gpu_overlay_sizes_its_loader_to_the_job_and_averages_8_versions():
     gpu = yaml.safe_load((CONFIG / "isbi2012-gpu.yaml").read_text())
     assert gpu["train"]["workers"] == "auto" and gpu["predict"]["tta"] is True
     assert "model" not in gpu  # the paper's network, from isbi2012.yaml
+
+
+def overlaid(*names: str) -> dict:
+    """The config Snakemake makes of --configfile NAMES: each file laid over the ones before."""
+    config = yaml.safe_load((CONFIG / "config.yaml").read_text())
+    for name in names:
+        update_config(config, yaml.safe_load((CONFIG / name).read_text()))
+    return config
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("isbi2012.yaml", "isbi2012-cpu.yaml"),
+        ("isbi2012.yaml", "isbi2012-cpu.yaml", "isbi2012-cpu-bf16.yaml"),
+        ("isbi2012.yaml", "isbi2012-gpu.yaml"),
+        ("isbi2012.yaml", "isbi2012-all-slices.yaml"),
+        ("isbi2012.yaml", "isbi2012-pretrained.yaml"),
+        ("dsb2018.yaml",),
+    ],
+)
+def test_every_documented_overlay_is_a_valid_config(names):
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    jsonschema.Draft202012Validator(schema).validate(overlaid(*names))
+
+
+def test_the_bf16_cpu_overlay_changes_only_the_steps_and_precision_of_the_cpu_overlay():
+    fp32 = overlaid("isbi2012.yaml", "isbi2012-cpu.yaml")
+    bf16 = overlaid("isbi2012.yaml", "isbi2012-cpu.yaml", "isbi2012-cpu-bf16.yaml")
+    changed = {
+        key: bf16["train"][key]
+        for key in bf16["train"]
+        if bf16["train"][key] != fp32["train"].get(key)
+    }
+    assert changed == {"steps": 10000, "precision": "auto", "channels_last": "auto"}
+    assert {k: v for k, v in bf16.items() if k != "train"} == {
+        k: v for k, v in fp32.items() if k != "train"
+    }
 
 
 def test_a_groupnorm_network_validates_with_the_predict_steps_tiles():
