@@ -395,6 +395,11 @@ BENCHMARKS = {
     "isbi-cpu-model-seed2": lambda: recipe(
         "isbi_cpu_model", arms=("paper", "paper_bf16_10k"), seeds=(2,)
     ),
+    # the bf16 variant's seed 1 again at today's guard (6bbd55f's judged one validation and
+    # rolled back at step 500), for the three seeds of config/isbi2012-cpu-bf16.yaml
+    "isbi-cpu-model-bf16-seed1": lambda: recipe(
+        "isbi_cpu_model", arms=("paper_bf16_10k",), seeds=(1,)
+    ),
     # seed 1, rolled back at step 750 and trained on at half the rate, with the rate restored
     "isbi-cpu-model-restore-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_restore",), seeds=(1,)
