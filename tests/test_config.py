@@ -89,7 +89,7 @@ def test_every_documented_overlay_is_a_valid_config(names):
     jsonschema.Draft202012Validator(schema).validate(overlaid(*names))
 
 
-def test_the_bf16_cpu_overlay_changes_only_the_steps_and_precision_of_the_cpu_overlay():
+def test_the_bf16_cpu_overlay_changes_only_the_steps_precision_and_layout_of_the_cpu_overlay():
     fp32 = overlaid("isbi2012.yaml", "isbi2012-cpu.yaml")
     bf16 = overlaid("isbi2012.yaml", "isbi2012-cpu.yaml", "isbi2012-cpu-bf16.yaml")
     changed = {
