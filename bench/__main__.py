@@ -19,6 +19,7 @@ from bench import (
     splits,
     summary,
     train,
+    tta,
     workflow,
     writers,
 )
@@ -33,6 +34,7 @@ FAMILIES = {
     **pipeline.BENCHMARKS,
     **postprocess.BENCHMARKS,
     **ensemble.BENCHMARKS,
+    **tta.BENCHMARKS,
     **splits.BENCHMARKS,
     **chunk.BENCHMARKS,
     **segment.BENCHMARKS,

@@ -35,16 +35,17 @@ def members() -> dict[str, Path]:
     return found
 
 
-def held_out_probability(model_path: Path, raw: np.ndarray) -> np.ndarray:
+def held_out_probability(model_path: Path, raw: np.ndarray, tta: bool = False) -> np.ndarray:
     """Each held-out slice predicted as the workflow predicts it (one 516-px tile, each slice's
-    grey mapping), in fp32 so that the members differ by their weights alone."""
+    grey mapping; with `tta`, the mean over the 8 flips and quarter turns), in fp32 so that the
+    members differ by their weights alone."""
     from unetseg import predict
 
     model, checkpoint = predict.load_model(str(model_path))
     mappings = predict.model_grey_mappings(raw, checkpoint)
     return np.stack([
         predict.predict_block(model, raw, z, (0, raw.shape[1]), (0, raw.shape[2]), TILE_OUT,
-                              grey_mapping=mappings[z])
+                              tta=tta, grey_mapping=mappings[z])
         for z in range(len(raw))
     ]).astype(np.float32)  # fmt: skip
 
