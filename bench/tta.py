@@ -2,7 +2,10 @@
 submission averaged 8 orientations, issue 27 asks for it in the GPU recipe, and
 `predict-isbi-tta` measured it on one model only (the shipped one, whose kept step its plain
 prediction chose). This predicts each finished run's held-out slices with and without it:
-the shipped model and the whole-schedule runs on slices 16-19, each fold run on its fold."""
+the shipped model and the whole-schedule runs on slices 16-19, each fold run on its fold. A
+kept model was chosen by its plain prediction of those very slices, which favours the plain
+prediction, so each whole-schedule run's last step (its checkpoint, chosen by nobody) is
+predicted too."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import numpy as np
 from bench.ensemble import SHIPPED, held_out_probability
 from bench.postprocess import errors_of
 from bench.recipe import ERRORS, FOLD_SLICES, ISBI, WORK
-from bench.record import REPO, record
+from bench.record import record
 
 CONFIG_HELD_OUT = (16, 20)  # config/isbi2012.yaml's isbi_validate volume
 
@@ -21,10 +24,12 @@ CONFIG_HELD_OUT = (16, 20)  # config/isbi2012.yaml's isbi_validate volume
 def held_out_models() -> list[tuple[str, Path, tuple[int, int]]]:
     """(name, model file, held-out slices) of the shipped model and every finished run: the
     whole-schedule runs (results/bench-recipe/isbi_cpu_model) hold out the config's slices,
-    a fold run (results/bench-recipe/isbi/<arm>-seed<N>/fold<k>) slices 4k to 4k+3."""
+    a fold run (results/bench-recipe/isbi/<arm>-seed<N>/fold<k>) slices 4k to 4k+3. A run
+    whose weights are the shipped model's (its seed-0 run) is left out."""
     found = [("shipped", SHIPPED, CONFIG_HELD_OUT)]
     for path in sorted((WORK / "isbi_cpu_model").glob("*/results/model/model.pt")):
-        found.append((path.parents[2].name, path, CONFIG_HELD_OUT))
+        if not same_weights(path, SHIPPED):
+            found.append((path.parents[2].name, path, CONFIG_HELD_OUT))
     for path in sorted((WORK / "isbi").glob("*-seed*/fold*/results/model/model.pt")):
         fold_folder = path.parents[2]
         fold = int(fold_folder.name.removeprefix("fold"))
@@ -33,13 +38,47 @@ def held_out_models() -> list[tuple[str, Path, tuple[int, int]]]:
     return found
 
 
+def same_weights(path: Path, other: Path) -> bool:
+    import torch
+
+    mine, theirs = (torch.load(p, weights_only=True)["model_state"] for p in (path, other))
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def last_step_model(kept: Path, folder: Path) -> Path | None:
+    """The run's last step as a model file in `folder` (its checkpoint's weights under the kept
+    model's configuration), or None where the kept model is the last step or the run averaged
+    its weights (the checkpoint's model_state is then not what it would keep)."""
+    import torch
+
+    checkpoint = torch.load(kept.parent / "checkpoint.pt", weights_only=True)
+    model = torch.load(kept, weights_only=True)
+    if checkpoint["step"] == model["step"] or checkpoint.get("average_state") is not None:
+        return None
+    path = folder / f"{kept.parents[2].name}-step{checkpoint['step']}.pt"
+    torch.save(
+        {**model, "model_state": checkpoint["model_state"], "step": checkpoint["step"]}, path
+    )
+    return path
+
+
 def mean_change(rows: list[dict], key: str) -> float:
     return round(float(np.mean([row["tta"][key] - row["plain"][key] for row in rows])), 6)
 
 
+def summarised(rows: list[dict]) -> dict:
+    """Mean change of each error with tta, and on how many models it fell."""
+    return {"models": len(rows),
+            "mean_change": {key: mean_change(rows, key) for key in ERRORS},
+            "lowered": {key: sum(r["tta"][key] < r["plain"][key] for r in rows) for key in ERRORS}}  # fmt: skip
+
+
 def isbi_tta_runs() -> None:
     """isbi_tta_runs: the mean change of the held-out errors that the 8-orientation average
-    makes, over every finished ISBI model, and on how many it lowers each."""
+    makes, over every finished ISBI model (kept models and whole-schedule runs' last steps),
+    and on how many it lowers each."""
+    import tempfile
+
     import tifffile
     import torch
 
@@ -51,19 +90,22 @@ def isbi_tta_runs() -> None:
     volume = tifffile.imread(ISBI / "train-volume.tif")
     labels = tifffile.imread(ISBI / "train-labels.tif") > 0
     rows = []
-    for name, path, (start, stop) in models:
-        raw, truth = volume[start:stop], labels[start:stop]
-        row = {"run": name, "model": str(path.relative_to(REPO)), "slices": [start, stop - 1]}
-        for label, tta in (("plain", False), ("tta", True)):
-            row[label] = errors_of(truth, held_out_probability(path, raw, tta=tta))
-        rows.append(row)
-        print(row, flush=True)
-    lowered = {key: sum(row["tta"][key] < row["plain"][key] for row in rows) for key in ERRORS}
-    record("isbi_tta_runs", mean_change(rows, "rand_error"),
-           f"mean change of held-out Rand error with tta, over {len(rows)} ISBI models",
-           "report (sets predict.tta in the ISBI configs)",
-           mean_change={key: mean_change(rows, key) for key in ERRORS},
-           models_lowered=lowered, models=len(rows), runs=rows,
+    with tempfile.TemporaryDirectory() as folder:
+        last_steps = [(f"{name} (last step)", last, held_out, False)
+                      for name, path, held_out in models[1:]
+                      if (last := last_step_model(path, Path(folder))) is not None]  # fmt: skip
+        for name, path, (start, stop), kept in [(*m, True) for m in models] + last_steps:
+            raw, truth = volume[start:stop], labels[start:stop]
+            row = {"run": name, "slices": [start, stop - 1], "kept": kept}
+            for label, tta in (("plain", False), ("tta", True)):
+                row[label] = errors_of(truth, held_out_probability(path, raw, tta=tta))
+            rows.append(row)
+            print(row, flush=True)
+    kept = summarised([row for row in rows if row["kept"]])
+    last = summarised([row for row in rows if not row["kept"]])
+    record("isbi_tta_runs", kept["mean_change"]["rand_error"],
+           f"mean change of held-out Rand error with tta, over {kept['models']} kept ISBI models",
+           "report (sets predict.tta in the ISBI configs)", kept=kept, last_steps=last, runs=rows,
            prediction="fp32, one 516-px tile a slice, each slice's grey mapping")  # fmt: skip
 
 
