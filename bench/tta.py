@@ -17,6 +17,7 @@ from bench.ensemble import SHIPPED, held_out_probability
 from bench.postprocess import errors_of
 from bench.recipe import ERRORS, FOLD_SLICES, ISBI, WORK
 from bench.record import record
+from bench.splits import last_model
 
 CONFIG_HELD_OUT = (16, 20)  # config/isbi2012.yaml's isbi_validate volume
 
@@ -45,21 +46,15 @@ def same_weights(path: Path, other: Path) -> bool:
     return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
-def last_step_model(kept: Path, folder: Path) -> Path | None:
-    """The run's last step as a model file in `folder` (its checkpoint's weights under the kept
-    model's configuration), or None where the kept model is the last step or the run averaged
-    its weights (the checkpoint's model_state is then not what it would keep)."""
+def own_last_step(kept: Path) -> bool:
+    """Whether the run's checkpoint holds a last step other than its kept model: not where the
+    kept model is the last step, nor where the run averaged its weights (the checkpoint's
+    model_state is then not what it would keep)."""
     import torch
 
     checkpoint = torch.load(kept.parent / "checkpoint.pt", weights_only=True)
-    model = torch.load(kept, weights_only=True)
-    if checkpoint["step"] == model["step"] or checkpoint.get("average_state") is not None:
-        return None
-    path = folder / f"{kept.parents[2].name}-step{checkpoint['step']}.pt"
-    torch.save(
-        {**model, "model_state": checkpoint["model_state"], "step": checkpoint["step"]}, path
-    )
-    return path
+    kept_step = torch.load(kept, weights_only=True)["step"]
+    return checkpoint["step"] != kept_step and checkpoint.get("average_state") is None
 
 
 def mean_change(rows: list[dict], key: str) -> float:
@@ -91,9 +86,8 @@ def isbi_tta_runs() -> None:
     labels = tifffile.imread(ISBI / "train-labels.tif") > 0
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        last_steps = [(f"{name} (last step)", last, held_out, False)
-                      for name, path, held_out in models[1:]
-                      if (last := last_step_model(path, Path(folder))) is not None]  # fmt: skip
+        last_steps = [(f"{name} (last step)", last_model(path, Path(folder)), held_out, False)
+                      for name, path, held_out in models[1:] if own_last_step(path)]  # fmt: skip
         for name, path, (start, stop), kept in [(*m, True) for m in models] + last_steps:
             raw, truth = volume[start:stop], labels[start:stop]
             row = {"run": name, "slices": [start, stop - 1], "kept": kept}

@@ -114,3 +114,15 @@ def test_a_groupnorm_network_validates_with_the_predict_steps_tiles():
     isbi = yaml.safe_load((CONFIG / "isbi2012.yaml").read_text())
     isbi["volumes"] = []
     assert "validate_tile_out" not in train_settings(isbi)
+
+
+def test_validation_averages_orientations_where_the_predict_step_does():
+    """predict.tta on (the GPU overlay): the train step depends on it and validates so; off
+    (the paper's config as shipped), the train settings do not name it, so models trained
+    before it existed stay current."""
+    from unetseg.settings import train_settings
+
+    gpu = overlaid("isbi2012.yaml", "isbi2012-gpu.yaml")
+    assert train_settings(gpu)["validate_tta"] is True
+    plain = overlaid("isbi2012.yaml")
+    assert not plain["predict"].get("tta") and "validate_tta" not in train_settings(plain)

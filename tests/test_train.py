@@ -515,6 +515,30 @@ def test_a_groupnorm_networks_kept_validation_errors_are_those_the_predict_step_
     assert training_tile["rand_error"] != pytest.approx(scored["rand_error"], abs=1e-3)
 
 
+def test_with_tta_the_kept_validation_errors_are_those_the_predict_step_gives(stores, tmp_path):
+    """Where predict.tta averages the 8 orientations (the rule then sets validate_tta),
+    validation averages them too: the kept model's validation errors are the workflow's own
+    held-out errors of that model, while a plain validation's are not."""
+    import zarr
+
+    from unetseg import evaluate
+    from unetseg.predict import load_model, predict_volume
+    from unetseg.train import validate, validation_truths
+
+    best, _ = run(stores, tmp_path, "t", steps=40, validate_every=20, validate_tta=True)
+    predict_volume(tmp_path / "t.pt", stores["val"][0], tmp_path / "p.zarr", 52, block_px=64,
+                   out_dtype="float32", tta=True)  # fmt: skip
+    val = load_volume(*stores["val"], config=TrainConfig(**TINY))
+    truth = np.stack(validation_truths([val]))
+    scored = evaluate.headline(evaluate.evaluate_arrays(truth, zarr.open(tmp_path / "p.zarr")["0"]))
+    assert best["metrics"]["rand_error"] == pytest.approx(scored["rand_error"], abs=1e-6)
+    assert best["metrics"]["pixel_error"] == pytest.approx(scored["pixel_error"], abs=1e-6)
+
+    kept, _ = load_model(str(tmp_path / "t.pt"), "cpu")
+    plain = validate(kept, [val], TrainConfig(**TINY), torch.device("cpu"))
+    assert plain["pixel_error"] != pytest.approx(scored["pixel_error"], abs=1e-4)
+
+
 def test_a_run_kept_by_ap50_logs_it_and_keeps_its_highest(stores, tmp_path):
     best, log = run(stores, tmp_path, "ap", norm="group", steps=40, validate_every=10,
                     keep_by="ap50")  # fmt: skip

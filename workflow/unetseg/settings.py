@@ -7,8 +7,9 @@ from __future__ import annotations
 def train_settings(config: dict) -> dict:
     """The config values the train step depends on: the model's and training's, but for where a
     model comes from (`model.pretrained`) and how many GPUs the job asks for (`train.gpus`),
-    with `normalize: auto` resolved from the volumes' kinds, and for a GroupNorm network the
-    predict step's tiles (validation predicts with them)."""
+    with `normalize: auto` resolved from the volumes' kinds, for a GroupNorm network the
+    predict step's tiles, and whether it averages orientations (`predict.tta`): validation
+    predicts as the predict step does."""
     model = {key: value for key, value in config["model"].items() if key != "pretrained"}
     train = {key: value for key, value in config["train"].items() if key != "gpus"}
     if train.get("normalize") == "auto":
@@ -18,6 +19,10 @@ def train_settings(config: dict) -> dict:
         # predict step does, so the model kept is the one that scores best there.
         train["validate_tile_out"] = config["predict"]["tile_out"]
         train["validate_block_px"] = config["predict"]["block_px"]
+    if config["predict"].get("tta"):
+        # Validation averages the 8 orientations as the predict step will; set only where on,
+        # so that configs without it keep their trained models.
+        train["validate_tta"] = True
     return {**model, **train}
 
 

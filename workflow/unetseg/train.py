@@ -93,6 +93,9 @@ class TrainConfig:
     # scores best as the workflow predicts.
     validate_tile_out: int = 0
     validate_block_px: int = 0
+    # Validation averages the 8 flips and quarter turns where the predict step does (predict.tta,
+    # passed by the rule), so the model kept is chosen as the workflow will predict with it.
+    validate_tta: bool = False
     checkpoint_every: int = 50
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -433,6 +436,7 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
                     device,
                     config.precision,
                     config.channels_last,
+                    tta=config.validate_tta,
                 )
             truth = volume.interior(z, cached=False).whole()
             counts.append(
