@@ -86,8 +86,10 @@ def isbi_tta_runs() -> None:
     labels = tifffile.imread(ISBI / "train-labels.tif") > 0
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        last_steps = [(f"{name} (last step)", last_model(path, Path(folder)), held_out, False)
-                      for name, path, held_out in models[1:] if own_last_step(path)]  # fmt: skip
+        # every whole-schedule run's, the shipped model's twin (its seed-0 run) too
+        runs = sorted((WORK / "isbi_cpu_model").glob("*/results/model/model.pt"))
+        last_steps = [(f"{path.parents[2].name} (last step)", last_model(path, Path(folder)),
+                       CONFIG_HELD_OUT, False) for path in runs if own_last_step(path)]  # fmt: skip
         for name, path, (start, stop), kept in [(*m, True) for m in models] + last_steps:
             raw, truth = volume[start:stop], labels[start:stop]
             row = {"run": name, "slices": [start, stop - 1], "kept": kept}
