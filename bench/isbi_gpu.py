@@ -166,8 +166,9 @@ def run_arm(out: Path, arm: str, workers: int, tiny: bool, val: tuple[int, int])
 
 def minutes_to_rand(log_path: Path, target: float = RAND_TARGET) -> float | None:
     """Training wall minutes (from the first step, earlier validations included) until the
-    validation Rand error on the held-out slices (no TTA) first reached `target`; None if it
-    never did."""
+    validation Rand error on the held-out slices first reached `target`; None if it never did.
+    Validation predicts as the arm's predict step does: with TTA where `predict.tta` is on (the
+    GPU overlay), as the rows' "tta" figures."""
     lines = log_path.read_text().splitlines()
     header = lines[0].split("\t")
     for line in lines[1:]:

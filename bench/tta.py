@@ -105,4 +105,48 @@ def isbi_tta_runs() -> None:
            prediction="fp32, one 516-px tile a slice, each slice's grey mapping")  # fmt: skip
 
 
-BENCHMARKS = {"isbi-tta-runs": isbi_tta_runs}
+def paired_validations(plain_log: Path, tta_log: Path) -> dict:
+    """Two runs' validations at the steps where they trained alike (the same loss: the runs
+    differ only in how they validate until a rollback that one makes and the other does not):
+    how often, and by how much, the average of 8 orientations scored lower than the plain
+    prediction of the same model."""
+    from unetseg import report
+
+    plain, tta = report.read_tsv(plain_log), report.read_tsv(tta_log)
+    shared = min(len(plain["step"]), len(tta["step"]))
+    alike = 0
+    while (alike < shared and plain["step"][alike] == tta["step"][alike]
+           and plain["loss"][alike] == tta["loss"][alike]):  # fmt: skip
+        alike += 1
+    figures = {"steps_alike": alike, "last_step_alike": int(plain["step"][alike - 1])}
+    for key in ("rand_error", "pixel_error"):
+        difference = tta[key][:alike] - plain[key][:alike]
+        figures[key] = {"mean_change": round(float(np.mean(difference)), 6),
+                        "lower_with_tta": int(np.sum(difference < 0)),
+                        "lowest_plain": round(float(np.min(plain[key][:alike])), 6),
+                        "lowest_tta": round(float(np.min(tta[key][:alike])), 6)}  # fmt: skip
+    return figures
+
+
+def isbi_tta_validations(arms=("paper_bf16_10k", "paper_bf16_10k_tta"), seeds=(1, 2)) -> None:
+    """isbi_tta_validations: every validated step of a whole-schedule run, validated plain (one
+    run) and with the 8 orientations averaged (the same seed's run with predict.tta, which
+    trains alike): on how many steps the average scored the lower Rand error."""
+    logs = {seed: [WORK / "isbi_cpu_model" / f"{arm}-seed{seed}/results/model/train_log.tsv"
+                   for arm in arms] for seed in seeds}  # fmt: skip
+    if not all(path.exists() for pair in logs.values() for path in pair):
+        print("bench isbi-tta-validations: needs both arms' runs (isbi-cpu-model-bf16-tta)")
+        return
+    pairs = {seed: paired_validations(*logs[seed]) for seed in seeds}
+    for seed, figures in pairs.items():
+        print(seed, figures, flush=True)
+    steps = sum(figures["steps_alike"] for figures in pairs.values())
+    lower = sum(figures["rand_error"]["lower_with_tta"] for figures in pairs.values())
+    record("isbi_tta_validations", lower,
+           f"validated steps of {steps} whose Rand error the 8-orientation average lowered",
+           "report (sets predict.tta in the ISBI configs)", arms=list(arms),
+           seeds={str(seed): figures for seed, figures in pairs.items()},
+           data="ISBI 2012 slices 16-19, validated in training (bf16)")  # fmt: skip
+
+
+BENCHMARKS = {"isbi-tta-runs": isbi_tta_runs, "isbi-tta-validations": isbi_tta_validations}

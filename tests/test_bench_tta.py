@@ -45,3 +45,20 @@ def test_a_run_has_its_own_last_step_unless_kept_there_or_averaged(tmp_path):
     assert not tta.own_last_step(kept)  # the run kept averaged weights
     torch.save({**checkpoint, "step": 750}, folder / "checkpoint.pt")
     assert not tta.own_last_step(kept)  # the kept model is the last step
+
+
+def test_validations_are_paired_only_while_the_runs_train_alike(tmp_path):
+    """The tta run rolled back at step 750 and the plain one did not: from there the two
+    validate different models and are no longer compared."""
+    header = "step\tloss\tpixel_error\trand_error\tevent\n"
+    plain = [(250, 1.5, 0.09, 0.37, ""), (500, 1.3, 0.11, 0.42, ""), (750, 1.1, 0.10, 0.40, "")]
+    tta_ = [(250, 1.5, 0.08, 0.36, ""), (500, 1.3, 0.10, 0.43, ""), (750, 1.4, 0.05, 0.10, "x")]
+    for name, rows in (("plain", plain), ("tta", tta_)):
+        lines = ["\t".join(str(value) for value in row) for row in rows]
+        (tmp_path / f"{name}.tsv").write_text(header + "\n".join(lines) + "\n")
+    figures = tta.paired_validations(tmp_path / "plain.tsv", tmp_path / "tta.tsv")
+    assert figures["steps_alike"] == 2 and figures["last_step_alike"] == 500
+    assert figures["rand_error"]["lower_with_tta"] == 1
+    assert figures["rand_error"]["mean_change"] == 0.0  # -0.01 and +0.01
+    assert figures["rand_error"]["lowest_tta"] == 0.36  # step 750's 0.10 is not compared
+    assert figures["pixel_error"]["lower_with_tta"] == 2
