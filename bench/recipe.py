@@ -66,7 +66,7 @@ ARMS = {
         "train": {"ema_decay": 0.0, "precision": "auto", "channels_last": "auto", "steps": 10000},
     },
     # ... predicting with the 8 flips and quarter turns averaged (predict.tta, as the authors'
-    # ISBI submission did; validation then averages them too): on models chosen by nobody
+    # ISBI submission did; validation then averages them too): on most models chosen by nobody
     # (last steps, fold runs) the average lowered the held-out errors (bench isbi-tta-runs)
     "paper_bf16_10k_tta": {
         "model": {"norm": "none"},
