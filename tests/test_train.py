@@ -484,6 +484,23 @@ def test_loader_workers_auto_leave_the_job_one_core():
         loader_workers("many", 2)
 
 
+def scored_as_predicted(stores, tmp_path, name, **predict_options):
+    """The validate volume and the held-out errors of model `name` as the workflow gives them:
+    predict_volume (52-px tiles, 64-px blocks, with `predict_options`), then evaluate."""
+    import zarr
+
+    from unetseg import evaluate
+    from unetseg.predict import predict_volume
+    from unetseg.train import validation_truths
+
+    probability = tmp_path / f"{name}.zarr"
+    predict_volume(tmp_path / f"{name}.pt", stores["val"][0], probability, 52, block_px=64,
+                   out_dtype="float32", **predict_options)  # fmt: skip
+    val = load_volume(*stores["val"], config=TrainConfig(**TINY))
+    truth = np.stack(validation_truths([val]))
+    return val, evaluate.headline(evaluate.evaluate_arrays(truth, zarr.open(probability)["0"]))
+
+
 def test_a_groupnorm_networks_kept_validation_errors_are_those_the_predict_step_gives(
     stores, tmp_path
 ):
@@ -491,19 +508,12 @@ def test_a_groupnorm_networks_kept_validation_errors_are_those_the_predict_step_
     predict step does (its tile_out and block_px, passed by the rule): the kept model's
     validation errors are then the workflow's own held-out errors of that model, while the
     training tile's would not be."""
-    import zarr
-
-    from unetseg import evaluate
-    from unetseg.predict import load_model, predict_volume
-    from unetseg.train import validate, validation_truths
+    from unetseg.predict import load_model
+    from unetseg.train import validate
 
     cut = dict(validate_tile_out=52, validate_block_px=64)
     best, _ = run(stores, tmp_path, "g", norm="group", steps=40, validate_every=20, **cut)
-    predict_volume(tmp_path / "g.pt", stores["val"][0], tmp_path / "p.zarr", 52, block_px=64,
-                   out_dtype="float32")  # fmt: skip
-    val = load_volume(*stores["val"], config=TrainConfig(**TINY))
-    truth = np.stack(validation_truths([val]))
-    scored = evaluate.headline(evaluate.evaluate_arrays(truth, zarr.open(tmp_path / "p.zarr")["0"]))
+    val, scored = scored_as_predicted(stores, tmp_path, "g")
     assert best["metrics"]["rand_error"] == pytest.approx(scored["rand_error"], abs=1e-6)
     assert best["metrics"]["pixel_error"] == pytest.approx(scored["pixel_error"], abs=1e-6)
 
@@ -519,18 +529,11 @@ def test_with_tta_the_kept_validation_errors_are_those_the_predict_step_gives(st
     """Where predict.tta averages the 8 orientations (the rule then sets validate_tta),
     validation averages them too: the kept model's validation errors are the workflow's own
     held-out errors of that model, while a plain validation's are not."""
-    import zarr
-
-    from unetseg import evaluate
-    from unetseg.predict import load_model, predict_volume
-    from unetseg.train import validate, validation_truths
+    from unetseg.predict import load_model
+    from unetseg.train import validate
 
     best, _ = run(stores, tmp_path, "t", steps=40, validate_every=20, validate_tta=True)
-    predict_volume(tmp_path / "t.pt", stores["val"][0], tmp_path / "p.zarr", 52, block_px=64,
-                   out_dtype="float32", tta=True)  # fmt: skip
-    val = load_volume(*stores["val"], config=TrainConfig(**TINY))
-    truth = np.stack(validation_truths([val]))
-    scored = evaluate.headline(evaluate.evaluate_arrays(truth, zarr.open(tmp_path / "p.zarr")["0"]))
+    val, scored = scored_as_predicted(stores, tmp_path, "t", tta=True)
     assert best["metrics"]["rand_error"] == pytest.approx(scored["rand_error"], abs=1e-6)
     assert best["metrics"]["pixel_error"] == pytest.approx(scored["pixel_error"], abs=1e-6)
 
