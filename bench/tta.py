@@ -118,6 +118,8 @@ def paired_validations(plain_log: Path, tta_log: Path) -> dict:
     while (alike < shared and plain["step"][alike] == tta["step"][alike]
            and plain["loss"][alike] == tta["loss"][alike]):  # fmt: skip
         alike += 1
+    if not alike:
+        raise SystemExit(f"bench isbi-tta-validations: {plain_log} and {tta_log} trained apart")
     figures = {"steps_alike": alike, "last_step_alike": int(plain["step"][alike - 1])}
     for key in ("rand_error", "pixel_error"):
         difference = tta[key][:alike] - plain[key][:alike]

@@ -1,5 +1,5 @@
-"""`bench isbi-tta-runs`: which models it predicts, on which slices, and the last step it
-rebuilds from a run's checkpoint."""
+"""`bench isbi-tta-runs` and `isbi-tta-validations`: which models are predicted, on which
+slices, which runs have a last step of their own, and which validations are compared."""
 
 import torch
 
