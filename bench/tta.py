@@ -22,27 +22,29 @@ from bench.splits import last_model
 CONFIG_HELD_OUT = (16, 20)  # config/isbi2012.yaml's isbi_validate volume
 
 
-def held_out_models() -> list[tuple[str, Path, tuple[int, int]]]:
-    """(name, model file, held-out slices) of the shipped model and every finished run: the
-    whole-schedule runs (results/bench-recipe/isbi_cpu_model) hold out the config's slices,
-    a fold run (results/bench-recipe/isbi/<arm>-seed<N>/fold<k>) slices 4k to 4k+3. A run
-    whose weights are the shipped model's (its seed-0 run) is left out."""
-    found = [("shipped", SHIPPED, CONFIG_HELD_OUT)]
+def held_out_models() -> list[tuple[str, Path, tuple[int, int], str]]:
+    """(name, model file, held-out slices, kind) of the shipped model and every finished run:
+    the whole-schedule runs' kept models (results/bench-recipe/isbi_cpu_model) hold out the
+    config's slices, a fold run (results/bench-recipe/isbi/<arm>-seed<N>/fold<k>) slices 4k to
+    4k+3. A run whose weights are the shipped model's (its seed-0 run) is left out."""
+    import torch
+
+    shipped = torch.load(SHIPPED, weights_only=True)["model_state"]
+    found = [("shipped", SHIPPED, CONFIG_HELD_OUT, "kept")]
     for path in sorted((WORK / "isbi_cpu_model").glob("*/results/model/model.pt")):
-        if not same_weights(path, SHIPPED):
-            found.append((path.parents[2].name, path, CONFIG_HELD_OUT))
+        if not same_weights(torch.load(path, weights_only=True)["model_state"], shipped):
+            found.append((path.parents[2].name, path, CONFIG_HELD_OUT, "kept"))
     for path in sorted((WORK / "isbi").glob("*-seed*/fold*/results/model/model.pt")):
         fold_folder = path.parents[2]
         fold = int(fold_folder.name.removeprefix("fold"))
         name = f"{fold_folder.parent.name}/{fold_folder.name}"
-        found.append((name, path, (FOLD_SLICES * fold, FOLD_SLICES * (fold + 1))))
+        found.append((name, path, (FOLD_SLICES * fold, FOLD_SLICES * (fold + 1)), "fold run"))
     return found
 
 
-def same_weights(path: Path, other: Path) -> bool:
+def same_weights(mine: dict, theirs: dict) -> bool:
     import torch
 
-    mine, theirs = (torch.load(p, weights_only=True)["model_state"] for p in (path, other))
     return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
@@ -70,8 +72,9 @@ def summarised(rows: list[dict]) -> dict:
 
 def isbi_tta_runs() -> None:
     """isbi_tta_runs: the mean change of the held-out errors that the 8-orientation average
-    makes, over every finished ISBI model (kept models and whole-schedule runs' last steps),
-    and on how many it lowers each."""
+    makes, and on how many models it lowers each: over the whole-schedule runs' kept models
+    (chosen by their plain validation on the slices that score them), and over the models
+    chosen by nobody (those runs' last steps, the fold runs)."""
     import tempfile
 
     import tifffile
@@ -89,19 +92,22 @@ def isbi_tta_runs() -> None:
         # every whole-schedule run's, the shipped model's twin (its seed-0 run) too
         runs = sorted((WORK / "isbi_cpu_model").glob("*/results/model/model.pt"))
         last_steps = [(f"{path.parents[2].name} (last step)", last_model(path, Path(folder)),
-                       CONFIG_HELD_OUT, False) for path in runs if own_last_step(path)]  # fmt: skip
-        for name, path, (start, stop), kept in [(*m, True) for m in models] + last_steps:
+                       CONFIG_HELD_OUT, "last step") for path in runs if own_last_step(path)]  # fmt: skip
+        for name, path, (start, stop), kind in models + last_steps:
             raw, truth = volume[start:stop], labels[start:stop]
-            row = {"run": name, "slices": [start, stop - 1], "kept": kept}
+            row = {"run": name, "slices": [start, stop - 1], "kind": kind}
             for label, tta in (("plain", False), ("tta", True)):
                 row[label] = errors_of(truth, held_out_probability(path, raw, tta=tta))
             rows.append(row)
             print(row, flush=True)
-    kept = summarised([row for row in rows if row["kept"]])
-    last = summarised([row for row in rows if not row["kept"]])
-    record("isbi_tta_runs", kept["mean_change"]["rand_error"],
-           f"mean change of held-out Rand error with tta, over {kept['models']} kept ISBI models",
-           "report (sets predict.tta in the ISBI configs)", kept=kept, last_steps=last, runs=rows,
+    by_kind = {kind: summarised([row for row in rows if row["kind"] == kind])
+               for kind in ("kept", "last step", "fold run")}  # fmt: skip
+    unchosen = summarised([row for row in rows if row["kind"] != "kept"])
+    record("isbi_tta_runs", unchosen["mean_change"]["rand_error"],
+           f"mean change of held-out Rand error with tta, over {unchosen['models']} ISBI models "
+           "chosen by nobody (last steps, fold runs)",
+           "report (sets predict.tta in the ISBI configs)", chosen_by_nobody=unchosen,
+           by_kind=by_kind, runs=rows,
            prediction="fp32, one 516-px tile a slice, each slice's grey mapping")  # fmt: skip
 
 
@@ -127,6 +133,14 @@ def paired_validations(plain_log: Path, tta_log: Path) -> dict:
                         "lower_with_tta": int(np.sum(difference < 0)),
                         "lowest_plain": round(float(np.min(plain[key][:alike])), 6),
                         "lowest_tta": round(float(np.min(tta[key][:alike])), 6)}  # fmt: skip
+    # the schedule's halves apart: a half-trained network and a trained one
+    difference = tta["rand_error"][:alike] - plain["rand_error"][:alike]
+    first_half = plain["step"][:alike] <= plain["step"][-1] / 2
+    figures["rand_error_by_half"] = {
+        half: {"steps": int(np.sum(chosen)), "lower_with_tta": int(np.sum(difference[chosen] < 0)),
+               "mean_change": round(float(np.mean(difference[chosen])), 6) if chosen.any() else None}
+        for half, chosen in (("first", first_half), ("second", ~first_half))
+    }  # fmt: skip
     return figures
 
 

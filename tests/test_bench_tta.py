@@ -27,9 +27,9 @@ def test_runs_hold_out_their_own_slices_and_the_shipped_twin_is_left_out(tmp_pat
     monkeypatch.setattr(tta, "WORK", tmp_path)
     monkeypatch.setattr(tta, "SHIPPED", shipped)
     assert tta.held_out_models() == [
-        ("shipped", shipped, (16, 20)),
-        ("paper-seed1", other, (16, 20)),
-        ("group_ema-seed0/fold3", fold, (12, 16)),
+        ("shipped", shipped, (16, 20), "kept"),
+        ("paper-seed1", other, (16, 20), "kept"),
+        ("group_ema-seed0/fold3", fold, (12, 16), "fold run"),
     ]
 
 
@@ -62,3 +62,6 @@ def test_validations_are_paired_only_while_the_runs_train_alike(tmp_path):
     assert figures["rand_error"]["mean_change"] == 0.0  # -0.01 and +0.01
     assert figures["rand_error"]["lowest_tta"] == 0.36  # step 750's 0.10 is not compared
     assert figures["pixel_error"]["lower_with_tta"] == 2
+    halves = figures["rand_error_by_half"]  # the schedule ends at 750: its first half to 375
+    assert halves["first"] == {"steps": 1, "lower_with_tta": 1, "mean_change": -0.01}
+    assert halves["second"] == {"steps": 1, "lower_with_tta": 0, "mean_change": 0.01}
