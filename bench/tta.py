@@ -26,20 +26,31 @@ def held_out_models() -> list[tuple[str, Path, tuple[int, int], str]]:
     """(name, model file, held-out slices, kind) of the shipped model and every finished run:
     the whole-schedule runs' kept models (results/bench-recipe/isbi_cpu_model) hold out the
     config's slices, a fold run (results/bench-recipe/isbi/<arm>-seed<N>/fold<k>) slices 4k to
-    4k+3. A run whose weights are the shipped model's (its seed-0 run) is left out."""
-    import torch
-
-    shipped = torch.load(SHIPPED, weights_only=True)["model_state"]
+    4k+3."""
     found = [("shipped", SHIPPED, CONFIG_HELD_OUT, "kept")]
     for path in sorted((WORK / "isbi_cpu_model").glob("*/results/model/model.pt")):
-        if not same_weights(torch.load(path, weights_only=True)["model_state"], shipped):
-            found.append((path.parents[2].name, path, CONFIG_HELD_OUT, "kept"))
+        found.append((path.parents[2].name, path, CONFIG_HELD_OUT, "kept"))
     for path in sorted((WORK / "isbi").glob("*-seed*/fold*/results/model/model.pt")):
         fold_folder = path.parents[2]
         fold = int(fold_folder.name.removeprefix("fold"))
         name = f"{fold_folder.parent.name}/{fold_folder.name}"
         found.append((name, path, (FOLD_SLICES * fold, FOLD_SLICES * (fold + 1)), "fold run"))
     return found
+
+
+def distinct(models: list[tuple]) -> list[tuple]:
+    """The models (name, file, ...) whose weights no earlier one has: runs that trained alike
+    keep alike models (the shipped model's seed-0 rerun; a tta run and the same seed's plain
+    one, which differ only in how they validate), and each is counted once."""
+    import torch
+
+    kept, seen = [], []
+    for model in models:
+        state = torch.load(model[1], weights_only=True)["model_state"]
+        if not any(same_weights(state, other) for other in seen):
+            kept.append(model)
+            seen.append(state)
+    return kept
 
 
 def same_weights(mine: dict, theirs: dict) -> bool:
@@ -89,11 +100,10 @@ def isbi_tta_runs() -> None:
     labels = tifffile.imread(ISBI / "train-labels.tif") > 0
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        # every whole-schedule run's, the shipped model's twin (its seed-0 run) too
-        runs = sorted((WORK / "isbi_cpu_model").glob("*/results/model/model.pt"))
-        last_steps = [(f"{path.parents[2].name} (last step)", last_model(path, Path(folder)),
-                       CONFIG_HELD_OUT, "last step") for path in runs if own_last_step(path)]  # fmt: skip
-        for name, path, (start, stop), kind in models + last_steps:
+        last_steps = [(f"{name} (last step)", last_model(path, Path(folder)), held_out, "last step")
+                      for name, path, held_out, kind in models[1:]  # the shipped has no checkpoint
+                      if kind == "kept" and own_last_step(path)]  # fmt: skip
+        for name, path, (start, stop), kind in distinct(models + last_steps):
             raw, truth = volume[start:stop], labels[start:stop]
             row = {"run": name, "slices": [start, stop - 1], "kind": kind}
             for label, tta in (("plain", False), ("tta", True)):

@@ -14,23 +14,28 @@ def saved_model(path, network, step, **extra):
     return path
 
 
-def test_runs_hold_out_their_own_slices_and_the_shipped_twin_is_left_out(tmp_path, monkeypatch):
+def test_runs_hold_out_their_own_slices_and_a_twin_is_counted_once(tmp_path, monkeypatch):
+    """The shipped model's seed-0 rerun has the shipped weights: it is predicted once."""
     torch.manual_seed(0)
     shipped = saved_model(tmp_path / "shipped.pt", UNet(1, 2, depth=1, base_channels=2), 10)
     twin = UNet(1, 2, depth=1, base_channels=2)
     twin.load_state_dict(torch.load(shipped, weights_only=True)["model_state"])
-    saved_model(tmp_path / "isbi_cpu_model/paper-seed0/results/model/model.pt", twin, 10)
+    rerun = tmp_path / "isbi_cpu_model/paper-seed0/results/model/model.pt"
+    saved_model(rerun, twin, 10)
     other = tmp_path / "isbi_cpu_model/paper-seed1/results/model/model.pt"
     saved_model(other, UNet(1, 2, depth=1, base_channels=2), 10)
     fold = tmp_path / "isbi/group_ema-seed0/fold3/results/model/model.pt"
     saved_model(fold, UNet(1, 2, depth=1, base_channels=2), 10)
     monkeypatch.setattr(tta, "WORK", tmp_path)
     monkeypatch.setattr(tta, "SHIPPED", shipped)
-    assert tta.held_out_models() == [
+    models = tta.held_out_models()
+    assert models == [
         ("shipped", shipped, (16, 20), "kept"),
+        ("paper-seed0", rerun, (16, 20), "kept"),
         ("paper-seed1", other, (16, 20), "kept"),
         ("group_ema-seed0/fold3", fold, (12, 16), "fold run"),
     ]
+    assert tta.distinct(models) == [models[0], *models[2:]]
 
 
 def test_a_run_has_its_own_last_step_unless_kept_there_or_averaged(tmp_path):
