@@ -1,10 +1,12 @@
 """The augmentation computed by torch (augment_device.py, the path a GPU takes), run here on the
 CPU against the numpy/scipy path on the same random draws: image and weights within 1e-5,
-labels exactly, for tiles inside slices, over their borders and larger than them."""
+labels exactly, for tiles inside slices, over their borders and larger than them. On a GPU
+machine (UNETSEG_TEST_DEVICE=cuda, bench/gpu-check.sh) the torch path runs on the GPU."""
 
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DEVICE
 
 from unetseg import augment_device
 from unetseg.augment import AugmentConfig, augmented_sample, draw
@@ -30,14 +32,16 @@ def test_the_device_path_makes_the_cpu_paths_sample(shape, config):
     image = source.random(shape, dtype=np.float32)
     interior = (source.random(shape) > 0.5).astype(np.uint8)
     weights = source.random(shape, dtype=np.float32) * 10
-    cpu = torch.device("cpu")
+    device = torch.device(TEST_DEVICE)
     for seed in range(12):
         expected = augmented_sample(
             np.random.default_rng(seed), image, interior, weights, 92, 52, config
         )
         choice = draw(np.random.default_rng(seed), shape, config)
         window = augment_device.read_window(choice, 92, image, interior, weights)
-        tile, target, weight = augment_device.augmented_on(window, 92, 52, cpu)
+        tile, target, weight = (
+            tensor.cpu() for tensor in augment_device.augmented_on(window, 92, 52, device)
+        )
         assert tile.shape == (1, 92, 92) and tile.dtype == torch.float32
         assert np.abs(tile[0].numpy() - expected[0]).max() <= 1e-5, (shape, seed)
         assert np.array_equal(target.numpy(), expected[1]), (shape, seed)
