@@ -20,12 +20,7 @@ within() {  # within CAP COMMAND...: the command with CAP seconds, or what is le
     fi
     timeout "$cap" "$@" || echo "stopped or failed (exit $?) within ${cap} s: $*" | tee -a "$out/skipped.txt"
 }
-if ! python3 -c "import zarr, numcodecs, dask, yaml" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD/workflow:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source bench/device-env.sh
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     grep -m1 "model name" /proc/cpuinfo

@@ -10,12 +10,7 @@ set -uo pipefail
 out=${1:?give an output folder}
 shift
 mkdir -p "$out"
-if ! python3 -c "import zarr, numcodecs, dask, yaml" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD/workflow:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source bench/device-env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >"$out/machine.txt" 2>&1
 echo "cores $(nproc)" >>"$out/machine.txt"
 timeout 450 python3 -m bench.isbi_gpu "$out" "$@" 2>&1 | tee "$out/harness.log"
