@@ -29,10 +29,11 @@ source bench/device-env.sh
 } 2>&1 | tee "$out/machine.txt"
 # The CUDA paths no CPU test can reach: augmentation on the device against the CPU's (labels
 # exactly), training there (fp16 scaling, resume with the GPU's generator), prediction there.
-UNETSEG_TEST_DEVICE=${UNETSEG_TEST_DEVICE:-cuda} within 60 python3 -m pytest -q -x -p no:cacheprovider \
+UNETSEG_TEST_DEVICE=${UNETSEG_TEST_DEVICE:-cuda} within 60 python3 -m pytest -q -p no:cacheprovider \
     tests/test_augment_device.py::test_the_device_path_makes_the_cpu_paths_sample \
     tests/test_predict.py::test_predict_on_the_test_device_agrees_with_cpu_fp32 \
-    tests/test_train.py -k "device_path or test_device or augmented_where_auto or sigterm or mixed_precision or loss_scale" \
+    tests/test_cli.py::test_a_gpu_running_out_of_memory_is_one_line \
+    tests/test_train.py -k "device_path or test_device or out_of_memory or augmented_where_auto or sigterm or mixed_precision or loss_scale" \
     2>&1 | tee "$out/pytest.log"
 before=$(wc -l <bench/results.jsonl)
 within "$budget" python3 -m bench gpu-predict gpu-augment gpu-train gpu-limits gpu-more 2>&1 |

@@ -1,8 +1,10 @@
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+from conftest import REPO, TEST_DEVICE
 
 from unetseg.cli import build_parser
 
@@ -89,3 +91,84 @@ def test_channels_last_refuses_other_values(capsys):
             ["predict", "m.pt", "raw.zarr", "out.zarr", "--channels-last", "yes"]
         )
     assert "expected true, false or auto, got 'yes'" in capsys.readouterr().err
+
+
+# A job that has started: its libraries mapped, then an address-space limit of 1 GiB more, so
+# that a batch too large for it fails to allocate for real (as on a smaller machine or GPU).
+LIMITED = """import resource, sys
+import numpy, torch
+from unetseg.cli import main
+size = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (size * 1024 + 2**30, resource.RLIM_INFINITY))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def wide_model_and_slice(tmp_path):
+    from bench.predict import make_raw, save_model
+
+    make_raw(tmp_path / "raw.zarr", (1, 2048, 2048))
+    save_model(tmp_path / "model.pt", depth=2, base_channels=16)
+    return tmp_path / "model.pt", tmp_path / "raw.zarr"
+
+
+def test_running_out_of_memory_is_one_line_naming_what_to_lower(tmp_path, wide_model_and_slice):
+    model, raw = wide_model_and_slice
+    done = subprocess.run(
+        [sys.executable, "-c", LIMITED, "predict", str(model), str(raw), str(tmp_path / "p.zarr"),
+         "--tile-out", "2000", "--block-px", "2048", "--batch-size", "4", "--device", "cpu"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    # one line: the allocation that failed (a batch's feature map: about 1 GiB), what to lower
+    assert re.fullmatch(
+        r"unetseg predict: error: the CPU ran out of memory allocating [\d.]+ [MG]iB; lower "
+        r"predict\.batch_size \(4\) or predict\.tile_out \(2000\), or predict\.workers \(1\): "
+        r"each worker holds a batch on the device",
+        done.stderr.splitlines()[-1],
+    ), done.stderr[-2000:]
+    assert not (tmp_path / "p.zarr").exists()  # only its .partial, which a rerun resumes
+
+
+def test_out_of_memory_errors_are_told_apart_from_others():
+    import numpy as np
+    import torch
+
+    from unetseg.errors import out_of_memory
+
+    cuda = torch.OutOfMemoryError(
+        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB "
+        "of which 1.06 GiB is free. Including non-PyTorch memory, this process has 78.1 GiB in use."
+    )
+    assert out_of_memory(cuda) == "GPU 0 (79.19 GiB) ran out of memory allocating 2.00 GiB"
+    for allocate in (lambda: torch.empty(2**48, dtype=torch.uint8),
+                     lambda: np.empty(2**48, np.uint8)):  # fmt: skip
+        with pytest.raises((RuntimeError, MemoryError)) as error:
+            allocate()  # 256 TiB: more than any address space
+        assert out_of_memory(error.value) == "the CPU ran out of memory allocating 256.00 TiB"
+    assert out_of_memory(RuntimeError("a shape mismatch")) is None
+
+
+@pytest.mark.skipif(TEST_DEVICE != "cuda", reason="a GPU's own error (bench/gpu-check.sh)")
+def test_a_gpu_running_out_of_memory_is_one_line(tmp_path, wide_model_and_slice, capsys):
+    import torch
+
+    from unetseg.cli import main
+
+    model, raw = wide_model_and_slice
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(2**30 / total)  # a card of 1 GiB
+    try:
+        code = main(["predict", str(model), str(raw), str(tmp_path / "p.zarr"), "--tile-out",
+                     "2000", "--block-px", "2048", "--batch-size", "4", "--device", "cuda"])  # fmt: skip
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+    assert code == 1
+    assert re.fullmatch(
+        r"unetseg predict: error: (GPU 0 \([\d.]+ GiB\)|the GPU) ran out of memory( allocating "
+        r"[\d.]+ \w+)?; lower predict\.batch_size \(4\) or predict\.tile_out \(2000\), or "
+        r"predict\.workers \(1\): each worker holds a batch on the device",
+        capsys.readouterr().err.splitlines()[-1],
+    )

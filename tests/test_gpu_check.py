@@ -24,7 +24,8 @@ def test_the_gpu_check_runs_its_tests_and_skips_its_figures_without_a_gpu(tmp_pa
                           env=env, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     tests = (tmp_path / "pytest.log").read_text()
-    # 12 augmentation cases, prediction on the device, 5 training tests (7 with CUDA's fp16)
+    # 12 augmentation cases, prediction on the device, 5 training tests (7 with CUDA's fp16);
+    # the GPU's out-of-memory error is skipped here
     assert re.search(r"\b18 passed\b", tests) and "failed" not in tests, tests[-2000:]
     skipped = (tmp_path / "bench.log").read_text().splitlines()
     no_gpu = "bench gpu: no CUDA device here; skipped"

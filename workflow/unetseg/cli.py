@@ -10,7 +10,7 @@ import socket
 import sys
 from pathlib import Path
 
-from unetseg.errors import UnetsegError
+from unetseg.errors import UnetsegError, out_of_memory
 from unetseg.stores import BLOSC_COMPRESSORS, PROBABILITY_CODEC, is_zarr
 
 log = logging.getLogger("unetseg")
@@ -549,6 +549,22 @@ def damaged_input(args) -> str | None:
     return None
 
 
+def memory_advice(args) -> str:
+    """What to lower when a command ran out of memory, as the config keys that set it."""
+    if args.command == "predict":
+        return (f"lower predict.batch_size ({args.batch_size}) or predict.tile_out "
+                f"({args.tile_out}), or predict.workers ({args.workers}): each worker holds a "
+                "batch on the device")  # fmt: skip
+    if args.command == "train":
+        from unetseg.train import TrainConfig
+
+        options = settings(args.settings)
+        batch_size = options.get("batch_size", TrainConfig.batch_size)
+        tile_out = options.get("tile_out", TrainConfig.tile_out)
+        return f"lower train.batch_size ({batch_size}) or train.tile_out ({tile_out})"
+    return "give the job more memory (the rule's mem_mb)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -569,6 +585,12 @@ def main(argv: list[str] | None = None) -> int:
         if "checksum" not in str(error).lower():  # zarr's read of a damaged chunk
             raise
         print(f"unetseg {args.command}: error: {damaged_input(args) or error}", file=sys.stderr)
+        return 1
+    except (RuntimeError, MemoryError) as error:
+        ran_out = out_of_memory(error)
+        if ran_out is None:
+            raise
+        print(f"unetseg {args.command}: error: {ran_out}; {memory_advice(args)}", file=sys.stderr)
         return 1
     except OSError as error:  # a full disk outside the outputs' own writes (scratch, logs)
         from unetseg.io import DISK_FULL
