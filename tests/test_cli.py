@@ -172,3 +172,12 @@ def test_a_gpu_running_out_of_memory_is_one_line(tmp_path, wide_model_and_slice,
         r"predict\.workers \(1\): each worker holds a batch on the device",
         capsys.readouterr().err.splitlines()[-1],
     )
+
+
+def test_training_out_of_memory_names_the_training_keys():
+    from unetseg.cli import memory_advice
+
+    args = build_parser().parse_args(["train", "--raw", "r", "--labels", "l", "--weights", "w",
+                                      "--model", "m", "--log", "t", "--checkpoint", "c",
+                                      "--settings", '{"batch_size": 4}'])  # fmt: skip
+    assert memory_advice(args) == "lower train.batch_size (4) or train.tile_out (388)"
