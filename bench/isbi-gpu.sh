@@ -11,6 +11,10 @@ out=${1:?give an output folder}
 shift
 mkdir -p "$out"
 source bench/device-env.sh
+if [[ " $* " != *" --tiny "* ]] && ! python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    echo "bench isbi-gpu: torch sees no CUDA device here (--tiny runs it on the CPU)" | tee "$out/harness.log"
+    exit 1
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >"$out/machine.txt" 2>&1
 echo "cores $(nproc)" >>"$out/machine.txt"
 timeout 450 python3 -m bench.isbi_gpu "$out" "$@" 2>&1 | tee "$out/harness.log"

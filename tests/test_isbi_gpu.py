@@ -56,3 +56,16 @@ def test_time_to_accuracy_is_the_first_validation_at_the_target(tmp_path):
     log.write_text("\n".join([header, *rows]) + "\n")
     assert minutes_to_rand(log) == 1.5  # 90 s: the first row at or under 0.05
     assert minutes_to_rand(log, target=0.03) is None
+
+
+def test_without_a_gpu_the_harness_stops_before_training_on_the_cpu(tmp_path):
+    bin_folder = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_folder}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "bench/isbi-gpu.sh", str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 1
+    assert (
+        done.stdout
+        == "bench isbi-gpu: torch sees no CUDA device here (--tiny runs it on the CPU)\n"
+    )
+    assert not (tmp_path / "isbi-gpu.md").exists()
