@@ -116,7 +116,7 @@ def cuda_prediction(device=CUDA, base_channels=64, slices=(8, 32), batch_size=9,
     """predict_vs_bare_model_cuda: the Dask overlap-tile pipeline (Zarr in and out) against the
     bare model's forward over the same number of tiles, paper-size network, per precision and
     number of Dask workers (they overlap the CPU's reading, tiling and writing with the GPU), on
-    a volume of 2048-px slices (and, for fp32 and fp16 with the first number of workers, one 4x
+    a volume of `size_px` slices (and, for fp32 and fp16 with the first number of workers, one 4x
     as deep, where what a prediction costs once weighs 4x less); the speeds of the bare model
     per precision, on the first volume.
     A 1024-px chunk holds 3 x 3 tiles of 388 px: batches of 9 fill the GPU with no short batch."""
