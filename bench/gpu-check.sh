@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check, run on a lent GPU machine whose python3 has torch with CUDA (BENCHMARKS.md),
 # after bench/isbi-gpu.sh on the same warm machine: the two and the machine's start fit one
-# session's 15 device minutes (tests/test_isbi_gpu.py checks the sum). Within SECONDS (default
+# session's 15 device minutes (tests/test_gpu_check.py checks the sum). Within SECONDS (default
 # 240), what the issues need most first: the CUDA paths' tests, then `python -m bench
 # gpu-predict gpu-augment gpu-train gpu-limits gpu-more`, each figure recorded as soon as it is
-# measured, so a check cut short keeps what came first and OUT/skipped.txt says what it lost.
+# measured, so a check cut short keeps what came first; OUT/skipped.txt says what stopped,
+# failed or had no time left.
 # Usage: bash bench/gpu-check.sh OUT [SECONDS]  (wheels for what the machine lacks in .whl/)
 set -uo pipefail
 out=${1:?give an output folder}
@@ -18,7 +19,13 @@ within() {  # within CAP COMMAND...: the command with CAP seconds, or what is le
         echo "no time left for: $*" | tee -a "$out/skipped.txt"
         return 0
     fi
-    timeout "$cap" "$@" || echo "stopped or failed (exit $?) within ${cap} s: $*" | tee -a "$out/skipped.txt"
+    timeout "$cap" "$@"
+    local code=$?
+    if ((code == 124)); then
+        echo "stopped at its ${cap} s: $*" | tee -a "$out/skipped.txt"
+    elif ((code != 0)); then
+        echo "failed (exit $code): $*" | tee -a "$out/skipped.txt"
+    fi
 }
 source bench/device-env.sh
 {
