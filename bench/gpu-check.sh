@@ -10,6 +10,7 @@
 set -uo pipefail
 out=${1:?give an output folder}
 budget=${2:-240}
+tests_s=${GPU_CHECK_TESTS_SECONDS:-60}  # the CPU dry run (tests/test_gpu_check.py) needs more
 mkdir -p "$out"
 within() {  # within CAP COMMAND...: the command with CAP seconds, or what is left of the budget
     local cap=$1 left=$((budget - SECONDS))
@@ -19,7 +20,7 @@ within() {  # within CAP COMMAND...: the command with CAP seconds, or what is le
         echo "no time left for: $*" | tee -a "$out/skipped.txt"
         return 0
     fi
-    timeout "$cap" "$@"
+    timeout --kill-after=5 "$cap" "$@"  # KILL where TERM is caught (a training's handler)
     local code=$?
     if ((code == 124)); then
         echo "stopped at its ${cap} s: $*" | tee -a "$out/skipped.txt"
@@ -36,7 +37,7 @@ source bench/device-env.sh
 } 2>&1 | tee "$out/machine.txt"
 # The CUDA paths no CPU test can reach: augmentation on the device against the CPU's (labels
 # exactly), training there (fp16 scaling, resume with the GPU's generator), prediction there.
-UNETSEG_TEST_DEVICE=${UNETSEG_TEST_DEVICE:-cuda} within 60 python3 -m pytest -q -p no:cacheprovider \
+UNETSEG_TEST_DEVICE=${UNETSEG_TEST_DEVICE:-cuda} within "$tests_s" python3 -m pytest -q -p no:cacheprovider \
     tests/test_augment_device.py::test_the_device_path_makes_the_cpu_paths_sample \
     tests/test_predict.py::test_predict_on_the_test_device_agrees_with_cpu_fp32 \
     tests/test_cli.py::test_a_gpu_running_out_of_memory_is_one_line \

@@ -17,4 +17,4 @@ if [[ " $* " != *" --tiny "* ]] && ! python3 -c "import torch; assert torch.cuda
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >"$out/machine.txt" 2>&1
 echo "cores $(nproc)" >>"$out/machine.txt"
-timeout 450 python3 -m bench.isbi_gpu "$out" "$@" 2>&1 | tee "$out/harness.log"
+timeout --kill-after=5 450 python3 -m bench.isbi_gpu "$out" "$@" 2>&1 | tee "$out/harness.log"

@@ -74,6 +74,14 @@ def test_training_learns_and_keeps_the_best_model(stores, tmp_path):
     assert saved["step"] == best["step"] and saved["model_config"]["depth"] == 2
 
 
+def test_training_gives_back_the_signal_handlers_it_found(stores, tmp_path):
+    """SIGTERM checkpoints and stops a run (SLURM's preemption) only while it trains: a process
+    that trained before (a test session, a notebook) stops on SIGTERM again afterwards."""
+    before = [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)]
+    run(stores, tmp_path, "handlers", steps=5)
+    assert [signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)] == before
+
+
 def test_samples_augmented_where_auto_puts_them_train_the_same(stores, tmp_path):
     """train.augment_device auto: on the CPU the loader's path; on a GPU (UNETSEG_TEST_DEVICE=cuda,
     bench/gpu-check.sh) the device's, whose run learns from the same samples (within 1e-5) and

@@ -618,12 +618,20 @@ class Run:
 
 
 class Preemption:
-    """Turn SIGTERM / SIGUSR1 (SLURM preemption) into a flag checked between steps."""
+    """Turn SIGTERM / SIGUSR1 (SLURM preemption) into a flag checked between steps, while
+    training runs; the handlers before it are back when it ends (a process that trained, e.g.
+    a test session or a notebook, stops on SIGTERM again)."""
 
-    def __init__(self):
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __enter__(self) -> Preemption:
         self.requested = False
-        for signum in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(signum, self.request)
+        self.before = {signum: signal.signal(signum, self.request) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *error) -> None:
+        for signum, handler in self.before.items():
+            signal.signal(signum, handler)
 
     def request(self, signum, frame) -> None:
         log.warning("signal %d: checkpointing and stopping", signum)
@@ -679,7 +687,6 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)  # dropout on a GPU draws from it
-    preemption = Preemption()
     started, step = time.perf_counter(), state["step"]
     row_started, row_step = started, step
     log.info(
@@ -692,97 +699,98 @@ def train(
     )
     model.train()
     losses = state.get("pending_losses", [])  # since the last log row, so a resumed mean is exact
-    for batch in batches:
-        if step >= end:
-            break
-        try:
-            losses.append(
-                training_step(
-                    model,
-                    run.optimizer,
-                    run.scaler,
-                    batch,
-                    config,
-                    device,
-                    step,
-                    rollbacks.lr_scale,
-                )
-            )
-        except Diverged as error:
-            if not (rollbacks.left or (config.max_rollbacks and best)):
-                raise
-            event, stop = run.heal(str(error), best, config, step)
-            log_rows.append(event_row(step, learning_rate(config, step), started, event))
-            losses = []
-            if stop:
+    with Preemption() as preemption:
+        for batch in batches:
+            if step >= end:
                 break
-            continue
-        average.update()
-        step += 1
-        now = time.perf_counter()
-        elapsed = now - started
-        out_of_time = config.max_minutes > 0 and elapsed > 60 * config.max_minutes
-        last = step == end or out_of_time
-        gave_up = False
-        if step % config.validate_every == 0 or last:
-            silent = warn_if_constant(model, batch[0], config, device, step)
-            network = average.network
-            metrics = validate(network, val_volumes, config, device) if val_volumes else {}
-            row = {
-                "step": step,
-                "loss": float(np.mean(losses)),
-                **{
-                    k: metrics.get(k, "")
-                    for k in ("pixel_error", "rand_error", "ap50", "wrong_fraction")
-                },
-                "learning_rate": learning_rate(config, step - 1) * rollbacks.lr_scale,
-                "seconds": round(elapsed, 2),
-                "rand_spread": rand_spread([*log_rows, {**metrics, "step": step}]),
-                "samples_per_s": round(
-                    (step - row_step) * config.batch_size / (now - row_started), 3
-                ),
-                "event": "",
-            }
-            row_started, row_step = now, step
-            if metrics:
-                warn_if_no_better_than_constant(metrics, guard.constant, config, step)
-            new_best = guard.improves(metrics)  # before the verdict moves the bests
-            reason = guard.verdict(metrics, row["loss"], silent)
-            if reason is not None:
-                row["event"], gave_up = run.heal(reason, best, config, step)
-            elif guard.suspect and config.max_rollbacks:
-                row["event"] = f"watched: {guard.suspect}"
-                log.warning("step %d: %s; a second bad validation in a row rolls the run back",
-                            step, row["event"])  # fmt: skip
-            elif new_best and (restored := rollbacks.recover(step)):
-                row["event"] = restored
-                log.info("step %d: %s", step, restored)
-            healthy = reason is None and guard.suspect is None
-            keepable = healthy or not config.max_rollbacks  # unguarded: as the paper
-            if keepable and at_least_as_good(metrics, best, config.keep_by):
-                best = model_file(network, config, step, metrics)
-            log_rows.append(row)
-            losses = []
-            rate = (step - state["step"]) / elapsed
-            log.info(
-                "step %d/%d loss %.4f val %s %.2f steps/s elapsed %.0f s eta %.0f s",
-                step,
-                end,
-                row["loss"],
-                metrics,
-                rate,
-                elapsed,
-                (end - step) / rate,
-            )
-        if step % config.checkpoint_every == 0 or last or gave_up or preemption.requested:
-            save_checkpoint(Path(checkpoint_path), config, run, step, log_rows, losses, best)
-        if preemption.requested:
-            raise UnetsegError(f"train: stopped by a signal at step {step}; rerun to resume")
-        if gave_up:
-            break
-        if out_of_time:
-            log.info("train.max_minutes reached at step %d", step)
-            break
+            try:
+                losses.append(
+                    training_step(
+                        model,
+                        run.optimizer,
+                        run.scaler,
+                        batch,
+                        config,
+                        device,
+                        step,
+                        rollbacks.lr_scale,
+                    )
+                )
+            except Diverged as error:
+                if not (rollbacks.left or (config.max_rollbacks and best)):
+                    raise
+                event, stop = run.heal(str(error), best, config, step)
+                log_rows.append(event_row(step, learning_rate(config, step), started, event))
+                losses = []
+                if stop:
+                    break
+                continue
+            average.update()
+            step += 1
+            now = time.perf_counter()
+            elapsed = now - started
+            out_of_time = config.max_minutes > 0 and elapsed > 60 * config.max_minutes
+            last = step == end or out_of_time
+            gave_up = False
+            if step % config.validate_every == 0 or last:
+                silent = warn_if_constant(model, batch[0], config, device, step)
+                network = average.network
+                metrics = validate(network, val_volumes, config, device) if val_volumes else {}
+                row = {
+                    "step": step,
+                    "loss": float(np.mean(losses)),
+                    **{
+                        k: metrics.get(k, "")
+                        for k in ("pixel_error", "rand_error", "ap50", "wrong_fraction")
+                    },
+                    "learning_rate": learning_rate(config, step - 1) * rollbacks.lr_scale,
+                    "seconds": round(elapsed, 2),
+                    "rand_spread": rand_spread([*log_rows, {**metrics, "step": step}]),
+                    "samples_per_s": round(
+                        (step - row_step) * config.batch_size / (now - row_started), 3
+                    ),
+                    "event": "",
+                }
+                row_started, row_step = now, step
+                if metrics:
+                    warn_if_no_better_than_constant(metrics, guard.constant, config, step)
+                new_best = guard.improves(metrics)  # before the verdict moves the bests
+                reason = guard.verdict(metrics, row["loss"], silent)
+                if reason is not None:
+                    row["event"], gave_up = run.heal(reason, best, config, step)
+                elif guard.suspect and config.max_rollbacks:
+                    row["event"] = f"watched: {guard.suspect}"
+                    log.warning("step %d: %s; a second bad validation in a row rolls the run back",
+                                step, row["event"])  # fmt: skip
+                elif new_best and (restored := rollbacks.recover(step)):
+                    row["event"] = restored
+                    log.info("step %d: %s", step, restored)
+                healthy = reason is None and guard.suspect is None
+                keepable = healthy or not config.max_rollbacks  # unguarded: as the paper
+                if keepable and at_least_as_good(metrics, best, config.keep_by):
+                    best = model_file(network, config, step, metrics)
+                log_rows.append(row)
+                losses = []
+                rate = (step - state["step"]) / elapsed
+                log.info(
+                    "step %d/%d loss %.4f val %s %.2f steps/s elapsed %.0f s eta %.0f s",
+                    step,
+                    end,
+                    row["loss"],
+                    metrics,
+                    rate,
+                    elapsed,
+                    (end - step) / rate,
+                )
+            if step % config.checkpoint_every == 0 or last or gave_up or preemption.requested:
+                save_checkpoint(Path(checkpoint_path), config, run, step, log_rows, losses, best)
+            if preemption.requested:
+                raise UnetsegError(f"train: stopped by a signal at step {step}; rerun to resume")
+            if gave_up:
+                break
+            if out_of_time:
+                log.info("train.max_minutes reached at step %d", step)
+                break
     if best is None:
         last = rollbacks.events[-1]["reason"] if rollbacks.events else "no validation kept one"
         raise UnetsegError(f"train: the run went bad before any model could be kept ({last}); "
