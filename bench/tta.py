@@ -137,18 +137,20 @@ def paired_validations(plain_log: Path, tta_log: Path) -> dict:
     if not alike:
         raise SystemExit(f"bench isbi-tta-validations: {plain_log} and {tta_log} trained apart")
     figures = {"steps_alike": alike, "last_step_alike": int(plain["step"][alike - 1])}
-    for key in ("rand_error", "pixel_error"):
-        difference = tta[key][:alike] - plain[key][:alike]
-        figures[key] = {"mean_change": round(float(np.mean(difference)), 6),
-                        "lower_with_tta": int(np.sum(difference < 0)),
+    difference = {
+        key: tta[key][:alike] - plain[key][:alike] for key in ("rand_error", "pixel_error")
+    }
+    for key, change in difference.items():
+        figures[key] = {"mean_change": round(float(np.mean(change)), 6),
+                        "lower_with_tta": int(np.sum(change < 0)),
                         "lowest_plain": round(float(np.min(plain[key][:alike])), 6),
                         "lowest_tta": round(float(np.min(tta[key][:alike])), 6)}  # fmt: skip
     # the schedule's halves apart: a half-trained network and a trained one
-    difference = tta["rand_error"][:alike] - plain["rand_error"][:alike]
+    rand = difference["rand_error"]
     first_half = plain["step"][:alike] <= plain["step"][-1] / 2
     figures["rand_error_by_half"] = {
-        half: {"steps": int(np.sum(chosen)), "lower_with_tta": int(np.sum(difference[chosen] < 0)),
-               "mean_change": round(float(np.mean(difference[chosen])), 6) if chosen.any() else None}
+        half: {"steps": int(np.sum(chosen)), "lower_with_tta": int(np.sum(rand[chosen] < 0)),
+               "mean_change": round(float(np.mean(rand[chosen])), 6) if chosen.any() else None}
         for half, chosen in (("first", first_half), ("second", ~first_half))
     }  # fmt: skip
     return figures
