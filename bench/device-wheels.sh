@@ -13,8 +13,9 @@ download() {  # download PYTHON_VERSION PACKAGE...
         --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --implementation cp "$@"
 }
 download 3.12 zarr==3.1.6 dask==2026.8.0 donfig cloudpickle fsspec partd toolz locket click \
-    packaging typing_extensions importlib_metadata zipp
+    packaging typing_extensions importlib_metadata zipp lazy_importer
 for version in 3.11 3.12 3.13; do
     download "$version" numcodecs==0.16.6 google-crc32c pyyaml
 done
+python3 -m bench.device_wheels .whl  # every requirement met, for each Python, or stop here
 ls .whl

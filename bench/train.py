@@ -16,7 +16,6 @@ import tifffile
 import torch
 import yaml
 from scipy import ndimage
-from snakemake.utils import update_config, validate
 
 from bench.record import (
     REPO,
@@ -26,7 +25,7 @@ from bench.record import (
     record,
     seconds,
 )
-from unetseg import UnetsegError, io, labels, model, report, rollback, tiling, train, weights
+from unetseg import UnetsegError, io, labels, model, rollback, tiling, train, weights
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet, autocast, prepare, to_device
 from unetseg.settings import train_settings
@@ -396,6 +395,8 @@ def train_stability(seeds: range = range(8)) -> None:
 def isbi_cpu_settings() -> dict:
     """The train rule's settings for config/isbi2012.yaml with isbi2012-cpu.yaml over the demo's
     config/config.yaml: merged and given the schema's defaults as Snakemake does."""
+    from snakemake.utils import update_config, validate  # not on a GPU machine (gpu-more)
+
     config: dict = {}
     for name in ("config.yaml", "isbi2012.yaml", "isbi2012-cpu.yaml"):
         update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
@@ -525,6 +526,8 @@ def judged_rows(log_path: Path, constant: dict) -> list[dict]:
     """Each validation row of an unguarded run's train log and what rollback.CollapseGuard
     makes of it (fine, watched, rollback), up to the first rollback. Whether the network was
     silent is not logged, so the guard judges the errors and loss alone."""
+    from unetseg import report  # matplotlib: not on a GPU machine (gpu-more imports this module)
+
     guard, rows, log = rollback.CollapseGuard(dict(constant)), [], report.read_tsv(log_path)
     for index, step in enumerate(log["step"]):
         metrics = {key: float(log[key][index]) for key in rollback.GUARDED}

@@ -19,6 +19,17 @@ TEST_DEVICE = os.environ.get("UNETSEG_TEST_DEVICE", "cpu")
 TEST_PRECISIONS = ["bf16"] if TEST_DEVICE == "cpu" else ["fp16", "bf16"]
 
 
+def gpu_machine_env(**variables: str) -> dict[str, str]:
+    """The environment of the GPU scripts' CPU dry runs: this venv's python3 first on PATH, and
+    what a lent GPU machine lacks (snakemake, matplotlib, ...) failing to import, as there
+    (tests/gpu_machine/sitecustomize.py)."""
+    bin_folder = os.path.dirname(sys.executable)
+    python_path = os.pathsep.join(filter(None, [str(REPO / "tests/gpu_machine"),
+                                                os.environ.get("PYTHONPATH")]))  # fmt: skip
+    return {**os.environ, "PATH": f"{bin_folder}:{os.environ['PATH']}",
+            "PYTHONPATH": python_path, **variables}  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def isbi_labels() -> np.ndarray:
     path = ISBI / "train-labels.tif"

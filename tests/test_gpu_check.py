@@ -3,13 +3,11 @@ check's tests selected as intended (the CPU standing in for the GPU), its predic
 with a tiny network, and the two scripts with a machine's start within one session's 15 device
 minutes."""
 
-import os
 import re
 import subprocess
-import sys
 
 import torch
-from conftest import REPO
+from conftest import REPO, gpu_machine_env
 
 from bench import gpu, isbi_gpu
 
@@ -18,9 +16,7 @@ START_S = 180  # a machine's start ("minutes"), the copies there and back, the w
 
 
 def test_the_gpu_check_runs_its_tests_and_skips_its_figures_without_a_gpu(tmp_path):
-    bin_folder = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": f"{bin_folder}:{os.environ['PATH']}", "UNETSEG_TEST_DEVICE": "cpu",
-           "GPU_CHECK_TESTS_SECONDS": "240"}  # fmt: skip
+    env = gpu_machine_env(UNETSEG_TEST_DEVICE="cpu", GPU_CHECK_TESTS_SECONDS="240")
     done = subprocess.run(["bash", "bench/gpu-check.sh", str(tmp_path), "300"], cwd=REPO,
                           env=env, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

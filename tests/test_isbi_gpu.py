@@ -2,21 +2,18 @@
 the paper's): arms at once, held-out slices predicted with and without TTA, one table."""
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
-from conftest import ISBI, REPO
+from conftest import ISBI, REPO, gpu_machine_env
 
 
 def test_the_harness_trains_arms_at_once_and_tables_their_held_out_errors(tmp_path):
     if not (ISBI / "train-volume.tif").exists():
         pytest.skip(f"ISBI 2012 data not found at {ISBI}")
-    bin_folder = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": f"{bin_folder}:{os.environ['PATH']}", "ISBI_DATA": str(ISBI)}
     done = subprocess.run(["bash", "bench/isbi-gpu.sh", str(tmp_path), "--tiny", "--arms",
-                           "overlay,ema"], cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
+                           "overlay,ema"], cwd=REPO, env=gpu_machine_env(ISBI_DATA=str(ISBI)),
+                          capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = (tmp_path / "isbi-gpu.md").read_text().splitlines()[2:]
     assert [row.split(" | ")[0:3] for row in rows] == [
@@ -59,10 +56,8 @@ def test_time_to_accuracy_is_the_first_validation_at_the_target(tmp_path):
 
 
 def test_without_a_gpu_the_harness_stops_before_training_on_the_cpu(tmp_path):
-    bin_folder = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": f"{bin_folder}:{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "bench/isbi-gpu.sh", str(tmp_path)], cwd=REPO, env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(["bash", "bench/isbi-gpu.sh", str(tmp_path)], cwd=REPO,
+                          env=gpu_machine_env(), capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 1
     assert (
         done.stdout
