@@ -2,7 +2,7 @@
 each from config/isbi2012.yaml + isbi2012-gpu.yaml with its own overrides, then the held-out
 slices predicted with and without TTA and scored with the ISBI 2012 metrics; one table.
 
-    python -m bench.isbi_gpu OUT [--tiny] [--arms a,b]   all arms, then the table
+    python -m bench.isbi_gpu OUT [--tiny] [--arms a,b] [--steps N]   all arms, then the table
     python -m bench.isbi_gpu OUT --arm NAME --workers N   one arm (what the first starts)
 
 --tiny: a 2-channel network for a few steps on the CPU, to test the harness before GPU minutes
@@ -70,17 +70,30 @@ def isbi_data() -> Path:
 # and the machine's start, within one session's 15 device minutes; the table's steps column says
 # whether it stopped the overlay's schedule.
 MINUTES = 4.5
+# Steps a second the arms sharing one H200 make in all: two runs of the overlay shared it at
+# 38.8 steps/s each (issue 27); one alone is taken at the overlay's ~40 (its steps' comment).
+SHARED_STEPS_PER_S, ALONE_STEPS_PER_S = 77.6, 40.0
 
 
-def arm_config(arm: str, tiny: bool) -> dict:
+def arm_steps(arms: int) -> int:
+    """Steps for each of `arms` arms sharing the GPU, so that the poly schedule ends within
+    MINUTES with a tenth to spare (the overlay's 12000 need ~5 minutes alone: three arms would
+    stop at ~7000 with the learning rate still high); in hundreds."""
+    per_arm = min(ALONE_STEPS_PER_S, SHARED_STEPS_PER_S / arms)
+    return int(0.9 * MINUTES * 60 * per_arm) // 100 * 100
+
+
+def arm_config(arm: str, tiny: bool, steps: int | None = None) -> dict:
     """The workflow's config for an arm: the schema's defaults, the demo's config, isbi2012.yaml,
-    the GPU overlay and the arm's overrides, laid over each other as Snakemake does (without
-    Snakemake, which a GPU machine need not have; the test suite validates the files)."""
+    the GPU overlay, the arm's overrides and its `steps` (default: the overlay's), laid over each
+    other as Snakemake does (without Snakemake, which a GPU machine need not have; the test
+    suite validates the files)."""
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     layers = [defaults(schema)]
     layers += [yaml.safe_load((REPO / "config" / name).read_text())
                for name in ("config.yaml", "isbi2012.yaml", "isbi2012-gpu.yaml")]  # fmt: skip
-    layers += [ARMS[arm], {"train": {"max_minutes": MINUTES}}, TINY if tiny else {}]
+    budget = {"max_minutes": MINUTES} | ({"steps": steps} if steps else {})
+    layers += [ARMS[arm], {"train": budget}, TINY if tiny else {}]
     config: dict = {}
     for layer in layers:
         config = laid_over(config, layer)
@@ -133,9 +146,11 @@ def stores(out: Path, val: tuple[int, int]) -> dict[str, Path]:
     return paths
 
 
-def run_arm(out: Path, arm: str, workers: int, tiny: bool, val: tuple[int, int]) -> dict:
+def run_arm(
+    out: Path, arm: str, workers: int, tiny: bool, val: tuple[int, int], steps: int | None = None
+) -> dict:
     """Train one arm, predict its held-out slices with and without TTA, score them."""
-    config = arm_config(arm, tiny)
+    config = arm_config(arm, tiny, steps)
     settings = train_settings(config) | {"workers": workers}
     augment = train.AugmentConfig(**settings.pop("augment"))
     train_config = train.TrainConfig(**settings, augment=augment)
@@ -206,7 +221,8 @@ def records(rows: list[dict], tiny: bool) -> list[dict]:
     entries = []
     for row in rows:
         arm = {"arm": row["arm"], "settings": row["settings"] or "config/isbi2012-gpu.yaml",
-               "held_out": row["held_out"], "without_tta": row["plain"], "tiny": tiny}  # fmt: skip
+               "held_out": row["held_out"], "steps": row["steps_planned"],
+               "without_tta": row["plain"], "tiny": tiny}  # fmt: skip
         for key, figure in FIGURES.items():
             entries.append({"name": f"isbi_gpu_{figure}", "value": row["tta"][key],
                             "unit": f"{key} (held out, TTA)", "goal": GOALS[key], **stamp, **arm})  # fmt: skip
@@ -220,10 +236,14 @@ def records(rows: list[dict], tiny: bool) -> list[dict]:
     return entries
 
 
-def run_all(out: Path, arms: list[str], tiny: bool, val: tuple[int, int]) -> None:
-    """All arms at once, each in its own process with an equal share of the cores."""
+def run_all(
+    out: Path, arms: list[str], tiny: bool, val: tuple[int, int], steps: int | None = None
+) -> None:
+    """All arms at once, each in its own process with an equal share of the cores, each for
+    `steps` (default: what fits the GPU's share, arm_steps)."""
     stores(out, val)  # once, before the arms start
     workers = max(1, (os.cpu_count() or 2) // len(arms) - 1)
+    steps = steps or arm_steps(len(arms))
     processes = {
         arm: subprocess.Popen(
             [
@@ -238,6 +258,8 @@ def run_all(out: Path, arms: list[str], tiny: bool, val: tuple[int, int]) -> Non
                 "--val",
                 str(val[0]),
                 str(val[1]),
+                "--steps",
+                str(steps),
                 *(["--tiny"] if tiny else []),
             ],
             stdout=(out / f"{arm}.log").open("w"),
@@ -263,13 +285,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arm")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--val", type=int, nargs=2, default=(16, 20))
+    parser.add_argument("--steps", type=int, help="each arm's steps (default: what fits)")
     parser.add_argument("--tiny", action="store_true")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.arm:
-        run_arm(args.out, args.arm, args.workers, args.tiny, tuple(args.val))
+        run_arm(args.out, args.arm, args.workers, args.tiny, tuple(args.val), args.steps)
     else:
-        run_all(args.out, args.arms.split(","), args.tiny, tuple(args.val))
+        run_all(args.out, args.arms.split(","), args.tiny, tuple(args.val), args.steps)
 
 
 if __name__ == "__main__":

@@ -64,3 +64,18 @@ def test_without_a_gpu_the_harness_stops_before_training_on_the_cpu(tmp_path):
         == "bench isbi-gpu: torch sees no CUDA device here (--tiny runs it on the CPU)\n"
     )
     assert not (tmp_path / "isbi-gpu.md").exists()
+
+
+def test_each_arm_trains_the_steps_that_end_its_schedule_within_the_minutes():
+    from bench.isbi_gpu import ALONE_STEPS_PER_S, MINUTES, SHARED_STEPS_PER_S, arm_config, arm_steps
+
+    for arms in (1, 2, 3, 4):
+        steps = arm_steps(arms)
+        rate = min(ALONE_STEPS_PER_S, SHARED_STEPS_PER_S / arms)
+        assert 0.8 * MINUTES * 60 * rate <= steps <= 0.9 * MINUTES * 60 * rate
+    assert arm_steps(3) == 6200  # three arms at ~26 steps/s each: the overlay's 12000 would stop
+    assert arm_config("ema", tiny=False, steps=6200)["train"] | {"ema_decay": 0} == arm_config(
+        "overlay", tiny=False, steps=6200
+    )["train"] | {"ema_decay": 0}
+    assert arm_config("overlay", tiny=False)["train"]["steps"] == 12000  # the overlay's own
+    assert arm_config("overlay", tiny=True, steps=6200)["train"]["steps"] == 6  # tiny's few
