@@ -37,7 +37,8 @@ source bench/device-env.sh
 } 2>&1 | tee "$out/machine.txt"
 # The CUDA paths no CPU test can reach: augmentation on the device against the CPU's (labels
 # exactly), training there (fp16 scaling, resume with the GPU's generator), prediction there.
-UNETSEG_TEST_DEVICE=${UNETSEG_TEST_DEVICE:-cuda} within "$tests_s" python3 -m pytest -q -p no:cacheprovider \
+# -v: each test's line as it ends, so a run stopped at its cap still says which passed.
+UNETSEG_TEST_DEVICE=${UNETSEG_TEST_DEVICE:-cuda} within "$tests_s" python3 -m pytest -v --durations=5 -p no:cacheprovider \
     tests/test_augment_device.py::test_the_device_path_makes_the_cpu_paths_sample \
     tests/test_predict.py::test_predict_on_the_test_device_agrees_with_cpu_fp32 \
     tests/test_cli.py::test_a_gpu_running_out_of_memory_is_one_line \
