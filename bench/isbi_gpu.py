@@ -214,10 +214,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def records(rows: list[dict], tiny: bool) -> list[dict]:
-    """The figures as bench/results.jsonl entries, one per arm and metric (TTA on)."""
+def records(rows: list[dict], tiny: bool, arms: int) -> list[dict]:
+    """The figures as bench/results.jsonl entries, one per arm and metric (TTA on); `arms`
+    shared the GPU (its minutes are theirs together: one alone trains faster)."""
     stamp = {"command": "bash bench/isbi-gpu.sh OUT", "commit": commit(), "machine": machine(),
-             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}  # fmt: skip
+             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+             "arms_sharing_the_gpu": arms}  # fmt: skip
     entries = []
     for row in rows:
         arm = {"arm": row["arm"], "settings": row["settings"] or "config/isbi2012-gpu.yaml",
@@ -271,7 +273,7 @@ def run_all(
     rows = [json.loads((out / arm / "row.json").read_text()) for arm in arms if arm not in failed]
     (out / "isbi-gpu.md").write_text(table(rows))
     with (out / "results.jsonl").open("a") as results:
-        for entry in records(rows, tiny):
+        for entry in records(rows, tiny, len(arms)):
             results.write(json.dumps(entry) + "\n")
     print(table(rows), flush=True)
     if failed:

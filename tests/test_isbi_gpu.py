@@ -29,7 +29,8 @@ def test_the_harness_trains_arms_at_once_and_tables_their_held_out_errors(tmp_pa
         {"train": {"ema_decay": 0.999}},
     ]
     for entry in entries:
-        assert entry["tiny"] and entry["held_out"] == [16, 20]
+        assert entry["tiny"] and entry["held_out"] == [16, 20] and entry["steps"] == 6
+        assert entry["arms_sharing_the_gpu"] == 2
         if entry["name"] == "isbi_gpu_minutes_to_rand_0.05":  # a tiny network never gets there
             assert entry["value"] is None and entry["goal"] == "<= 3"
         elif entry["name"] != "isbi_gpu_minutes":
