@@ -5,6 +5,10 @@
 # 3.11 to 3.13 (the machine had 3.12), so a machine on another of them still installs
 # (bench/device-env.sh picks what fits).
 set -euo pipefail
+python3 -c "import packaging" 2>/dev/null || {
+    echo "bench/device-wheels.sh: run it in the project's venv (. .venv/bin/activate): its check of the wheels needs packaging" >&2
+    exit 1
+}
 download() {  # download PYTHON_VERSION PACKAGE...
     local version=$1
     shift
