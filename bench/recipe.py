@@ -431,6 +431,10 @@ BENCHMARKS = {
     "isbi-cpu-model-bf16-14k-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_bf16_14k",), seeds=(1,)
     ),
+    # ... both seeds, read from their runs, for the figure over the two
+    "isbi-cpu-model-bf16-14k-seeds": lambda: recipe(
+        "isbi_cpu_model", arms=("paper_bf16_14k",), seeds=(0, 1), finished=(0, 1)
+    ),
     # seed 1, rolled back at step 750 and trained on at half the rate, with the rate restored
     "isbi-cpu-model-restore-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_restore",), seeds=(1,)

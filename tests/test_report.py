@@ -207,6 +207,23 @@ def test_training_figure_marks_rollbacks(tmp_path):
         "20\t0.5\t0.1\t0.2\t0.005\t2.0\t0.1\t5\t\n"
     )
     assert report.rollback_steps(report.read_tsv(log)) == [13.0]
+    assert report.stopped_note(report.read_tsv(log)) is None
+    report.training_figure(log, tmp_path / "t.png")
+    assert is_png_with_content(tmp_path / "t.png")
+
+
+def test_a_run_that_stopped_with_its_rollbacks_spent_says_so_above_its_figure(tmp_path):
+    log = tmp_path / "log.tsv"
+    header = "step\tloss\tpixel_error\trand_error\tlearning_rate\tseconds\tevent\n"
+    log.write_text(
+        header + "10\t0.9\t0.11\t0.35\t0.01\t1.0\t\n"
+        "20\t0.9\t0.12\t0.36\t0.005\t2.0\trollback 1 of 1 at step 20 to 10, learning rate x0.5: …\n"
+        "30\t0.9\t0.12\t0.36\t0.005\t3.0\tstopped: validation pixel_error 0.12 …, after 1 rollbacks\n"
+    )
+    note = report.stopped_note(report.read_tsv(log))
+    assert note.startswith(
+        "Training stopped at step 30 with its rollbacks spent; the kept model (step 10)"
+    )
     report.training_figure(log, tmp_path / "t.png")
     assert is_png_with_content(tmp_path / "t.png")
 

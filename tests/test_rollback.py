@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -294,3 +296,22 @@ def test_a_nan_loss_starts_afresh_with_a_lower_rate_and_an_exhausted_run_stops_c
     assert [row[-1] for row in rows[1:]] == ["", "", ""] and best["metrics"]["rand_error"] < 0.1
     with pytest.raises(UnetsegError, match="train: loss became nan at step"):
         run("hopeless", max_rollbacks=1)  # 2.5: diverges again before any validation
+
+
+def test_a_run_that_spends_its_rollbacks_stops_saying_what_it_kept_and_what_to_change(
+    demo_stores, tmp_path, caplog
+):
+    """The forced collapse with one rollback allowed: the second collapse stops the run with the
+    kept model, and the warning sets its errors beside a constant prediction's and names what
+    to change (an ISBI seed of the paper's network stopped so, never having learned)."""
+    with caplog.at_level(logging.WARNING, logger="unetseg.train"):
+        _, best, _, rows = forced_collapse(demo_stores, tmp_path, max_rollbacks=1)
+    assert rows[-1]["event"].startswith("stopped: ") and rows[-1]["event"].endswith(
+        "after 1 rollbacks"
+    )
+    stop = next(
+        record.getMessage() for record in caplog.records if "stopped: " in record.getMessage()
+    )
+    assert f"keeping the model of step {best['step']}, validation pixel_error " in stop
+    assert "(a constant prediction's " in stop and "rand_error" in stop
+    assert "choose another train.seed (0)" in stop and "model.norm: group" in stop

@@ -212,6 +212,18 @@ def rollback_steps(log: dict[str, np.ndarray]) -> list[float]:
             if text.startswith("rollback")]  # fmt: skip
 
 
+def stopped_note(log: dict[str, np.ndarray]) -> str | None:
+    """A line for a run that spent its rollbacks and stopped (the training log's last `stopped`
+    event), else None: its kept model may have learned little, which the errors alone hide."""
+    stops = [(step, text) for step, text in zip(log["step"], events(log), strict=True)
+             if text.startswith("stopped")]  # fmt: skip
+    if not stops:
+        return None
+    kept = kept_step(log)
+    return (f"Training stopped at step {stops[-1][0]:.0f} with its rollbacks spent; the kept "
+            f"model (step {kept:.0f}) may have learned little: see the train log's warning")  # fmt: skip
+
+
 def kept_by_ap50(log: dict[str, np.ndarray]) -> bool:
     """Whether the run chose its kept model by AP50 (train.keep_by: ap50; the log then has it)."""
     return "ap50" in log and bool(np.isfinite(log["ap50"]).any())
@@ -265,6 +277,8 @@ def training_figure(log_path, out_path) -> None:
         wall.set_xlabel("wall time (s)", fontsize=8)
     lr_axis.plot(log["step"], log["learning_rate"], color="#CC79A7")
     lr_axis.set(xlabel="step", ylabel="learning rate", title="learning rate")
+    if note := stopped_note(log):
+        figure.suptitle(note, color="#D55E00", fontsize=10)
     save(figure, out_path)
 
 

@@ -399,6 +399,26 @@ def unstable_remedy(config: TrainConfig) -> str:
     return "set train.grad_clip_norm (1.0), lower train.learning_rate or set train.warmup_steps"
 
 
+def stopped_remedy(config: TrainConfig) -> str:
+    """What to change after a run stopped with its rollbacks spent: besides a gentler start,
+    another draw (a seed of the paper's network on ISBI that never left a near-constant output,
+    BENCHMARKS.md "Rollbacks", learned from others) or normalised layers."""
+    return (
+        f"To train it again: {unstable_remedy(config)}, choose another train.seed ({config.seed}), "
+        "or give the network model.norm: group (BENCHMARKS.md, Rollbacks)"
+    )
+
+
+def kept_beside_constant(kept: dict | None, guard: CollapseGuard) -> str:
+    """The kept model's validation errors beside those of one probability at every pixel: how
+    much the stopped run learned."""
+    if not kept or not guard.constant:
+        return ""
+    pairs = [f"{key} {kept['metrics'][key]:.4f} (a constant prediction's {guard.constant[key]:.4f})"
+             for key in ("pixel_error", "rand_error") if key in kept.get("metrics", {})]  # fmt: skip
+    return f", validation {', '.join(pairs)}" if pairs else ""
+
+
 def weighted_cross_entropy(logits, target, weights) -> torch.Tensor:
     """Mean of w(x) * -log p_l(x)(x) over the annotated pixels (w > 0: all of a densely labelled
     tile) (Eq. 1, mean instead of sum: lr independent of tile size and annotated share)."""
@@ -609,8 +629,9 @@ class Run:
             return text, False
         if config.max_rollbacks:
             text = f"stopped: {reason}, after {len(self.rollbacks.events)} rollbacks"
-            log.warning("step %d: %s; keeping the model of step %s", step, text,
-                        kept["step"] if kept else None)  # fmt: skip
+            log.warning("step %d: %s; keeping the model of step %s%s. %s", step, text,
+                        kept["step"] if kept else None, kept_beside_constant(kept, self.guard),
+                        stopped_remedy(config))  # fmt: skip
             return text, True
         log.warning("step %d: %s (train.max_rollbacks 0: training on); %s", step, reason,
                     unstable_remedy(config))  # fmt: skip
