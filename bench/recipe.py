@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.record import REPO, record
+from bench.record import REPO, RESULTS, record
 
 DSB = REPO.parent / "shared" / "data" / "dsb2018-nuclei"
 ISBI = REPO.parent / "shared" / "data" / "isbi2012"
@@ -341,7 +341,46 @@ def group_norm_tiles(arm="group_ema", seeds=(0, 1), tiles=(516, 388, 260, 132)) 
            settings=ARMS[arm], rows=rows)  # fmt: skip
 
 
+def seeded_runs(results: Path) -> dict[tuple[str, str], dict]:
+    """Every seeded training run that a recipe or fold figure of `results` recorded (the newest
+    record of each figure and seed or fold): whether it ended collapsed, its rollbacks and its
+    network's normalisation."""
+    runs = {}
+    for line in results.read_text().splitlines():
+        entry = json.loads(line)
+        if not isinstance(entry.get("unhealed"), list):
+            continue
+        norm = (entry.get("settings") or {}).get("model", {}).get("norm", "none")
+        # recipe figures run seeds; fold figures run folds of one seed
+        which = entry["seeds"] if "seeds" in entry else [f"{entry['seed']} fold {fold}"
+                                                         for fold in entry["folds"]]  # fmt: skip
+        for index, unhealed in enumerate(entry["unhealed"]):
+            runs[entry["name"], str(which[index])] = {
+                "unhealed": unhealed, "rollbacks": entry["rollbacks"][index], "norm": norm,
+            }  # fmt: skip
+    return runs
+
+
+def train_collapses(results: Path = RESULTS) -> None:
+    """train_collapses_unhealed: the seeded runs of bench/results.jsonl that ended collapsed
+    (their rollbacks spent), with the rollbacks of each kind of network."""
+    runs = seeded_runs(results)
+    by_norm = {}
+    for run in runs.values():
+        counts = by_norm.setdefault(run["norm"], {"runs": 0, "rolled_back": 0, "unhealed": 0})
+        counts["runs"] += 1
+        counts["rolled_back"] += run["rollbacks"] > 0
+        counts["unhealed"] += run["unhealed"]
+    unhealed = [f"{name} seed {seed}" for (name, seed), run in runs.items() if run["unhealed"]]
+    record("train_collapses_unhealed", len(unhealed),
+           f"runs that ended collapsed, of {len(runs)} seeded CPU runs", "0 over >= 8 runs",
+           by_norm=by_norm, unhealed_runs=unhealed,
+           note="every recipe and fold figure's runs in bench/results.jsonl, the newest record "
+                "of each figure and seed")  # fmt: skip
+
+
 BENCHMARKS = {
+    "train-collapses": train_collapses,
     "recipe-dsb": lambda: recipe("dsb", arms=("paper", "group_ema")),
     "recipe-dsb-ema": lambda: recipe("dsb", arms=("ema",)),
     "recipe-dsb-adamw": lambda: recipe("dsb", arms=("adamw_group_ema",)),
