@@ -78,6 +78,19 @@ ARMS = {
             "max_minutes": 100,
         },
     },
+    # ... with the rate warmed up over 500 steps: the start the stop's warning names first, on
+    # the seed that never learned without it (seed 1, stopped after 3 rollbacks)
+    "paper_bf16_14k_warmup": {
+        "model": {"norm": "none"},
+        "train": {
+            "ema_decay": 0.0,
+            "precision": "auto",
+            "channels_last": "auto",
+            "steps": 14000,
+            "max_minutes": 100,
+            "warmup_steps": 500,
+        },
+    },
     # ... predicting with the 8 flips and quarter turns averaged (predict.tta, as the authors'
     # ISBI submission did; validation then averages them too): on most models chosen by nobody
     # (last steps, fold runs) the average lowered the held-out errors (bench isbi-tta-runs)
@@ -469,6 +482,9 @@ BENCHMARKS = {
     ),
     "isbi-cpu-model-bf16-14k-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_bf16_14k",), seeds=(1,)
+    ),
+    "isbi-cpu-model-bf16-14k-warmup-seed1": lambda: recipe(
+        "isbi_cpu_model", arms=("paper_bf16_14k_warmup",), seeds=(1,)
     ),
     # ... both seeds, read from their runs, for the figure over the two
     "isbi-cpu-model-bf16-14k-seeds": lambda: recipe(
