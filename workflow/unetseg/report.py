@@ -220,8 +220,9 @@ def stopped_note(log: dict[str, np.ndarray]) -> str | None:
     if not stops:
         return None
     kept = kept_step(log)
-    return (f"Training stopped at step {stops[-1][0]:.0f} with its rollbacks spent; the kept "
-            f"model (step {kept:.0f}) may have learned little: see the train log's warning")  # fmt: skip
+    model = "the kept model" + (f" (step {kept:.0f})" if kept is not None else "")
+    return (f"Training stopped at step {stops[-1][0]:.0f} with its rollbacks spent; {model} may "
+            "have learned little: see the warning in logs/train/all.log")  # fmt: skip
 
 
 def kept_by_ap50(log: dict[str, np.ndarray]) -> bool:

@@ -400,9 +400,9 @@ def unstable_remedy(config: TrainConfig) -> str:
 
 
 def stopped_remedy(config: TrainConfig) -> str:
-    """What to change after a run stopped with its rollbacks spent: besides a gentler start,
-    another draw (a seed of the paper's network on ISBI that never left a near-constant output,
-    BENCHMARKS.md "Rollbacks", learned from others) or normalised layers."""
+    """What to change after a run stopped with its rollbacks spent: a gentler start, another
+    draw (an ISBI seed of the paper's network that never learned, where others did), or
+    normalised layers (BENCHMARKS.md, Rollbacks: none of 28 GroupNorm runs rolled back)."""
     return (
         f"To train it again: {unstable_remedy(config)}, choose another train.seed ({config.seed}), "
         "or give the network model.norm: group (BENCHMARKS.md, Rollbacks)"
