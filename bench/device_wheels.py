@@ -37,44 +37,48 @@ def fits(wheel: Path, python: str) -> bool:
     return any(tag.interpreter in ("py3", interpreter) for tag in tags)
 
 
+def marker_environment(python: str) -> dict[str, str]:
+    """What requirement markers see on a lent machine (x86-64 Linux, CPython `python`)."""
+    return default_environment() | {
+        "python_version": python, "python_full_version": f"{python}.0",
+        "implementation_name": "cpython", "platform_python_implementation": "CPython",
+        "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+        "extra": "",
+    }  # fmt: skip
+
+
 def missing(folder: Path, pythons=PYTHONS, provided=ON_THE_MACHINE) -> list[str]:
     """One line for each package without a wheel for a Python, and each requirement, per Python,
     that no fitting wheel in `folder` nor the machine meets (extras are not installed, so the
     requirements of extras are not asked)."""
-    problems = []
     wheels = sorted(folder.glob("*.whl"))
     names = {parse_wheel_filename(wheel.name)[0] for wheel in wheels}
+    problems = []
     for python in pythons:
-        environment = default_environment() | {
-            "python_version": python, "python_full_version": f"{python}.0",
-            "implementation_name": "cpython", "platform_python_implementation": "CPython",
-            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-            "extra": "",
-        }  # fmt: skip
-        there = {}
-        for wheel in wheels:
-            if fits(wheel, python):
-                name, version = parse_wheel_filename(wheel.name)[:2]
-                there[name] = version
+        fitting = [wheel for wheel in wheels if fits(wheel, python)]
+        there = dict(parse_wheel_filename(wheel.name)[:2] for wheel in fitting)
         # bench/device-env.sh installs every package named in the folder
         problems += [
             f"Python {python}: no wheel of {name} fits" for name in sorted(names - set(there))
         ]
-        for wheel in wheels:
-            if not fits(wheel, python):
-                continue
-            for needed in requirements(wheel):
-                name = canonicalize_name(needed.name)
-                if needed.marker and not needed.marker.evaluate(environment):
-                    continue
-                if name in provided:
-                    continue
-                if name not in there:
-                    problems.append(f"Python {python}: {wheel.name} needs {needed}: no wheel")
-                elif not needed.specifier.contains(there[name], prereleases=True):
-                    problems.append(f"Python {python}: {wheel.name} needs {needed}: "
-                                    f"the wheel is {name} {there[name]}")  # fmt: skip
+        problems += [f"Python {python}: {line}" for wheel in fitting
+                     for line in unmet(wheel, there, marker_environment(python), provided)]  # fmt: skip
     return problems
+
+
+def unmet(wheel: Path, there: dict, environment: dict, provided) -> list[str]:
+    """The requirements of `wheel` in `environment` that neither the wheels `there` (name:
+    version) nor the machine's packages meet."""
+    lines = []
+    for needed in requirements(wheel):
+        name = canonicalize_name(needed.name)
+        if (needed.marker and not needed.marker.evaluate(environment)) or name in provided:
+            continue
+        if name not in there:
+            lines.append(f"{wheel.name} needs {needed}: no wheel")
+        elif not needed.specifier.contains(there[name], prereleases=True):
+            lines.append(f"{wheel.name} needs {needed}: the wheel is {name} {there[name]}")
+    return lines
 
 
 def main(folder: str) -> None:
