@@ -214,12 +214,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def records(rows: list[dict], tiny: bool, arms: int) -> list[dict]:
-    """The figures as bench/results.jsonl entries, one per arm and metric (TTA on); `arms`
-    shared the GPU (its minutes are theirs together: one alone trains faster)."""
+def records(rows: list[dict], tiny: bool, sharing: int) -> list[dict]:
+    """The figures as bench/results.jsonl entries, one per arm and metric (TTA on); `sharing`
+    arms shared the GPU (its minutes are theirs together: one alone trains faster)."""
     stamp = {"command": "bash bench/isbi-gpu.sh OUT", "commit": commit(), "machine": machine(),
              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-             "arms_sharing_the_gpu": arms}  # fmt: skip
+             "arms_sharing_the_gpu": sharing}  # fmt: skip
     entries = []
     for row in rows:
         arm = {"arm": row["arm"], "settings": row["settings"] or "config/isbi2012-gpu.yaml",

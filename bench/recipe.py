@@ -22,10 +22,11 @@ ISBI = REPO.parent / "shared" / "data" / "isbi2012"
 WORK = REPO / "results" / "bench-recipe"
 ERRORS = ("pixel_error", "rand_error", "warping_error")  # the ISBI errors a run is scored by
 
-# Overlays of the data set's config: what each arm changes.
-# The bf16 recipe over the shipped fp32 run's hour (max_minutes: room for other work)
+# The bf16 recipe's train settings over the shipped fp32 run's hour (max_minutes: room for
+# other work), with and without a warm-up below
 BF16_14K = {"ema_decay": 0.0, "precision": "auto", "channels_last": "auto", "steps": 14000,
             "max_minutes": 100}  # fmt: skip
+# Overlays of the data set's config: what each arm changes.
 ARMS = {
     # SGD 0.01, momentum 0.99, no normalisation layers, no weight average
     "paper": {"model": {"norm": "none"}, "train": {"ema_decay": 0.0}},

@@ -215,13 +215,13 @@ def rollback_steps(log: dict[str, np.ndarray]) -> list[float]:
 def stopped_note(log: dict[str, np.ndarray]) -> str | None:
     """A line for a run that spent its rollbacks and stopped (the training log's last `stopped`
     event), else None: its kept model may have learned little, which the errors alone hide."""
-    stops = [(step, text) for step, text in zip(log["step"], events(log), strict=True)
+    stops = [step for step, text in zip(log["step"], events(log), strict=True)
              if text.startswith("stopped")]  # fmt: skip
     if not stops:
         return None
     kept = kept_step(log)
     model = "the kept model" + (f" (step {kept:.0f})" if kept is not None else "")
-    return (f"Training stopped at step {stops[-1][0]:.0f} with its rollbacks spent; {model} may "
+    return (f"Training stopped at step {stops[-1]:.0f} with its rollbacks spent; {model} may "
             "have learned little: see the warning in logs/train/all.log")  # fmt: skip
 
 
