@@ -9,7 +9,7 @@ from unetseg import evaluate
 from unetseg.chunk import chunk_volume
 from unetseg.data import demo_volume
 from unetseg.rollback import CollapseGuard, Rollbacks, constant_errors
-from unetseg.train import TrainConfig, learning_rate, load_volume, train
+from unetseg.train import Run, TrainConfig, learning_rate, load_volume, model_file, train
 from unetseg.weights import compute_weights
 
 
@@ -199,6 +199,91 @@ def test_a_recovery_takes_one_rollbacks_factor_back_when_enabled():
     assert rollbacks.recover(100).startswith("learning rate restored to x1:")
     assert rollbacks.recover(120) is None and rollbacks.lr_scale == 1.0  # never above the plan
     assert rollbacks.left == 1 and rollbacks.restored == [80, 100]
+
+
+# ISBI's validation slices 16-19 (the bf16 14000-step recipe's seed 1, train_log.tsv at 76f8c82)
+ISBI_CONSTANT = {"pixel_error": 0.1178783, "rand_error": 0.9060927, "wrong_fraction": 0.2108965}
+SEED_1 = [  # step, pixel error, Rand error, share of wrong pixels, mean loss
+    (250, 0.1178783, 0.4164972, 0.2108965, 1.593),
+    (500, 0.1178783, 0.9060927, 0.2108965, 1.472),
+    (750, 0.1178783, 0.3755272, 0.1855049, 1.418),
+    (1000, 0.1072678, 0.3676704, 0.1701632, 1.217),
+    (1250, 0.1178783, 0.4014359, 0.2108965, 1.293),
+    (1500, 0.1128771, 0.6421157, 0.1705275, 1.244),
+    (1750, 0.1178783, 0.3707140, 0.2108965, 1.113),
+    (2000, 0.1178783, 0.3713407, 0.2108965, 1.341),
+]
+
+
+def replay(validations, kept_errors=None):
+    """The validations given to a tiny run's guard, healing as training does; the run, the
+    model kept at step 1000 (with `kept_errors`, if given, in place of its own) and the events."""
+    config = TrainConfig(depth=2, base_channels=4, tile_out=20, device="cpu")
+    run = Run.start(config, torch.device("cpu"), [])
+    run.guard = CollapseGuard(dict(ISBI_CONSTANT))
+    kept, events = None, []
+    for step, pixel, rand, wrong, loss in validations:
+        with torch.no_grad():  # the steps up to this validation
+            for parameter in run.model.parameters():
+                parameter.add_(0.01)
+        metrics = {"pixel_error": pixel, "rand_error": rand, "wrong_fraction": wrong}
+        reason = run.guard.verdict(metrics, loss)
+        if reason:
+            events.append(run.heal(reason, kept, config, step)[0])
+        elif step == 1000:
+            kept = model_file(run.model, config, step, kept_errors or metrics)
+    return run, kept, events
+
+
+def test_a_second_rollback_to_a_model_that_barely_learned_starts_afresh_with_a_warm_up():
+    """ISBI's seed 1 went back to its step-1000 model (pixel error 0.91 of a constant's) at
+    steps 1500 and 2000, the rate halved each time, and never learned; now the second time
+    the network starts afresh at the plan's rate, reached over 500 steps."""
+    run, kept, events = replay(SEED_1)
+    assert events[0] == (
+        "rollback 1 of 3 at step 1500 to 1000, learning rate x0.5: validation pixel_error rose "
+        "to 0.1129 from its best 0.1073, more than halfway to a constant prediction's 0.1179; "
+        "the validation before: validation pixel_error 0.1179 is no better than a constant "
+        "prediction's (0.1179; best so far 0.1073)"
+    )
+    assert events[1].startswith(
+        "rollback 2 of 3 at step 2000 to a fresh start (a rollback went back to the model of "
+        "step 1000 before, and it has barely learned), learning rate x1 reached over 500 steps: "
+        "validation pixel_error 0.1179 is no better than a constant prediction's"
+    )
+    fresh, rollbacks = run.model.state_dict(), run.rollbacks
+    assert all(not torch.equal(fresh[key], value)
+               for key, value in kept["model_state"].items() if value.is_floating_point())  # fmt: skip
+    assert run.guard.best == {} and run.guard.losses == [] and not run.optimizer.state
+    assert rollbacks.scale(2000) == pytest.approx(1 / 500)
+    assert rollbacks.scale(2249) == pytest.approx(0.5) and rollbacks.scale(2499) == 1.0
+    assert rollbacks.left == 1
+    # The fresh network is judged from scratch: near a constant prediction it is not learning
+    # yet, not gone bad (its best was forgotten).
+    assert run.guard.verdict({**ISBI_CONSTANT, "rand_error": 0.4}, 1.3) is None
+
+
+def test_a_model_that_learned_is_rolled_back_to_again_at_a_lower_rate():
+    """The same validations with a kept model that had learned (pixel error 0.06): the second
+    rollback goes back to it, at a quarter of the rate, as every healed run did."""
+    learned = {"pixel_error": 0.06, "rand_error": 0.2, "wrong_fraction": 0.08}
+    run, kept, events = replay(SEED_1, kept_errors=learned)
+    assert events[1].startswith("rollback 2 of 3 at step 2000 to 1000, learning rate x0.25: ")
+    assert all(torch.equal(run.model.state_dict()[key], value)
+               for key, value in kept["model_state"].items())  # fmt: skip
+    assert run.rollbacks.scale(2000) == run.rollbacks.scale(9000) == 0.25
+
+
+def test_rollbacks_after_a_fresh_start_lower_its_rate_and_a_recovery_takes_them_back():
+    rollbacks = Rollbacks(limit=4, factor=0.5, restore=True, fresh_warmup=0)
+    rollbacks.events += [{"step": 40, "to_step": 20, "reason": "r"},
+                         {"step": 60, "to_step": 0, "reason": "r", "dead_end": 20}]  # fmt: skip
+    assert rollbacks.lr_scale == 1.0 and rollbacks.scale(60) == 1.0  # no warm-up asked for
+    assert rollbacks.recover(70) is None  # nothing lowered since the fresh start
+    rollbacks.events.append({"step": 100, "to_step": 80, "reason": "r"})
+    assert rollbacks.lr_scale == 0.5 and rollbacks.recover(120).startswith(
+        "learning rate restored to x1"
+    )
 
 
 @pytest.fixture(scope="module")

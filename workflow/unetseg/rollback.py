@@ -11,6 +11,11 @@ near-constant output and leaves it by itself at the full rate (the shipped model
 Rand error 0.709, pixel error the constant's; at step 750 a new best pixel error), and a rollback
 there halves the rate for the rest of the run. A run has gone bad when two validations in a row
 are bad, or at once when its network has gone silent.
+
+A rollback never returns twice to a kept model that has barely learned: the run that went bad
+again from it starts afresh instead (a new draw of the weights, the planned rate reached by a
+warm-up). Halving the rate again there froze an ISBI run at a near-constant output until it
+stopped (BENCHMARKS.md, "Its seed 1 never learned").
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ LOSS_RISES, LOSS_RISE_RATIO = 3, 1.3
 # a run has been better than it only by more than MARGIN: ISBI's pixel error of an early network
 # that calls nearly every pixel interior is the constant's to 4 decimals (seed 3, step 250).
 TOLERANCE, MARGIN = 1e-9, 0.01
+# A model has barely learned while some guarded error of its validation is above this share of
+# a constant prediction's: the paper's network sits at 0.85-1.0 of ISBI's constant pixel error
+# for its first 1000-2000 steps, then falls below 0.8 once it learns (and stays there).
+BARELY_LEARNED_SHARE = 0.8
 
 
 def constant_errors(truths: list[np.ndarray]) -> dict:
@@ -120,6 +129,20 @@ class CollapseGuard:
                 )
         return None
 
+    def barely_learned(self, metrics: dict) -> bool:
+        """Whether a model with these validation errors has hardly left a constant prediction
+        (its Rand error alone can: a few predicted boundaries cut it from 0.906 to 0.37 on ISBI
+        while the pixel error stays at 0.91 of the constant's)."""
+        if self.constant is None:
+            return False
+        return any(metrics[key] > BARELY_LEARNED_SHARE * self.constant[key]
+                   for key in GUARDED if key in metrics)  # fmt: skip
+
+    def forget(self) -> None:
+        """Judge a freshly initialised network from scratch: its bests and losses are not the
+        ones it is compared with."""
+        self.best, self.losses, self.suspect = {}, [], None
+
     def loss_verdict(self, loss: float) -> str | None:
         recent = [*self.losses[-LOSS_RISES:], loss]
         rising = len(recent) > LOSS_RISES and all(np.diff(recent) > 0)
@@ -148,22 +171,51 @@ NOT_KEPT_EVENTS = ("rollback", "stopped", "watched")
 class Rollbacks:
     """The rollbacks a run may make and has made; each lowers the learning rate by `factor`, and
     with `restore` a recovery after one (a clear new best of some guarded error, beyond every
-    validation before the run went bad) takes one such factor back."""
+    validation before the run went bad) takes one such factor back. A fresh start (see the
+    module's text) counts as a rollback and sets the rate back to the plan's, reached linearly
+    over `fresh_warmup` steps."""
 
     limit: int  # train.max_rollbacks
     factor: float  # train.rollback_lr_factor
     restore: bool = False  # train.rollback_restore_lr
-    events: list = field(default_factory=list)  # {"step", "to_step", "reason"}
+    fresh_warmup: int = 0  # train.fresh_start_warmup_steps
+    events: list = field(default_factory=list)  # {"step", "to_step", "reason"[, "dead_end"]}
     restored: list = field(default_factory=list)  # the steps at which a factor was taken back
 
     @property
+    def fresh_step(self) -> int | None:
+        """The step of the last fresh start from a dead end, if any."""
+        steps = [event["step"] for event in self.events if "dead_end" in event]
+        return steps[-1] if steps else None
+
+    @property
     def lr_scale(self) -> float:
-        return self.factor ** (len(self.events) - len(self.restored))
+        """The rate's factor from the rollbacks and recoveries since the last fresh start."""
+        starts = [index for index, event in enumerate(self.events) if "dead_end" in event]
+        lowered = len(self.events) - (starts[-1] + 1 if starts else 0)
+        fresh = self.fresh_step
+        restored = [step for step in self.restored if fresh is None or step > fresh]
+        return self.factor ** (lowered - len(restored))
+
+    def scale(self, step: int) -> float:
+        """The rate's factor at `step`, with a fresh start's warm-up."""
+        fresh = self.fresh_step
+        if fresh is not None and step - fresh < self.fresh_warmup:
+            return self.lr_scale * (step - fresh + 1) / self.fresh_warmup
+        return self.lr_scale
+
+    def dead_end(self, kept: dict | None, guard: CollapseGuard) -> bool:
+        """Whether rolling back to `kept` again is futile: a rollback went back to it before,
+        and it has barely learned."""
+        returned = kept is not None and any(
+            event["to_step"] == kept["step"] for event in self.events
+        )
+        return returned and guard.barely_learned(kept.get("metrics", {}))
 
     def recover(self, step: int) -> str | None:
         """After a clear new best at `step`: take one rollback's factor back, if enabled and one
         is left to take back; the log's event text, or None."""
-        if not self.restore or len(self.restored) >= len(self.events):
+        if not self.restore or self.lr_scale >= 1:
             return None
         self.restored.append(step)
         return (
@@ -176,11 +228,15 @@ class Rollbacks:
         return self.limit - len(self.events)
 
     def describe(self, event: dict) -> str:
-        return (
-            f"rollback {len(self.events)} of {self.limit} at step {event['step']} to "
-            f"{event['to_step'] or 'a fresh start'}, learning rate x{self.lr_scale:g}: "
-            f"{event['reason']}"
-        )
+        where = f"{event['to_step'] or 'a fresh start'}, learning rate x{self.lr_scale:g}"
+        if "dead_end" in event:
+            where = (
+                f"a fresh start (a rollback went back to the model of step {event['dead_end']} "
+                "before, and it has barely learned), learning rate x1"
+                + (f" reached over {self.fresh_warmup} steps" if self.fresh_warmup else "")
+            )
+        number = f"{len(self.events)} of {self.limit}"
+        return f"rollback {number} at step {event['step']} to {where}: {event['reason']}"
 
 
 def restore(model, optimizer, average, kept: dict | None, seed: int, attempt: int) -> int:

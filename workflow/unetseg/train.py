@@ -78,6 +78,7 @@ class TrainConfig:
     max_rollbacks: int = 3  # paper: none; rollbacks to the kept model when the run goes bad
     rollback_lr_factor: float = 0.5  # each rollback multiplies the learning rate by this
     rollback_restore_lr: bool = False  # take a rollback's factor back once the run recovers
+    fresh_start_warmup_steps: int = 500  # a fresh start's warm-up (rollback.py); paper: none
     augment_device: str = "cpu"  # or cuda (augment_device.py), auto: cuda when training there
     precision: str = "fp32"  # or bf16, fp16 (CUDA), auto (bf16 where native)
     channels_last: bool | str = False  # or "auto" (the faster layout: channels_last)
@@ -611,7 +612,12 @@ class Run:
             torch.amp.GradScaler(device.type, enabled=config.precision == "fp16"),
             WeightAverage(model, config.ema_decay),
             CollapseGuard(constant_errors(truths) if truths else None),
-            Rollbacks(config.max_rollbacks, config.rollback_lr_factor, config.rollback_restore_lr),
+            Rollbacks(
+                config.max_rollbacks,
+                config.rollback_lr_factor,
+                config.rollback_restore_lr,
+                config.fresh_start_warmup_steps,
+            ),
         )
 
     def heal(self, reason: str, kept: dict | None, config: TrainConfig, step: int):
@@ -621,8 +627,13 @@ class Run:
         if self.rollbacks.left:
             self.guard.suspect = None  # judged afresh from the restored model
             attempt = len(self.rollbacks.events) + 1
-            to_step = restore(self.model, self.optimizer, self.average, kept, config.seed, attempt)
+            dead_end = self.rollbacks.dead_end(kept, self.guard)
+            to = None if dead_end else kept
+            to_step = restore(self.model, self.optimizer, self.average, to, config.seed, attempt)
             event = {"step": step, "to_step": to_step, "reason": reason}
+            if dead_end:
+                event["dead_end"] = kept["step"]
+                self.guard.forget()
             self.rollbacks.events.append(event)
             text = self.rollbacks.describe(event)
             log.warning("step %d: %s", step, text)
@@ -734,7 +745,7 @@ def train(
                         config,
                         device,
                         step,
-                        rollbacks.lr_scale,
+                        rollbacks.scale(step),
                     )
                 )
             except Diverged as error:
@@ -764,7 +775,7 @@ def train(
                         k: metrics.get(k, "")
                         for k in ("pixel_error", "rand_error", "ap50", "wrong_fraction")
                     },
-                    "learning_rate": learning_rate(config, step - 1) * rollbacks.lr_scale,
+                    "learning_rate": learning_rate(config, step - 1) * rollbacks.scale(step - 1),
                     "seconds": round(elapsed, 2),
                     "rand_spread": rand_spread([*log_rows, {**metrics, "step": step}]),
                     "samples_per_s": round(
