@@ -196,6 +196,7 @@ def figures_of(results: Path, volume: str) -> dict:
         "mean_ap": round(instances["mean_ap"], 4),
         **{key: round(metrics[key], 6) for key in ERRORS},
         "rollbacks": sum(event.startswith("rollback") for event in events),
+        "fresh_starts": sum(" to a fresh start (" in event for event in events),  # rollback.py
         "unhealed": any(event.startswith("stopped") for event in events),
         "rand_spread": float(np.nan_to_num(log["rand_spread"][-1])),
         # the kept model's validation Rand error, to set beside the held-out one above
@@ -358,6 +359,7 @@ def seeded_runs(results: Path) -> dict[tuple[str, str], dict]:
         for index, unhealed in enumerate(entry["unhealed"]):
             runs[entry["name"], str(which[index])] = {
                 "unhealed": unhealed, "rollbacks": entry["rollbacks"][index], "norm": norm,
+                "fresh_starts": entry.get("fresh_starts", [0] * len(entry["unhealed"]))[index],
             }  # fmt: skip
     return runs
 
@@ -368,9 +370,12 @@ def train_collapses(results: Path = RESULTS) -> None:
     runs = seeded_runs(results)
     by_norm = {}
     for run in runs.values():
-        counts = by_norm.setdefault(run["norm"], {"runs": 0, "rolled_back": 0, "unhealed": 0})
+        counts = by_norm.setdefault(
+            run["norm"], {"runs": 0, "rolled_back": 0, "started_afresh": 0, "unhealed": 0}
+        )
         counts["runs"] += 1
         counts["rolled_back"] += run["rollbacks"] > 0
+        counts["started_afresh"] += run["fresh_starts"] > 0
         counts["unhealed"] += run["unhealed"]
     unhealed = [f"{name} seed {seed}" for (name, seed), run in runs.items() if run["unhealed"]]
     record("train_collapses_unhealed", len(unhealed),

@@ -75,3 +75,10 @@ def test_a_runs_figures_name_the_kept_model_and_its_validation_error(tmp_path):
     (tmp_path / "model/train_log.tsv").write_text("\n".join([header, *rows, flagged]) + "\n")
     figures = recipe.figures_of(tmp_path, "v")
     assert (figures["kept_step"], figures["rollbacks"], figures["unhealed"]) == (750, 1, False)
+    assert figures["fresh_starts"] == 0
+    fresh = (
+        "1500\t0.9\t0.11\t0.10\t0.01\t6\t0.1\t2\trollback 2 of 3 at step 1500 to a fresh start (a"
+    )
+    (tmp_path / "model/train_log.tsv").write_text("\n".join([header, *rows, flagged, fresh]) + "\n")
+    figures = recipe.figures_of(tmp_path, "v")
+    assert (figures["rollbacks"], figures["fresh_starts"]) == (2, 1)
