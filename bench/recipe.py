@@ -187,6 +187,7 @@ def figures_of(results: Path, volume: str) -> dict:
     metrics = json.loads((results / volume / "metrics.json").read_text())
     instances = json.loads((results / volume / "instance_metrics.json").read_text())
     from unetseg import report
+    from unetseg.rollback import FRESH_START
 
     log = report.read_tsv(results / "model/train_log.tsv")
     events = report.events(log)
@@ -196,7 +197,7 @@ def figures_of(results: Path, volume: str) -> dict:
         "mean_ap": round(instances["mean_ap"], 4),
         **{key: round(metrics[key], 6) for key in ERRORS},
         "rollbacks": sum(event.startswith("rollback") for event in events),
-        "fresh_starts": sum(" to a fresh start (" in event for event in events),  # rollback.py
+        "fresh_starts": sum(f" to {FRESH_START} (" in event for event in events),
         "unhealed": any(event.startswith("stopped") for event in events),
         "rand_spread": float(np.nan_to_num(log["rand_spread"][-1])),
         # the kept model's validation Rand error, to set beside the held-out one above

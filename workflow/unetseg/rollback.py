@@ -165,6 +165,8 @@ class CollapseGuard:
 # the stop after the last one, or a first bad validation being watched (the report's kept row
 # skips them as training does; a restored learning rate is a healthy row).
 NOT_KEPT_EVENTS = ("rollback", "stopped", "watched")
+# How a rollback's event names a fresh start from a dead end (counted by bench/recipe.py).
+FRESH_START = "a fresh start"
 
 
 @dataclass
@@ -182,20 +184,24 @@ class Rollbacks:
     events: list = field(default_factory=list)  # {"step", "to_step", "reason"[, "dead_end"]}
     restored: list = field(default_factory=list)  # the steps at which a factor was taken back
 
+    def last_fresh_start(self) -> int:
+        """The index in `events` of the last fresh start from a dead end (-1: none)."""
+        starts = [index for index, event in enumerate(self.events) if "dead_end" in event]
+        return starts[-1] if starts else -1
+
     @property
     def fresh_step(self) -> int | None:
         """The step of the last fresh start from a dead end, if any."""
-        steps = [event["step"] for event in self.events if "dead_end" in event]
-        return steps[-1] if steps else None
+        last = self.last_fresh_start()
+        return self.events[last]["step"] if last >= 0 else None
 
     @property
     def lr_scale(self) -> float:
         """The rate's factor from the rollbacks and recoveries since the last fresh start."""
-        starts = [index for index, event in enumerate(self.events) if "dead_end" in event]
-        lowered = len(self.events) - (starts[-1] + 1 if starts else 0)
-        fresh = self.fresh_step
-        restored = [step for step in self.restored if fresh is None or step > fresh]
-        return self.factor ** (lowered - len(restored))
+        last = self.last_fresh_start()
+        lowered = len(self.events) - (last + 1)
+        since = self.events[last]["step"] if last >= 0 else -1
+        return self.factor ** (lowered - sum(step > since for step in self.restored))
 
     def scale(self, step: int) -> float:
         """The rate's factor at `step`, with a fresh start's warm-up."""
@@ -228,13 +234,14 @@ class Rollbacks:
         return self.limit - len(self.events)
 
     def describe(self, event: dict) -> str:
-        where = f"{event['to_step'] or 'a fresh start'}, learning rate x{self.lr_scale:g}"
         if "dead_end" in event:
             where = (
-                f"a fresh start (a rollback went back to the model of step {event['dead_end']} "
+                f"{FRESH_START} (a rollback went back to the model of step {event['dead_end']} "
                 "before, and it has barely learned), learning rate x1"
                 + (f" reached over {self.fresh_warmup} steps" if self.fresh_warmup else "")
             )
+        else:
+            where = f"{event['to_step'] or 'a fresh start'}, learning rate x{self.lr_scale:g}"
         number = f"{len(self.events)} of {self.limit}"
         return f"rollback {number} at step {event['step']} to {where}: {event['reason']}"
 
