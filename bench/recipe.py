@@ -477,12 +477,20 @@ BENCHMARKS = {
     "isbi-cpu-model-bf16-14k-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_bf16_14k",), seeds=(1,)
     ),
+    # its third seed, for the recipe's figures over the seeds the 10000-step variant has
+    "isbi-cpu-model-bf16-14k-seed2": lambda: recipe(
+        "isbi_cpu_model", arms=("paper_bf16_14k",), seeds=(2,)
+    ),
     "isbi-cpu-model-bf16-14k-warmup-seed1": lambda: recipe(
         "isbi_cpu_model", arms=("paper_bf16_14k_warmup",), seeds=(1,)
     ),
     # ... both seeds, read from their runs, for the figure over the two
     "isbi-cpu-model-bf16-14k-seeds": lambda: recipe(
         "isbi_cpu_model", arms=("paper_bf16_14k",), seeds=(0, 1), finished=(0, 1)
+    ),
+    # ... all three, read from their runs, beside the 10000-step variant's seeds 0-2
+    "isbi-cpu-model-bf16-14k-3seeds": lambda: recipe(
+        "isbi_cpu_model", arms=("paper_bf16_14k",), seeds=(0, 1, 2), finished=(0, 1, 2)
     ),
     # seed 1, rolled back at step 750 and trained on at half the rate, with the rate restored
     "isbi-cpu-model-restore-seed1": lambda: recipe(
