@@ -87,6 +87,16 @@ def test_package_passes_bioimageio_model_test(tmp_path, normalize, norm):
     assert "## Validation" in (package / "README.md").read_text()
 
 
+def test_validation_names_the_figures_a_reader_knows_only():
+    checkpoint = {"step": 10750, "metrics": {"pixel_error": 0.05091, "rand_error": 0.10662,
+                                             "wrong_fraction": 0.081, "ap50": 0.8125}}  # fmt: skip
+    assert modelzoo.validation(checkpoint).startswith(
+        "The kept model (step 10750) scored pixel error 0.0509, Rand error 0.1066, "
+        "instance AP at IoU 0.5 0.8125 on the validation images"
+    )
+    assert modelzoo.validation({"step": 5, "metrics": {}}).startswith("Trained without validation")
+
+
 def test_test_tile_is_the_slice_centre_or_mirrored_up_to_the_smallest_input(tmp_path):
     plane = np.arange(30 * 40, dtype=np.uint16).reshape(30, 40)
     small = tmp_path / "small.tif"

@@ -354,13 +354,19 @@ the top level, normalisation layers: {config.get("norm", "none")}.
 """
 
 
+# The validation figures a package's reader knows; training records others for itself (the
+# rollback guard's share of wrong pixels).
+VALIDATION_FIGURES = {"pixel_error": "pixel error", "rand_error": "Rand error",
+                      "ap50": "instance AP at IoU 0.5"}  # fmt: skip
+
+
 def validation(checkpoint: dict) -> str:
     """The kept model's validation errors as training recorded them (ISBI 2012 definitions)."""
     metrics = checkpoint.get("metrics") or {}
     if not metrics:
         return "Trained without validation data: no held-out errors recorded."
-    figures = ", ".join(f"{key.replace('_', ' ')} {value:.4f}" for key, value in metrics.items()
-                        if isinstance(value, float))  # fmt: skip
+    figures = ", ".join(f"{label} {metrics[key]:.4f}" for key, label in VALIDATION_FIGURES.items()
+                        if isinstance(metrics.get(key), float))  # fmt: skip
     return (
         f"The kept model (step {checkpoint.get('step', '?')}) scored {figures} on the validation "
         "images, which it was not trained on (pixel and Rand errors as in the ISBI 2012 "
