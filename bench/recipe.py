@@ -58,9 +58,9 @@ ARMS = {
     },
     # the DSB config (GroupNorm) with the kept model chosen by validation AP50, not Rand
     "group_ap50": {"model": {"norm": "group"}, "train": {"ema_decay": 0.0, "keep_by": "ap50"}},
-    # the shipped model's recipe with bf16 autocast and channels_last (`auto` on an AVX-512-bf16
-    # CPU: 1.9x the fp32 step): at its 6000 steps, and spending the speed on steps (10000 in
-    # about the shipped hour)
+    # the fp32 CPU recipe (the model shipped until 2026-12-07) with bf16 autocast and
+    # channels_last (`auto` on an AVX-512-bf16 CPU: 1.9x the fp32 step): at its 6000 steps, and
+    # spending the speed on steps (10000 in about the shipped hour)
     "paper_bf16": {
         "model": {"norm": "none"},
         "train": {"ema_decay": 0.0, "precision": "auto", "channels_last": "auto"},
@@ -439,9 +439,9 @@ BENCHMARKS = {
         reuse_recipe=False,
     ),
     "isbi-group-tiles": group_norm_tiles,
-    # the shipped model's recipe (6000 steps, about an hour on 2 cores) with GroupNorm + average
+    # the fp32 CPU recipe (6000 steps, about an hour on 2 cores) with GroupNorm + average
     "isbi-cpu-model": lambda: recipe("isbi_cpu_model", arms=("group_ema",), seeds=(0,)),
-    # the shipped model's own recipe (the paper's network) with the weight average: steadier
+    # the fp32 CPU recipe (the paper's network) with the weight average: steadier
     # validation at 1500 steps, untried over the whole schedule
     "isbi-cpu-model-ema": lambda: recipe("isbi_cpu_model", arms=("ema",), seeds=(0,)),
     "isbi-cpu-model-bf16": lambda: recipe("isbi_cpu_model", arms=("paper_bf16_10k",), seeds=(0,)),
@@ -454,11 +454,11 @@ BENCHMARKS = {
     # stopped at step 1100 after two rollbacks, at 3d892f6 (the guard watching one bad
     # validation) run to the end (BENCHMARKS.md, "The shipped recipe on a second seed")
     "isbi-cpu-model-paper-seed1": lambda: recipe("isbi_cpu_model", arms=("paper",), seeds=(1,)),
-    # ... and on the shipped model's own seed, to its end: does today's code (the guard that
+    # ... and on the seed of the model it shipped, to its end: does today's code (the guard that
     # watches one bad validation) make the shipped model again from the overlay that made it?
     "isbi-cpu-model-paper-seed0": lambda: recipe("isbi_cpu_model", arms=("paper",), seeds=(0,)),
     # a third seed of the shipped recipe and of its bf16 10000-step variant (same hour), for
-    # the two recipes' figures over seeds (the shipped 0.1105 is seed 0's)
+    # the two recipes' figures over seeds (the model shipped until 2026-12-07, 0.1105, is seed 0's)
     "isbi-cpu-model-seed2": lambda: recipe(
         "isbi_cpu_model", arms=("paper", "paper_bf16_10k"), seeds=(2,)
     ),

@@ -40,7 +40,7 @@ def held_out_models() -> list[tuple[str, Path, tuple[int, int], str]]:
 
 def distinct(models: list[tuple]) -> list[tuple]:
     """The models (name, file, ...) whose weights no earlier one has: runs that trained alike
-    keep alike models (the shipped model's seed-0 rerun; a tta run and the same seed's plain
+    keep alike models (the run that made the shipped model; a tta run and the same seed's plain
     one, which differ only in how they validate), and each is counted once."""
     import torch
 

@@ -15,7 +15,7 @@ def saved_model(path, network, step, **extra):
 
 
 def test_runs_hold_out_their_own_slices_and_a_twin_is_counted_once(tmp_path, monkeypatch):
-    """The shipped model's seed-0 rerun has the shipped weights: it is predicted once."""
+    """The run that made the shipped model has its weights: it is predicted once."""
     torch.manual_seed(0)
     shipped = saved_model(tmp_path / "shipped.pt", UNet(1, 2, depth=1, base_channels=2), 10)
     twin = UNet(1, 2, depth=1, base_channels=2)

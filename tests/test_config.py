@@ -89,7 +89,7 @@ def test_every_documented_overlay_is_a_valid_config(names):
     jsonschema.Draft202012Validator(schema).validate(overlaid(*names))
 
 
-def test_the_bf16_cpu_overlay_changes_only_the_steps_precision_and_layout_of_the_cpu_overlay():
+def test_the_bf16_cpu_overlay_changes_only_the_steps_budget_precision_and_layout_of_the_cpu_one():
     fp32 = overlaid("isbi2012.yaml", "isbi2012-cpu.yaml")
     bf16 = overlaid("isbi2012.yaml", "isbi2012-cpu.yaml", "isbi2012-cpu-bf16.yaml")
     changed = {
@@ -97,7 +97,9 @@ def test_the_bf16_cpu_overlay_changes_only_the_steps_precision_and_layout_of_the
         for key in bf16["train"]
         if bf16["train"][key] != fp32["train"].get(key)
     }
-    assert changed == {"steps": 10000, "precision": "auto", "channels_last": "auto"}
+    # the recipe bench/recipe.py measured as paper_bf16_14k
+    assert changed == {"steps": 14000, "max_minutes": 100, "precision": "auto",
+                       "channels_last": "auto"}  # fmt: skip
     assert {k: v for k, v in bf16.items() if k != "train"} == {
         k: v for k, v in fp32.items() if k != "train"
     }

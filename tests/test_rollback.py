@@ -82,9 +82,9 @@ def test_a_bad_validation_with_a_clear_new_best_of_another_error_is_still_learni
 # The validations of ISBI 2012 runs of the CPU overlay (config/isbi2012-cpu.yaml: the paper's
 # network at 16 channels, rate 0.01, fp32) without rollbacks, steps 250-1250 (`python -m bench
 # isbi-early-validations`): pixel error, Rand error, share of wrong pixels, mean loss. Seed 0 is
-# the shipped model's run to the digit (models/isbi2012-cpu-16ch/train_log.tsv; it went on to
-# the kept Rand error 0.1105); a guard that judged one validation rolled it back at step 500 and
-# halved its rate for good.
+# the run of the model shipped until 2026-12-07 to the digit (models/isbi2012-cpu-16ch/
+# train_log.tsv at 2651ba6; it went on to the kept Rand error 0.1105); a guard that judged one
+# validation rolled it back at step 500 and halved its rate for good.
 ISBI_CONSTANT = {"pixel_error": 0.1178783, "rand_error": 0.9060927, "wrong_fraction": 0.2108965}
 ISBI_SEED_0 = [(0.11787, 0.35302, 0.18541, 2.1141), (0.11788, 0.70907, 0.21090, 1.2410),
                (0.10000, 0.65039, 0.15926, 1.4098), (0.10180, 0.38522, 0.16053, 1.2493),
