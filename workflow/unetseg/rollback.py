@@ -7,9 +7,9 @@ loss; the train loop then rolls back to the kept (best) model with the learning 
 a bounded number of times, instead of training on from the wreck.
 
 One bad validation is only watched: early in ISBI runs the paper's network passes through a
-near-constant output and leaves it by itself at the full rate (the fp32 CPU recipe's seed 0, step 500:
-Rand error 0.709, pixel error the constant's; at step 750 a new best pixel error), and a rollback
-there halves the rate for the rest of the run. A run has gone bad when two validations in a row
+near-constant output and leaves it by itself at the full rate (the fp32 CPU recipe's seed 0,
+step 500: Rand error 0.709, pixel error the constant's; at step 750 a new best pixel error), and
+a rollback there halves the rate for the rest of the run. A run has gone bad when two validations in a row
 are bad, or at once when its network has gone silent.
 
 A rollback never returns twice to a kept model that has barely learned: the run that went bad
