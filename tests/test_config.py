@@ -7,7 +7,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from unetseg import tiling
+from unetseg import settings, tiling
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config"
@@ -128,3 +128,27 @@ def test_validation_averages_orientations_where_the_predict_step_does():
     assert train_settings(gpu)["validate_tta"] is True
     plain = overlaid("isbi2012.yaml")
     assert not plain["predict"].get("tta") and "validate_tta" not in train_settings(plain)
+
+
+def test_nested_command_line_values_take_the_schemas_types():
+    """Snakemake's --config parses nested values as strings ('train={seed: 1}' gives '1')."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    given = {
+        "results": "results/x",
+        "train": {"seed": "1", "learning_rate": "0.005", "deterministic": "false",
+                  "workers": "auto", "channels_last": "true", "precision": "bf16",
+                  "normalize_percentiles": ["1", "99.5"]},
+        "segment": {"threshold": "0.4", "split_h": "null"},
+        "predict": {"threshold_typo": "3", "tile_out": "many"},
+    }  # fmt: skip
+    typed = settings.typed_like_schema(given, schema)
+    assert typed["train"] == {"seed": 1, "learning_rate": 0.005, "deterministic": False,
+                              "workers": "auto", "channels_last": True, "precision": "bf16",
+                              "normalize_percentiles": [1, 99.5]}  # fmt: skip
+    assert typed["segment"] == {"threshold": 0.4, "split_h": None}
+    assert typed["results"] == "results/x"
+    # an unknown key and a value of no type the schema takes stay, for validation to name
+    assert typed["predict"] == {"threshold_typo": "3", "tile_out": "many"}
+    assert settings.typed_like_schema({"segment": {"threshold": "auto"}}, schema) == {
+        "segment": {"threshold": "auto"}
+    }

@@ -247,6 +247,16 @@ def test_unknown_config_key_names_the_key(tmp_path):
     assert "config: predict.tile_outt: unknown key" in done.stdout + done.stderr
 
 
+def test_a_nested_value_on_the_command_line_takes_its_type_or_is_named(tmp_path):
+    workdir = write_tiny_workdir(tmp_path)
+    done = snakemake(workdir, "-n", "--config", "train={seed: 3, learning_rate: 0.005}")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert jobs_in_dry_run(done.stdout)["train"] == 1
+    done = snakemake(workdir, "-n", "--config", "train={seed: three}")
+    assert done.returncode != 0
+    assert "config: train.seed: 'three' is not of type 'integer'" in done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("key", ["slices", "channel"])
 def test_a_zarr_raw_with_slices_or_a_channel_is_refused_by_name(tmp_path, key):
     """A Zarr raw is used in place and whole: neither a slice range nor a channel applies."""

@@ -24,6 +24,7 @@ def fail(message):
 def validate_config():
     """One line naming the offending key, then Snakemake's validation fills the defaults."""
     schema = yaml.safe_load(CONFIG_SCHEMA.read_text())
+    config.update(settings.typed_like_schema(config, schema))
     errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
     error = jsonschema.exceptions.best_match(errors)
     if error is None:

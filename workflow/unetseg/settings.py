@@ -3,6 +3,10 @@ Snakefile and the benchmarks can ask cheaply."""
 
 from __future__ import annotations
 
+import re
+
+INTEGER = re.compile(r"[+-]?\d+")
+
 
 def train_settings(config: dict) -> dict:
     """The config values the train step depends on: the model's and training's, but for where a
@@ -34,3 +38,57 @@ def auto_normalize(volumes: list[dict]) -> str:
         for volume in volumes
     )
     return "percentile_per_slice" if images else "percentile"
+
+
+def typed_like_schema(value, schema: dict):
+    """`value` with the strings that Snakemake's `--config` makes of nested values (`--config
+    'train={seed: 1}'` gives the string '1') turned into the integer, number, boolean or null
+    the schema asks for there. Strings the schema accepts as strings stay, and a string that is
+    none of those stays too, for validation to name."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {
+            key: typed_like_schema(item, properties.get(key, {})) for key, item in value.items()
+        }
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [typed_like_schema(item, schema["items"]) for item in value]
+    if not isinstance(value, str) or accepts_string(value, schema):
+        return value
+    types = allowed_types(schema)
+    if types & {"integer", "number"} and INTEGER.fullmatch(value):
+        return int(value)
+    if "number" in types:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if "boolean" in types and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if "null" in types and value in ("null", "~"):
+        return None
+    return value
+
+
+def declared_types(schema: dict) -> set[str]:
+    kind = schema.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def allowed_types(schema: dict) -> set[str]:
+    """The JSON types a schema (or any branch of its oneOf/anyOf) admits."""
+    types = declared_types(schema)
+    for branch in schema.get("oneOf", []) + schema.get("anyOf", []):
+        types |= allowed_types(branch)
+    return types
+
+
+def accepts_string(value: str, schema: dict) -> bool:
+    """Whether the schema (or a branch of it) takes `value` as a string: of type string, and in
+    its enum where it has one. A schema that names no type takes anything."""
+    if not allowed_types(schema):
+        return True
+    branches = [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]
+    return any(
+        "string" in declared_types(branch) and value in branch.get("enum", [value])
+        for branch in branches
+    )
