@@ -1,5 +1,5 @@
-"""The settings a step depends on, taken from the workflow's config; without torch, so the
-Snakefile and the benchmarks can ask cheaply."""
+"""The settings a step depends on, taken from the workflow's config, and the config's values
+typed as its schema asks; without torch, so the Snakefile and the benchmarks can ask cheaply."""
 
 from __future__ import annotations
 
