@@ -9,8 +9,8 @@ a bounded number of times, instead of training on from the wreck.
 One bad validation is only watched: early in ISBI runs the paper's network passes through a
 near-constant output and leaves it by itself at the full rate (the fp32 CPU recipe's seed 0,
 step 500: Rand error 0.709, pixel error the constant's; at step 750 a new best pixel error), and
-a rollback there halves the rate for the rest of the run. A run has gone bad when two validations in a row
-are bad, or at once when its network has gone silent.
+a rollback there halves the rate for the rest of the run. A run has gone bad when two
+validations in a row are bad, or at once when its network has gone silent.
 
 A rollback never returns twice to a kept model that has barely learned: the run that went bad
 again from it starts afresh instead (a new draw of the weights, the planned rate reached by a
@@ -241,7 +241,7 @@ class Rollbacks:
                 + (f" reached over {self.fresh_warmup} steps" if self.fresh_warmup else "")
             )
         else:
-            where = f"{event['to_step'] or 'a fresh start'}, learning rate x{self.lr_scale:g}"
+            where = f"{event['to_step'] or FRESH_START}, learning rate x{self.lr_scale:g}"
         number = f"{len(self.events)} of {self.limit}"
         return f"rollback {number} at step {event['step']} to {where}: {event['reason']}"
 
