@@ -120,9 +120,12 @@ DATASETS = {
 # ISBI again over the CPU overlay's whole schedule: candidates for the shipped model
 # (models/isbi2012-cpu-16ch), in their own folder and under their own figure names
 DATASETS["isbi_cpu_model"] = DATASETS["isbi"]
+# ... and the shipped model's run again, every validated network kept (bench/selection.py)
+DATASETS["isbi_selection"] = DATASETS["isbi"]
 # What a data set's runs change beyond the arm: ISBI's CPU overlay plans 6000 steps (56 min on
 # 2 cores); the recipe compares arms over a quarter of it, so that seeds fit an afternoon.
-BUDGETS = {"dsb": {}, "isbi": {"train": {"steps": 1500, "max_minutes": 30}}, "isbi_cpu_model": {}}
+BUDGETS = {"dsb": {}, "isbi": {"train": {"steps": 1500, "max_minutes": 30}}, "isbi_cpu_model": {},
+           "isbi_selection": {}}  # fmt: skip
 
 
 def link_data(source: Path, name: str) -> None:
@@ -154,6 +157,15 @@ def arm_overlay(dataset: str, arm: str) -> dict:
 def run_arm(dataset: str, arm: str, seed: int, fold: int | None = None) -> dict:
     """One workflow run of `arm` from `seed` (on `fold`'s split of ISBI's 20 slices): the
     evaluated volume's metrics and the log's rollbacks."""
+    workdir, command, volume = workflow_command(dataset, arm, seed, fold)
+    targets = [f"results/{volume}/{name}" for name in ("metrics.json", "instance_metrics.json")]
+    run_snakemake(workdir, command, *targets)
+    return figures_of(workdir / "results", volume)
+
+
+def workflow_command(dataset: str, arm: str, seed: int, fold: int | None = None):
+    """The run folder of `arm` from `seed` (on `fold`'s split), its config files written, the
+    Snakemake command that runs the workflow there (targets to add) and the evaluated volume."""
     configs, source, link, volume = DATASETS[dataset]
     link_data(source, link)
     workdir = run_folder(dataset, arm, seed, fold)
@@ -171,15 +183,23 @@ def run_arm(dataset: str, arm: str, seed: int, fold: int | None = None) -> dict:
             if key in entry:
                 entry[key] = str(REPO / entry[key])
     (workdir / "volumes.yaml").write_text(yaml.safe_dump({"volumes": volumes}))
-    targets = [f"results/{volume}/{name}" for name in ("metrics.json", "instance_metrics.json")]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--cores", "all", *targets, "--configfile",
-               *config_files, str(workdir / "volumes.yaml"), str(workdir / "overlay.yaml")]  # fmt: skip
+               "--directory", str(workdir), "--cores", "all", "--configfile", *config_files,
+               str(workdir / "volumes.yaml"), str(workdir / "overlay.yaml")]  # fmt: skip
+    return workdir, command, volume
+
+
+def run_snakemake(workdir: Path, command: list[str], *arguments: str) -> str:
+    """Run `workflow_command`'s command with `arguments` (targets, options) before its config
+    files and this Python's tools on the PATH; its output (its log too: Snakemake logs to
+    stderr), or exit naming the run folder."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    configs = command.index("--configfile")
+    command = [*command[:configs], *arguments, *command[configs:]]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"snakemake failed in {workdir}:\n{done.stderr[-3000:]}")
-    return figures_of(workdir / "results", volume)
+    return done.stdout + done.stderr
 
 
 def figures_of(results: Path, volume: str) -> dict:

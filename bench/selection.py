@@ -1,0 +1,174 @@
+"""How much does choosing the kept model on ISBI's held-out slices 16-19, the slices that then
+score it, flatter its figures? The shipped model's run (the bf16 CPU overlay, seed 1) is
+trained again through the workflow's own train command with every validated network saved;
+each is predicted with the workflow's predict command and scored slice by slice with its
+metrics; then a model is chosen on some of the four slices and scored on the others.
+
+Run folder: results/bench-recipe/isbi_selection/paper_bf16_14k-seed1 (a stopped run resumes:
+Snakemake skips the inputs made, the training resumes from its checkpoint, scored networks are
+not scored again)."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import json
+import shlex
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.recipe import run_snakemake, workflow_command
+from bench.record import record
+
+DATASET, ARM, SEED = "isbi_selection", "paper_bf16_14k", 1  # the shipped model's run
+HELD_OUT = "isbi_validate"  # slices 16-19: they choose the kept model and score it
+SLICE_NAMES = (16, 17, 18, 19)
+SLICE_PIXELS = 512 * 512  # ISBI's slices
+
+
+def rule_command(workdir: Path, command: list[str], rule: str, target: str) -> list[str]:
+    """The shell command Snakemake runs for `rule` to make `target` (a dry run), as arguments
+    after `unetseg`, without its log redirection."""
+    printed = run_snakemake(workdir, command, "-n", "-p", f"--forcerun={rule}", target)
+    start = f"unetseg {rule.replace('_', '-')} "
+    line = next(line[line.index(start) :] for line in printed.splitlines() if start in line)
+    words = shlex.split(line)
+    return words[1 : words.index(">")] if ">" in words else words[1:]
+
+
+def train_keeping_every_validation(argv: list[str], snapshots: Path) -> None:
+    """The workflow's train command, in this process, with each validated network (the one
+    validation scores: the average where there is one) also saved as snapshots/<step>.pt."""
+    from unetseg import cli
+    from unetseg import train as training
+
+    validate = training.validate
+
+    def validate_and_save(network, volumes, config, device):
+        metrics = validate(network, volumes, config, device)
+        step = inspect.currentframe().f_back.f_locals["step"]  # train()'s loop variable
+        training.save_atomic(training.model_file(network, config, step, metrics),
+                             snapshots / f"{step:06d}.pt")  # fmt: skip
+        return metrics
+
+    snapshots.mkdir(parents=True, exist_ok=True)
+    training.validate = validate_and_save
+    try:
+        if cli.main(argv):
+            raise SystemExit(f"unetseg train failed: {' '.join(argv)}")
+    finally:
+        training.validate = validate
+
+
+def slice_counts(predict_argv: list[str], model: Path, truth_path: str) -> list[dict]:
+    """Predict the held-out volume with `model` as the workflow does, then each slice's counts
+    (pixel and Rand per threshold, warping splits and mergers per threshold)."""
+    from unetseg import cli, evaluate, io
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = str(Path(folder) / "probability.zarr")
+        command, _, raw, _, *options = predict_argv  # predict MODEL RAW OUT ...
+        if cli.main([command, str(model), raw, out, *options]):
+            raise SystemExit(f"unetseg predict failed with {model}")
+        truth, prediction = io.open_slices(truth_path), io.open_slices(out)
+        counts = [
+            evaluate.slice_counts(*evaluate.read_pair(truth, prediction, z, (truth_path, out)))
+            for z in range(truth.shape[0])
+        ]
+    return [{key: value.tolist() for key, value in vars(c).items()} for c in counts]
+
+
+def errors(per_slice: list[dict]) -> dict:
+    """The three ISBI errors of slices pooled as the workflow pools them (micro-averaged)."""
+    from unetseg import evaluate
+
+    counts = [evaluate.SliceCounts(**{k: np.array(v) for k, v in c.items()}) for c in per_slice]
+    pixels = SLICE_PIXELS * len(counts)
+    return evaluate.headline(evaluate.summarize(counts, pixels))
+
+
+def chosen(scored: dict[int, list[dict]], slices: tuple[int, ...]) -> int:
+    """The step whose network has the lowest Rand error on `slices` (the later on a tie, as
+    training keeps the later of equal validations)."""
+    return min(scored, key=lambda step: (errors([scored[step][z] for z in slices])["rand_error"],
+                                         -step))  # fmt: skip
+
+
+def analyse(scored: dict[int, list[dict]], kept_step: int) -> dict:
+    """Chosen on the slices it is scored on, against chosen on the others."""
+    every = tuple(range(len(SLICE_NAMES)))
+    on_all = chosen(scored, every)
+
+    def pooled(choices: dict[int, int]) -> dict:  # slice -> the step chosen for it
+        return errors([scored[step][z] for z, step in choices.items()])
+
+    # Leave one slice out: each slice scored by the network chosen on the other three
+    left_out = {z: chosen(scored, tuple(o for o in every if o != z)) for z in every}
+    # Two slices choose, the other two score; set against the same two scored by on_all
+    splits = []
+    for choosing in itertools.combinations(every, 2):
+        scoring = tuple(z for z in every if z not in choosing)
+        step = chosen(scored, choosing)
+        splits.append({
+            "choosing_slices": [SLICE_NAMES[z] for z in choosing],
+            "step": step,
+            "rand_error": errors([scored[step][z] for z in scoring])["rand_error"],
+            "rand_error_chosen_on_all": errors([scored[on_all][z] for z in scoring])["rand_error"],
+        })  # fmt: skip
+    last = max(scored)
+    rand = [errors(slices)["rand_error"] for slices in scored.values()]
+    return {
+        "networks": len(scored),
+        "chosen_on_all": {"step": on_all, **pooled(dict.fromkeys(every, on_all))},
+        "kept_by_training": {"step": kept_step, **pooled(dict.fromkeys(every, kept_step))},
+        "leave_one_out": {"steps": [left_out[z] for z in every], **pooled(left_out)},
+        "last_step": {"step": last, **pooled(dict.fromkeys(every, last))},
+        "median_of_last_10": float(np.median(rand[-10:])),
+        "two_slice_splits": splits,
+    }
+
+
+def selection() -> None:
+    workdir, command, volume = workflow_command(DATASET, ARM, SEED)
+    assert volume == HELD_OUT
+    model = workdir / "results/model/model.pt"
+    snapshots = workdir / "results/model/validated"
+    truth = workdir / "results" / HELD_OUT / "labels.zarr"
+    run_snakemake(
+        workdir,
+        command,
+        "--omit-from=train",
+        "results/model/model.pt",
+        f"results/{HELD_OUT}/labels.zarr",
+    )
+    with contextlib.chdir(workdir):  # the commands' paths are the run folder's
+        if not model.exists():
+            train_argv = rule_command(workdir, command, "train", "results/model/model.pt")
+            train_keeping_every_validation(train_argv, snapshots)
+        predict_argv = rule_command(
+            workdir, command, "predict", f"results/{HELD_OUT}/probability.zarr"
+        )
+        scores_path = workdir / "scores.json"
+        scored = json.loads(scores_path.read_text()) if scores_path.exists() else {}
+        for path in sorted(snapshots.glob("*.pt")):
+            if path.stem not in scored:
+                scored[path.stem] = slice_counts(predict_argv, path, str(truth))
+                scores_path.write_text(json.dumps(scored))
+    import torch
+
+    kept_step = torch.load(model, map_location="cpu", weights_only=True)["step"]
+    result = analyse({int(step): counts for step, counts in scored.items()}, kept_step)
+    (workdir / "selection.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    extra = {"arm": ARM, "seed": SEED, "slices": list(SLICE_NAMES), "run": str(workdir),
+             "analysis": result}  # fmt: skip
+    for name, key in (("isbi_selection_rand_chosen_on_scored", "chosen_on_all"),
+                      ("isbi_selection_rand_leave_one_out", "leave_one_out"),
+                      ("isbi_selection_rand_last_step", "last_step")):  # fmt: skip
+        record(name, round(result[key]["rand_error"], 6), "Rand error", "report only", **extra)
+
+
+BENCHMARKS = {"isbi-selection": selection}
