@@ -47,8 +47,10 @@ def test_every_output_is_there_and_sound(finished_run):
         assert list((results / "benchmarks" / rule).glob("*.tsv")), rule
     assert "tiny_val: pixel error" in done.stderr  # metrics printed at the end of the run
     summary = (results / "metrics_summary.tsv").read_text().splitlines()
-    assert summary[0].split("\t")[:4] == ["volume", "warping_error", "rand_error", "pixel_error"]
-    assert summary[1].startswith("tiny_val\t") and "paper Table 1: u-net (paper)" in summary[3]
+    assert summary[0].split("\t")[:5] == [
+        "volume", "role", "warping_error", "rand_error", "pixel_error"]  # fmt: skip
+    assert summary[1].startswith("tiny_val\tvalidate\t")  # it chose the kept model
+    assert "paper Table 1: u-net (paper)" in summary[3]
 
 
 def test_second_run_does_nothing(finished_run):

@@ -90,6 +90,11 @@ def volumes_with_role(*roles):
     return [name for name, volume in VOLUMES.items() if volume["role"] in roles]
 
 
+def evaluated_roles():
+    """{name: role} of the volumes scored against labels (validate and test)."""
+    return {name: VOLUMES[name]["role"] for name in volumes_with_role(*EVALUATED)}
+
+
 check_config()
 
 
@@ -280,7 +285,7 @@ def front_page():
     """The report's description: workflow.rst, with the evaluated volumes' headline once they
     are scored (written under the results folder; the template alone before)."""
     template = Path(workflow.basedir) / "workflow/report/workflow.rst"
-    rows = headline.volume_rows(RESULTS, volumes_with_role(*EVALUATED))
+    rows = headline.volume_rows(RESULTS, evaluated_roles())
     if not rows:
         return str(template)
     return str(headline.write_front_page(template, f"{RESULTS}/report/front.rst", rows).resolve())

@@ -63,6 +63,7 @@ rule summarize:
         ),
     params:
         names=volumes_with_role(*EVALUATED),
+        roles=list(evaluated_roles().values()),
     log:
         log_path("summarize"),
     benchmark:
@@ -74,5 +75,5 @@ rule summarize:
     conda:
         "../../envs/unetseg.yaml"
     shell:
-        "unetseg summarize --names {params.names} --metrics {input.metrics}"
+        "unetseg summarize --names {params.names} --roles {params.roles} --metrics {input.metrics}"
         " --instances {input.instances} --out {output} > {log} 2>&1"

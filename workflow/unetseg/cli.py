@@ -237,9 +237,11 @@ def cmd_evaluate_instances(args) -> None:
 def cmd_summarize(args) -> None:
     from unetseg import report
 
-    if len(args.names) != len(args.metrics) or len(args.names) != len(args.instances):
-        raise UnetsegError("summarize: give one --metrics and one --instances per --names entry")
-    report.write_summary(args.names, args.metrics, args.instances, args.out)
+    if not len(args.names) == len(args.roles) == len(args.metrics) == len(args.instances):
+        raise UnetsegError(
+            "summarize: give one --roles, --metrics and --instances entry per --names entry"
+        )
+    report.write_summary(args.names, args.roles, args.metrics, args.instances, args.out)
 
 
 def cmd_evaluate(args) -> None:
@@ -496,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("summarize", cmd_summarize, "Per-volume metrics table beside the paper.")
     sub.add_argument("--names", nargs="+", required=True, help="volume names")
+    sub.add_argument("--roles", nargs="+", required=True, help="their roles (validate, test)")
     sub.add_argument("--metrics", nargs="+", required=True, help="their metrics JSON files")
     sub.add_argument("--instances", nargs="+", required=True, help="their instance metrics")
     sub.add_argument("--out", required=True, help="summary TSV")

@@ -484,26 +484,30 @@ def volume_figure(raw_path, probability_path, segmentation_path, out_path, volum
 
 
 SUMMARY_COLUMNS = [
-    "volume", "warping_error", "rand_error", "pixel_error", "rand_error_pairs",
+    "volume", "role", "warping_error", "rand_error", "pixel_error", "rand_error_pairs",
     "skimage_adapted_rand_error", "ap50", "mean_ap",
 ]  # fmt: skip
+ERROR_COLUMNS = SUMMARY_COLUMNS[2:6]  # as metrics.json names them
 
 
-def write_summary(names, metrics_paths, instance_paths, out_path) -> None:
-    """One row per evaluated volume, then the paper's Table 1 rows (ISBI test set)."""
+def write_summary(names, roles, metrics_paths, instance_paths, out_path) -> None:
+    """One row per evaluated volume with its role (validate: it chose the kept model; test: it
+    chose nothing), then the paper's Table 1 rows (ISBI test set)."""
     rows = []
-    for name, metrics_path, instance_path in zip(names, metrics_paths, instance_paths, strict=True):
+    volumes = zip(names, roles, metrics_paths, instance_paths, strict=True)
+    for name, role, metrics_path, instance_path in volumes:
         metrics = json.loads(Path(metrics_path).read_text())
         instances = json.loads(Path(instance_path).read_text())
         values = {
-            **{key: metrics[key] for key in SUMMARY_COLUMNS[1:5]},
+            **{key: metrics[key] for key in ERROR_COLUMNS},
             "skimage_adapted_rand_error": metrics["skimage"]["adapted_rand_error"],
             "ap50": instances["ap50"],
             "mean_ap": instances["mean_ap"],
         }
-        rows.append([name] + [f"{values[key]:.6g}" for key in SUMMARY_COLUMNS[1:]])
+        rows.append([name, role] + [f"{values[key]:.6g}" for key in SUMMARY_COLUMNS[2:]])
     for name, (warping, rand, pixel) in PAPER_TABLE_1.items():
-        rows.append([f"paper Table 1: {name}", str(warping), str(rand), str(pixel)] + [""] * 4)
+        rows.append([f"paper Table 1: {name}", "test", str(warping), str(rand), str(pixel)]
+                    + [""] * 4)  # fmt: skip
     with io.atomic_output(out_path) as tmp:
         tmp.write_text("\n".join("\t".join(row) for row in [SUMMARY_COLUMNS, *rows]) + "\n")
 

@@ -1,0 +1,59 @@
+"""`bench isbi-selection`: a network chosen on some held-out slices and scored on the others."""
+
+import numpy as np
+import pytest
+
+from bench import selection
+from unetseg import evaluate
+
+
+def counts(tp: int, fp: int) -> dict:
+    """One slice's counts with the same TP, FP (and no FN) at every threshold."""
+    f_counts = np.tile([tp, fp, 0], (len(evaluate.PIXEL_RAND_THRESHOLDS), 1))
+    return {"pixel": f_counts.tolist(), "rand_n2": f_counts.tolist(),
+            "rand_pairs": f_counts.tolist(),
+            "warping": np.zeros((len(evaluate.WARPING_THRESHOLDS), 2)).tolist()}  # fmt: skip
+
+
+GOOD, POOR, FAIR = counts(100, 0), counts(50, 50), counts(100, 10)
+# step 250 is good on slices 16 and 17, step 500 on 18 and 19 (a little less so)
+SCORED = {250: [GOOD, GOOD, POOR, POOR], 500: [POOR, POOR, FAIR, FAIR]}
+
+
+def rand_error(tp: int, fp: int) -> float:
+    return 1 - 2 * tp / (2 * tp + fp)
+
+
+def test_the_network_chosen_has_the_lowest_rand_error_on_the_choosing_slices():
+    assert selection.chosen(SCORED, (0, 1, 2, 3)) == 250  # F 0.857 against 0.833
+    assert selection.chosen(SCORED, (0, 1)) == 250
+    assert selection.chosen(SCORED, (2, 3)) == 500
+
+
+def test_of_equal_networks_the_later_is_chosen_as_training_keeps_it():
+    assert selection.chosen({250: [GOOD], 500: [GOOD], 750: [POOR]}, (0,)) == 500
+
+
+def test_each_slice_left_out_is_scored_by_the_network_the_other_three_chose():
+    result = selection.analyse(SCORED, kept_step=250)
+    assert result["chosen_on_all"]["step"] == 250
+    assert result["chosen_on_all"]["rand_error"] == pytest.approx(rand_error(300, 100))
+    # each slice's own network is outvoted by the other three: every slice gets the poor one
+    assert result["leave_one_out"]["steps"] == [500, 500, 250, 250]
+    assert result["leave_one_out"]["rand_error"] == pytest.approx(rand_error(200, 200))
+    assert result["last_step"]["step"] == 500
+    assert result["kept_by_training"]["rand_error"] == result["chosen_on_all"]["rand_error"]
+
+
+def test_two_slices_choose_and_the_other_two_score():
+    splits = {tuple(s["choosing_slices"]): s for s in selection.analyse(SCORED, 250)[
+        "two_slice_splits"]}  # fmt: skip
+    assert len(splits) == 6
+    chose_16_17 = splits[(16, 17)]  # step 250, scored on 18 and 19, where it is poor
+    assert chose_16_17["step"] == 250
+    assert chose_16_17["rand_error"] == pytest.approx(rand_error(100, 100))
+    assert chose_16_17["rand_error_chosen_on_all"] == pytest.approx(rand_error(100, 100))
+    chose_18_19 = splits[(18, 19)]  # step 500, scored on 16 and 17, where it is poor
+    assert chose_18_19["step"] == 500
+    assert chose_18_19["rand_error"] == pytest.approx(rand_error(100, 100))
+    assert chose_18_19["rand_error_chosen_on_all"] == pytest.approx(rand_error(200, 0))
