@@ -25,6 +25,10 @@ from bench.record import record
 
 DATASET, ARM, SEED = "isbi_selection", "paper_bf16_14k", 1  # the shipped model's run
 HELD_OUT = "isbi_validate"  # slices 16-19: they choose the kept model and score it
+# Averages of the last K validated networks (one every 250 steps), which nothing chooses: late
+# in a run the validations swing, and an average of the weights (as stochastic weight averaging,
+# Izmailov et al. 2018) may keep what they share
+AVERAGED = (4, 8, 16)
 SLICE_NAMES = (16, 17, 18, 19)
 SLICE_PIXELS = 512 * 512  # ISBI's slices
 
@@ -81,6 +85,18 @@ def slice_counts(predict_argv: list[str], model: Path, truth_path: str) -> list[
     return [{key: value.tolist() for key, value in vars(c).items()} for c in counts]
 
 
+def averaged_model(paths: list[Path], out: Path) -> None:
+    """A model file whose weights are the mean of `paths`' (the last one's file otherwise)."""
+    import torch
+
+    files = [torch.load(path, map_location="cpu", weights_only=True) for path in paths]
+    last = files[-1]
+    state = {key: torch.stack([f["model_state"][key] for f in files]).mean(0)
+             if value.is_floating_point() else value
+             for key, value in last["model_state"].items()}  # fmt: skip
+    torch.save({**last, "model_state": state, "averaged_steps": [f["step"] for f in files]}, out)
+
+
 def errors(per_slice: list[dict]) -> dict:
     """The three ISBI errors of slices pooled as the workflow pools them (micro-averaged)."""
     from unetseg import evaluate
@@ -97,8 +113,9 @@ def chosen(scored: dict[int, list[dict]], slices: tuple[int, ...]) -> int:
                                          -step))  # fmt: skip
 
 
-def analyse(scored: dict[int, list[dict]], kept_step: int) -> dict:
-    """Chosen on the slices it is scored on, against chosen on the others."""
+def analyse(scored: dict[int, list[dict]], kept_step: int, averaged: dict | None = None) -> dict:
+    """Chosen on the slices it is scored on, against chosen on the others (and `averaged`:
+    {K: the counts of the last K networks' average})."""
     every = tuple(range(len(SLICE_NAMES)))
     on_all = chosen(scored, every)
 
@@ -128,6 +145,7 @@ def analyse(scored: dict[int, list[dict]], kept_step: int) -> dict:
         "last_step": {"step": last, **pooled(dict.fromkeys(every, last))},
         "median_of_last_10": float(np.median(rand[-10:])),
         "two_slice_splits": splits,
+        **{f"average_of_last_{k}": errors(counts) for k, counts in (averaged or {}).items()},
     }
 
 
@@ -153,21 +171,31 @@ def selection() -> None:
         )
         scores_path = workdir / "scores.json"
         scored = json.loads(scores_path.read_text()) if scores_path.exists() else {}
-        for path in sorted(snapshots.glob("*.pt")):
+        paths = sorted(snapshots.glob("*.pt"))
+        for path in paths:
             if path.stem not in scored:
                 scored[path.stem] = slice_counts(predict_argv, path, str(truth))
+                scores_path.write_text(json.dumps(scored))
+        for k in AVERAGED:
+            if f"average_of_last_{k}" not in scored:
+                with tempfile.TemporaryDirectory() as folder:
+                    averaged_model(paths[-k:], Path(folder) / "model.pt")
+                    counts = slice_counts(predict_argv, Path(folder) / "model.pt", str(truth))
+                scored[f"average_of_last_{k}"] = counts
                 scores_path.write_text(json.dumps(scored))
     import torch
 
     kept_step = torch.load(model, map_location="cpu", weights_only=True)["step"]
-    result = analyse({int(step): counts for step, counts in scored.items()}, kept_step)
+    steps = {int(key): counts for key, counts in scored.items() if key.isdigit()}
+    result = analyse(steps, kept_step, {k: scored[f"average_of_last_{k}"] for k in AVERAGED})
     (workdir / "selection.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     extra = {"arm": ARM, "seed": SEED, "slices": list(SLICE_NAMES), "run": str(workdir),
              "analysis": result}  # fmt: skip
     for name, key in (("isbi_selection_rand_chosen_on_scored", "chosen_on_all"),
                       ("isbi_selection_rand_leave_one_out", "leave_one_out"),
-                      ("isbi_selection_rand_last_step", "last_step")):  # fmt: skip
+                      ("isbi_selection_rand_last_step", "last_step"),
+                      ("isbi_selection_rand_average_of_last_8", "average_of_last_8")):  # fmt: skip
         record(name, round(result[key]["rand_error"], 6), "Rand error", "report only", **extra)
 
 

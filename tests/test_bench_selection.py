@@ -57,3 +57,22 @@ def test_two_slices_choose_and_the_other_two_score():
     assert chose_18_19["step"] == 500
     assert chose_18_19["rand_error"] == pytest.approx(rand_error(100, 100))
     assert chose_18_19["rand_error_chosen_on_all"] == pytest.approx(rand_error(200, 0))
+
+
+def test_an_average_of_networks_is_the_mean_of_their_weights(tmp_path):
+    import torch
+
+    from unetseg.unet import UNet
+
+    paths = []
+    for step, value in ((250, 1.0), (500, 3.0)):
+        network = UNet(in_channels=1, n_classes=2, depth=2, base_channels=2)
+        state = {key: torch.full_like(tensor, value) for key, tensor in network.state_dict().items()}
+        paths.append(tmp_path / f"{step}.pt")
+        torch.save({"model_config": network.config, "model_state": state, "step": step}, paths[-1])
+    selection.averaged_model(paths, tmp_path / "average.pt")
+    average = torch.load(tmp_path / "average.pt", weights_only=True)
+    assert average["averaged_steps"] == [250, 500] and average["step"] == 500
+    assert all(torch.all(tensor == 2.0) for tensor in average["model_state"].values())
+    network = UNet(**average["model_config"])
+    network.load_state_dict(average["model_state"])  # a model file predict loads
