@@ -67,7 +67,9 @@ def test_an_average_of_networks_is_the_mean_of_their_weights(tmp_path):
     paths = []
     for step, value in ((250, 1.0), (500, 3.0)):
         network = UNet(in_channels=1, n_classes=2, depth=2, base_channels=2)
-        state = {key: torch.full_like(tensor, value) for key, tensor in network.state_dict().items()}
+        state = {
+            key: torch.full_like(tensor, value) for key, tensor in network.state_dict().items()
+        }
         paths.append(tmp_path / f"{step}.pt")
         torch.save({"model_config": network.config, "model_state": state, "step": step}, paths[-1])
     selection.averaged_model(paths, tmp_path / "average.pt")
