@@ -34,8 +34,8 @@ def volume_rows(results: str | os.PathLike, roles: dict[str, str]) -> list[list[
         metrics = json.loads(metrics_path.read_text())
         instances = json.loads(instances_path.read_text()) if instances_path.exists() else {}
         rows.append([
-            name, HELD_OUT_FROM[role], f"{metrics['pixel_error']:.4f}", f"{metrics['rand_error']:.4f}",
-            f"{metrics['warping_error']:.6f}",
+            name, HELD_OUT_FROM[role], f"{metrics['pixel_error']:.4f}",
+            f"{metrics['rand_error']:.4f}", f"{metrics['warping_error']:.6f}",
             f"{instances['ap50']:.3f}" if "ap50" in instances else "–",
             f"{instances['mean_ap']:.3f}" if "mean_ap" in instances else "–",
         ])  # fmt: skip
@@ -51,7 +51,8 @@ def headline_rst(rows: list[list[str]]) -> str:
              f"{rand:.4f}", f"{warping:.6f}", "–", "–"]  # fmt: skip
     lines = ["", "Headline (volumes held out from training; a validate volume also chose the kept "
              "model, a test volume chose nothing: its figures are the ones to quote; errors "
-             "lower is better, AP higher):", "", ".. list-table::", "   :header-rows: 1", ""]  # fmt: skip
+             "lower is better, AP higher):", "",
+             ".. list-table::", "   :header-rows: 1", ""]  # fmt: skip
     for row in [list(COLUMNS), *rows, paper]:
         lines += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
     return "\n".join(lines) + "\n"
