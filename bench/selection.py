@@ -136,7 +136,7 @@ def analyse(scored: dict[int, list[dict]], kept_step: int, averaged: dict | None
             "rand_error_chosen_on_all": errors([scored[on_all][z] for z in scoring])["rand_error"],
         })  # fmt: skip
     last = max(scored)
-    rand = [errors(slices)["rand_error"] for slices in scored.values()]
+    rand = [errors(scored[step])["rand_error"] for step in sorted(scored)]
     return {
         "networks": len(scored),
         "chosen_on_all": {"step": on_all, **pooled(dict.fromkeys(every, on_all))},
