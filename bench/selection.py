@@ -49,22 +49,23 @@ def train_keeping_every_validation(argv: list[str], snapshots: Path) -> None:
     from unetseg import cli
     from unetseg import train as training
 
-    validate = training.validate
+    validation_counts = training.validation_counts
 
     def validate_and_save(network, volumes, config, device):
-        metrics = validate(network, volumes, config, device)
+        counts = validation_counts(network, volumes, config, device)
+        metrics = training.validation_metrics(counts, volumes)
         step = inspect.currentframe().f_back.f_locals["step"]  # train()'s loop variable
         training.save_atomic(training.model_file(network, config, step, metrics),
                              snapshots / f"{step:06d}.pt")  # fmt: skip
-        return metrics
+        return counts
 
     snapshots.mkdir(parents=True, exist_ok=True)
-    training.validate = validate_and_save
+    training.validation_counts = validate_and_save
     try:
         if cli.main(argv):
             raise SystemExit(f"unetseg train failed: {' '.join(argv)}")
     finally:
-        training.validate = validate
+        training.validation_counts = validation_counts
 
 
 def slice_counts(predict_argv: list[str], model: Path, truth_path: str) -> list[dict]:

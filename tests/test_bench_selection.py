@@ -78,3 +78,28 @@ def test_an_average_of_networks_is_the_mean_of_their_weights(tmp_path):
     assert all(torch.all(tensor == 2.0) for tensor in average["model_state"].values())
     network = UNet(**average["model_config"])
     network.load_state_dict(average["model_state"])  # a model file predict loads
+
+
+def test_the_workflows_train_command_runs_with_every_validated_network_saved(
+    finished_run, tmp_path
+):
+    """The hook on training's validation (bench/selection.py) sees each validation: a snapshot per
+    log row, scored as the row says."""
+    import contextlib
+
+    import torch
+    from conftest import snakemake_command
+
+    workdir, _ = finished_run
+    command, _ = snakemake_command(workdir)
+    argv = selection.rule_command(workdir, command, "train", "results/model/model.pt")
+    for option in ("--model", "--log", "--checkpoint", "--validation-summary"):
+        argv[argv.index(option) + 1] = str(tmp_path / option.strip("-"))  # not the run's files
+    with contextlib.chdir(workdir):
+        selection.train_keeping_every_validation(argv, tmp_path / "validated")
+    rows = [line.split("\t") for line in (tmp_path / "log").read_text().splitlines()[1:]]
+    snapshots = sorted((tmp_path / "validated").glob("*.pt"))
+    assert [path.name for path in snapshots] == [f"{int(row[0]):06d}.pt" for row in rows]
+    for path, row in zip(snapshots, rows, strict=True):
+        metrics = torch.load(path, weights_only=True)["metrics"]
+        assert metrics["rand_error"] == float(row[3])

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def stores(tmp_path_factory, demo_arrays):
     write_tiff(folder / "raw.tif", raw)
     write_tiff(folder / "labels.tif", labels)
     paths = {}
-    for role, slices in (("train", (0, 3)), ("val", (3, 4))):
+    for role, slices in (("train", (0, 3)), ("val", (3, 4)), ("val_pair", (2, 4))):
         chunk_volume(folder / "raw.tif", folder / f"{role}_raw.zarr", slices=slices)
         chunk_volume(
             folder / "labels.tif", folder / f"{role}_labels.zarr", slices=slices, is_labels=True
@@ -226,6 +227,7 @@ def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(
     whole = torch.load(tmp_path / "whole.pt", weights_only=True)
     split = torch.load(tmp_path / "split.pt", weights_only=True)
     assert states_equal(whole["model_state"], split["model_state"])
+    assert whole["choice"] == split["choice"]  # every validation, the resumed run's included
     whole_log = np.loadtxt(tmp_path / "whole.tsv", skiprows=1, usecols=(0, 1, 2, 3))
     split_log = np.loadtxt(tmp_path / "split.tsv", skiprows=1, usecols=(0, 1, 2, 3))
     assert np.abs(whole_log - split_log).max() <= 1e-6
@@ -562,6 +564,46 @@ def test_a_run_kept_by_ap50_logs_it_and_keeps_its_highest(stores, tmp_path):
     assert best["metrics"]["ap50"] == ap50[last_highest]
     with pytest.raises(UnetsegError, match="train.keep_by: 'dice' is not one of rand_error, ap50"):
         run(stores, tmp_path, "bad", steps=1, keep_by="dice")
+
+
+def test_the_choice_is_scored_on_each_slice_by_the_network_the_others_chose(stores, tmp_path):
+    """The model file and --validation-summary say what the kept validation is worth: each
+    validation slice scored by the network the other one chose, as a run validated on that other
+    slice alone keeps (the same training: validation changes no weight)."""
+    from unetseg.cli import main
+
+    config = TrainConfig(**{**TINY, "steps": 60, "learning_rate": 0.02, "norm": "group"})
+    volumes = [load_volume(*stores["train"], config=config)]
+
+    def run_validated_on(val_raw, val_labels, z=None, name="pair"):
+        val = load_volume(val_raw, val_labels, config=config)
+        if z is not None:  # one slice of the pair, in memory
+            val = replace(val, raw=val.raw[z : z + 1], labels=val.labels[z : z + 1],
+                          grey_mappings=val.grey_mappings[z : z + 1])  # fmt: skip
+        return train(volumes, [val], config, tmp_path / f"{name}.pt", tmp_path / f"{name}.tsv",
+                     tmp_path / f"{name}.ckpt", validation_path=tmp_path / f"{name}.json")  # fmt: skip
+
+    best = run_validated_on(*stores["val_pair"])
+    summary = best["choice"]
+    assert summary == json.loads((tmp_path / "pair.json").read_text())
+    assert summary == torch.load(tmp_path / "pair.pt", weights_only=True)["choice"]
+    assert summary["slices"] == ["val_pair_labels.zarr z0", "val_pair_labels.zarr z1"]
+    assert summary["validations"] == 12
+    assert summary["kept"]["step"] == best["step"]
+    assert summary["kept"]["rand_error"] == best["metrics"]["rand_error"]
+    estimate = summary["leave_one_slice_out"]
+    for z, other in ((0, 1), (1, 0)):
+        alone = run_validated_on(*stores["val_pair"], z=other, name=f"z{other}")
+        assert estimate["steps"][z] == alone["step"]
+    assert summary["flattery"]["rand_error"] == pytest.approx(
+        estimate["rand_error"] - summary["kept"]["rand_error"], abs=1e-6
+    )
+    assert main(["train", "--raw", *map(str, stores["train"][:1]), "--labels",
+                 str(stores["train"][1]), "--weights", str(stores["train"][2]),
+                 "--settings", json.dumps({**TINY, "steps": 5}), "--model", str(tmp_path / "m.pt"),
+                 "--log", str(tmp_path / "m.tsv"), "--checkpoint", str(tmp_path / "m.ckpt"),
+                 "--validation-summary", str(tmp_path / "m.json")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "m.json").read_text())["slices"] == []  # no validate volume
 
 
 def test_the_kept_model_is_chosen_by_the_figure_keep_by_names():

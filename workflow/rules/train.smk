@@ -10,6 +10,7 @@ rule train:
             "averaging",
             "rollback",
             "topology",
+            "choice",
         ),
         raw=[raw_store(name) for name in volumes_with_role("train")],
         labels=stores(volumes_with_role("train"), "labels.zarr"),
@@ -19,6 +20,7 @@ rule train:
     output:
         model=f"{RESULTS}/model/model.pt",
         log=f"{RESULTS}/model/train_log.tsv",
+        validation=f"{RESULTS}/model/validation.json",
     params:
         settings=train_settings(),
         checkpoint=f"{RESULTS}/model/checkpoint.pt",
@@ -37,7 +39,8 @@ rule train:
         "unetseg train --raw {input.raw} --labels {input.labels} --weights {input.weights}"
         " --val-raw {input.val_raw} --val-labels {input.val_labels}"
         " --settings '{params.settings}' --checkpoint {params.checkpoint}"
-        " --model {output.model} --log {output.log} --threads {threads} > {log} 2>&1"
+        " --model {output.model} --log {output.log} --validation-summary {output.validation}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule export_model:

@@ -141,7 +141,15 @@ def cmd_train(args) -> None:
         for paths in zip(args.val_raw, args.val_labels, strict=True)
     ]
     Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
-    train.train(volumes, val_volumes, config, args.model, args.log, args.checkpoint)
+    train.train(
+        volumes,
+        val_volumes,
+        config,
+        args.model,
+        args.log,
+        args.checkpoint,
+        validation_path=args.validation_summary,
+    )
 
 
 def cmd_predict(args) -> None:
@@ -418,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", required=True, help="output model file (best validation)")
     sub.add_argument("--log", required=True, help="output training log (TSV)")
     sub.add_argument("--checkpoint", required=True, help="checkpoint file to resume from")
+    sub.add_argument(
+        "--validation-summary",
+        help="output JSON: the kept validation beside each slice scored by the network the "
+        "other slices chose",
+    )
     sub.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
     sub = command("predict", cmd_predict, "Overlap-tile prediction of a raw store, with Dask.")

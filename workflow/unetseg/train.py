@@ -22,7 +22,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from unetseg import augment_device, blocks, evaluate, intensity, io, labels, tiling, topology
+from unetseg import (
+    augment_device,
+    blocks,
+    choice,
+    evaluate,
+    intensity,
+    io,
+    labels,
+    tiling,
+    topology,
+)
 from unetseg.augment import (
     AugmentConfig,
     annotated_cells,
@@ -439,6 +449,14 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) -> dict:
     """Pixel and Rand error (ISBI definitions) on held-out slices, predicted by overlap-tile
     (and instance AP50 where train.keep_by chooses by it)."""
+    return validation_metrics(validation_counts(model, volumes, config, device), volumes)
+
+
+def validation_counts(
+    model: UNet, volumes: list[Volume], config: TrainConfig, device
+) -> list[choice.SliceCounts]:
+    """Each validation slice's counts (choice.SliceCounts), its probabilities predicted as the
+    predict step does, region by region."""
     model.eval()
     counts = []
     for volume in volumes:
@@ -461,23 +479,24 @@ def validate(model: UNet, volumes: list[Volume], config: TrainConfig, device) ->
                 )
             truth = volume.interior(z, cached=False).whole()
             counts.append(
-                (
+                choice.SliceCounts(
                     evaluate.pixel_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS),
                     evaluate.rand_counts(truth, prob, evaluate.PIXEL_RAND_THRESHOLDS)[0],
-                    *([instance_counts(volume, z, prob)] if config.keep_by == "ap50" else []),
+                    instance_counts(volume, z, prob) if config.keep_by == "ap50" else None,
                 )
             )
     model.train()
-    pixel = sum(c[0] for c in counts)
+    return counts
+
+
+def validation_metrics(counts: list[choice.SliceCounts], volumes: list[Volume]) -> dict:
+    """The validation's pooled errors (choice.errors) and its share of wrong pixels."""
+    pixel = sum(c.pixel for c in counts)
     n_pixels = sum(math.prod(volume.raw.shape) for volume in volumes)
-    metrics = {
-        "pixel_error": float(1 - evaluate.best_f(pixel)[0]),
-        "rand_error": float(1 - evaluate.best_f(sum(c[1] for c in counts))[0]),
+    return {
+        **choice.errors(counts),
         "wrong_fraction": float((pixel[:, 1] + pixel[:, 2]).min() / n_pixels),
     }
-    if config.keep_by == "ap50":  # at the best threshold, as the Rand and pixel errors
-        metrics["ap50"] = max(evaluate.average_precision(sum(c[2] for c in counts)))
-    return metrics
 
 
 def instance_counts(volume: Volume, z: int, probability: np.ndarray) -> np.ndarray:
@@ -486,20 +505,13 @@ def instance_counts(volume: Volume, z: int, probability: np.ndarray) -> np.ndarr
     return evaluate.ap50_counts(truth_ids, probability, evaluate.PIXEL_RAND_THRESHOLDS)
 
 
-KEEP_BY = ("rand_error", "ap50")
-
-
-def selection_error(metrics: dict, keep_by: str) -> float:
-    """The validation figure that chooses the kept model, as an error (lower is better)."""
-    return 1 - metrics["ap50"] if keep_by == "ap50" else metrics[keep_by]
-
-
 def at_least_as_good(metrics: dict, best: dict | None, keep_by: str) -> bool:
     """Whether a validated model replaces the kept one (ties: the later; no validate volumes:
     the last model)."""
     if best is None or not metrics:
         return True
-    return selection_error(metrics, keep_by) <= selection_error(best["metrics"], keep_by)
+    error = choice.selection_error
+    return error(metrics, keep_by) <= error(best["metrics"], keep_by)
 
 
 def validation_tile_out(config: TrainConfig) -> int:
@@ -597,6 +609,7 @@ class Run:
     average: WeightAverage
     guard: CollapseGuard
     rollbacks: Rollbacks
+    validations: choice.Validations
 
     @classmethod
     def start(cls, config: TrainConfig, device, val_volumes: list[Volume]) -> Run:
@@ -618,6 +631,7 @@ class Run:
                 config.rollback_restore_lr,
                 config.fresh_start_warmup_steps,
             ),
+            choice.Validations(),
         )
 
     def heal(self, reason: str, kept: dict | None, config: TrainConfig, step: int):
@@ -685,12 +699,14 @@ def train(
     log_path: str | os.PathLike,
     checkpoint_path: str | os.PathLike,
     stop_after: int | None = None,
+    validation_path: str | os.PathLike | None = None,
 ) -> dict:
     """Train, validate and checkpoint; write the best model (by validation Rand error, or what
     config.keep_by names) and the log.
     A run that goes bad is rolled back to the best model with a lower learning rate (at most
     config.max_rollbacks times). stop_after: end after this step, with the rate still planned
-    over config.steps (to study the start of a long schedule)."""
+    over config.steps (to study the start of a long schedule). validation_path: where to write the
+    kept validation beside its leave-one-slice-out estimate (choice.py) as JSON."""
     end = min(config.steps, stop_after or config.steps)
     tile_in = tiling.input_size(
         tiling.check_output_size(config.tile_out, config.depth, "train.tile_out"), config.depth
@@ -698,8 +714,10 @@ def train(
     tiling.check_output_size(
         validation_tile_out(config), config.depth, "validation tile (predict.tile_out)"
     )
-    if config.keep_by not in KEEP_BY:
-        raise UnetsegError(f"train.keep_by: '{config.keep_by}' is not one of {', '.join(KEEP_BY)}")
+    if config.keep_by not in choice.KEEP_BY:
+        raise UnetsegError(
+            f"train.keep_by: '{config.keep_by}' is not one of {', '.join(choice.KEEP_BY)}"
+        )
     device = pick_device(config.device)
     config = resolved_for(config, device)
     if config.deterministic and device.type == "cuda":
@@ -767,7 +785,8 @@ def train(
             if step % config.validate_every == 0 or last:
                 silent = warn_if_constant(model, batch[0], config, device, step)
                 network = average.network
-                metrics = validate(network, val_volumes, config, device) if val_volumes else {}
+                counts = validation_counts(network, val_volumes, config, device)
+                metrics = validation_metrics(counts, val_volumes) if counts else {}
                 row = {
                     "step": step,
                     "loss": float(np.mean(losses)),
@@ -799,6 +818,7 @@ def train(
                     log.info("step %d: %s", step, restored)
                 healthy = reason is None and guard.suspect is None
                 keepable = healthy or not config.max_rollbacks  # unguarded: as the paper
+                run.validations.add(step, counts, keepable)
                 if keepable and at_least_as_good(metrics, best, config.keep_by):
                     best = model_file(network, config, step, metrics)
                 log_rows.append(row)
@@ -827,9 +847,20 @@ def train(
         last = rollbacks.events[-1]["reason"] if rollbacks.events else "no validation kept one"
         raise UnetsegError(f"train: the run went bad before any model could be kept ({last}); "
                            f"{unstable_remedy(config)}")  # fmt: skip
+    best = {**best, "choice": choice_summary(run.validations, val_volumes, config)}
     write_log(Path(log_path), log_rows)
+    if validation_path is not None:
+        io.write_json(validation_path, best["choice"])
     save_atomic(best, Path(model_path))
     return best
+
+
+def choice_summary(validations: choice.Validations, volumes: list[Volume], config) -> dict:
+    """The kept validation beside its leave-one-slice-out estimate (choice.py), logged."""
+    names = [choice.slice_name(v.name, z) for v in volumes for z in range(v.depth)]
+    summary = validations.summary(config.keep_by, names)
+    log.info("%s", choice.describe(summary))
+    return summary
 
 
 def event_row(step: int, rate: float, started: float, event: str) -> dict:
@@ -860,6 +891,7 @@ def save_checkpoint(path: Path, config, run: Run, step, log_rows, losses, best) 
             "guard": run.guard.state_dict(),
             "rollbacks": run.rollbacks.events,
             "rates_restored": run.rollbacks.restored,
+            "validations": run.validations.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "log_rows": log_rows,
@@ -894,6 +926,8 @@ def resume(path: Path, config: TrainConfig, run: Run) -> dict:
     run.guard.load_state_dict(checkpoint["guard"])
     run.rollbacks.events = checkpoint["rollbacks"]
     run.rollbacks.restored = checkpoint.get("rates_restored", [])  # none before 2026-12-06
+    if "validations" in checkpoint:  # none before 2026-12-07: the estimate starts from here
+        run.validations.load_state_dict(checkpoint["validations"])
     log.info("resuming from %s at step %d", path, checkpoint["step"])
     return checkpoint
 

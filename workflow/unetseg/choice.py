@@ -1,0 +1,120 @@
+"""Which validated network training keeps, and what that choice is worth on slices it did not see.
+
+Training keeps the network with the best validation, so the kept network's validation errors
+are the best of many tries on the very slices that score it: they flatter it (on ISBI's slices
+16-19 by 0.009 and 0.025 in Rand error, BENCHMARKS.md "How much the choice on the scored slices
+flatters"). Every validation's counts are kept slice by slice, so that at the end each slice can
+be scored by the network the other slices chose (leave one slice out): an estimate of the kept
+network's errors on slices that chose nothing, at no extra prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unetseg import evaluate
+
+KEEP_BY = ("rand_error", "ap50")
+
+
+@dataclass
+class SliceCounts:
+    """One validation slice's counts at each of evaluate.PIXEL_RAND_THRESHOLDS: (TP, FP, FN) of
+    the interior pixels, of the pixel pairs (Rand, N² form) and, to keep by AP50, of the cells."""
+
+    pixel: np.ndarray
+    rand: np.ndarray
+    ap50: np.ndarray | None = None
+
+
+def errors(counts: list[SliceCounts]) -> dict:
+    """The pixel and Rand errors (ISBI definitions, at the best threshold) of slices pooled, and
+    their AP50 where the counts have it."""
+    pooled = {
+        "pixel_error": float(1 - evaluate.best_f(sum(c.pixel for c in counts))[0]),
+        "rand_error": float(1 - evaluate.best_f(sum(c.rand for c in counts))[0]),
+    }
+    if all(c.ap50 is not None for c in counts):  # at the best threshold, as the errors
+        pooled["ap50"] = max(evaluate.average_precision(sum(c.ap50 for c in counts)))
+    return pooled
+
+
+def selection_error(metrics: dict, keep_by: str) -> float:
+    """The validation figure that chooses the kept model, as an error (lower is better)."""
+    return 1 - metrics["ap50"] if keep_by == "ap50" else metrics[keep_by]
+
+
+class Validations:
+    """Every validation of a run, slice by slice, and whether its network could be kept (a
+    network the rollback guard suspects cannot)."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.counts: list[list[SliceCounts]] = []
+        self.keepable: list[bool] = []
+
+    def add(self, step: int, counts: list[SliceCounts], keepable: bool) -> None:
+        self.steps.append(step)
+        self.counts.append(counts)
+        self.keepable.append(keepable)
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "counts": self.counts, "keepable": self.keepable}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps, self.counts, self.keepable = state["steps"], state["counts"], state["keepable"]
+
+    def chosen(self, slices: list[int], keep_by: str) -> int | None:
+        """The index of the validation training keeps when only `slices` validate: the lowest
+        selection error among the keepable, the later on a tie (as training keeps)."""
+        candidates = [i for i, keepable in enumerate(self.keepable) if keepable]
+        if not candidates or not slices:
+            return None
+        return min(candidates, key=lambda i: (self.error_on(i, slices, keep_by), -i))
+
+    def error_on(self, index: int, slices: list[int], keep_by: str) -> float:
+        return selection_error(errors([self.counts[index][s] for s in slices]), keep_by)
+
+    def summary(self, keep_by: str, slice_names: list[str]) -> dict:
+        """The kept validation's errors on the slices that chose it, beside each slice scored by
+        the validation its other slices chose (none with fewer than two slices)."""
+        every = list(range(len(slice_names)))
+        kept = self.chosen(every, keep_by)
+        result = {"keep_by": keep_by, "slices": slice_names, "validations": len(self.steps)}
+        if kept is None:
+            return {**result, "kept": None, "leave_one_slice_out": None}
+        result["kept"] = {"step": self.steps[kept], **errors(self.counts[kept])}
+        if len(every) < 2:
+            return {**result, "leave_one_slice_out": None}
+        left_out = [self.chosen([o for o in every if o != s], keep_by) for s in every]
+        estimate = errors([self.counts[i][s] for s, i in zip(every, left_out, strict=True)])
+        result["leave_one_slice_out"] = {"steps": [self.steps[i] for i in left_out], **estimate}
+        result["flattery"] = {key: round(estimate[key] - result["kept"][key], 6)
+                              for key in ("pixel_error", "rand_error")}  # fmt: skip
+        return result
+
+
+def slice_name(labels_path: str, z: int) -> str:
+    """'<volume> z<z>', the volume named by its labels store (the workflow's are
+    results/<volume>/labels.zarr)."""
+    store = Path(labels_path)
+    return f"{store.parent.name if store.name == 'labels.zarr' else store.name} z{z}"
+
+
+def describe(summary: dict) -> str:
+    """One line for the log and the report: the kept validation against the estimate."""
+    kept, estimate = summary.get("kept"), summary.get("leave_one_slice_out")
+    if not summary["slices"]:
+        return "no validate volumes: the last network is kept"
+    if kept is None:
+        return "no validation kept a network"
+    text = (f"kept step {kept['step']}: validation Rand error {kept['rand_error']:.4f}, pixel "
+            f"error {kept['pixel_error']:.4f} on the {len(summary['slices'])} slices that chose "
+            "it")  # fmt: skip
+    if estimate is None:
+        return text + " (one slice: no leave-one-slice-out estimate)"
+    return (f"{text}; each slice scored by the network the other slices chose: Rand error "
+            f"{estimate['rand_error']:.4f}, pixel error {estimate['pixel_error']:.4f}")  # fmt: skip
