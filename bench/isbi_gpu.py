@@ -167,7 +167,8 @@ def run_arm(
     row = {"arm": arm, "settings": ARMS[arm], "held_out": list(val), "kept_step": best["step"],
            "steps_done": int(last_row[0]), "steps_planned": train_config.steps,
            "train_minutes": round(minutes, 2), "workers": workers,
-           "minutes_to_rand": minutes_to_rand(folder / "train_log.tsv")}  # fmt: skip
+           "minutes_to_rand": minutes_to_rand(folder / "train_log.tsv"),
+           "validation_rand": validation_rand(best["choice"])}  # fmt: skip
     predict = config["predict"]
     for tta in (False, True):
         probability = folder / f"probability{'-tta' if tta else ''}.zarr"
@@ -180,6 +181,14 @@ def run_arm(
         row["tta" if tta else "plain"] = {key: round(metrics[key], 6) for key in FIGURES}
     (folder / "row.json").write_text(json.dumps(row))
     return row
+
+
+def validation_rand(summary: dict) -> dict:
+    """Training's validation Rand error of the kept network, on the slices that chose it and
+    with each slice scored by the network the other slices chose (unetseg/choice.py)."""
+    estimate = summary["leave_one_slice_out"]
+    return {"kept": round(summary["kept"]["rand_error"], 6),
+            "leave_one_slice_out": round(estimate["rand_error"], 6) if estimate else None}  # fmt: skip
 
 
 def minutes_to_rand(log_path: Path, target: float = RAND_TARGET) -> float | None:
@@ -198,9 +207,12 @@ def minutes_to_rand(log_path: Path, target: float = RAND_TARGET) -> float | None
 
 def table(rows: list[dict]) -> str:
     lines = [f"| arm | held out | TTA | warping | Rand | pixel | train min | min to Rand "
-             f"{RAND_TARGET} | steps | kept step |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+             f"{RAND_TARGET} | steps | kept step | validation Rand: kept, left out |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for row in rows:
+        validation = row["validation_rand"]
+        left_out = validation["leave_one_slice_out"]
+        left_out = "–" if left_out is None else f"{left_out:.4f}"
         for key in ("plain", "tta"):
             errors = row[key]
             lines.append(
@@ -209,7 +221,7 @@ def table(rows: list[dict]) -> str:
                 f"| {errors['rand_error']:.4f} | {errors['pixel_error']:.4f} "
                 f"| {row['train_minutes']} | {row['minutes_to_rand'] or 'not reached'} "
                 f"| {row['steps_done']} of {row['steps_planned']} "
-                f"| {row['kept_step']} |"
+                f"| {row['kept_step']} | {validation['kept']:.4f}, {left_out} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -234,6 +246,12 @@ def records(rows: list[dict], tiny: bool, sharing: int) -> list[dict]:
                         "value": row["minutes_to_rand"], "goal": "<= 3",
                         "unit": f"training wall minutes until the held-out Rand error (no TTA) "
                                 f"first reached {RAND_TARGET}; null: not reached",
+                        **stamp, **arm})  # fmt: skip
+        entries.append({"name": "isbi_gpu_validation_rand_leave_one_slice_out",
+                        "value": row["validation_rand"]["leave_one_slice_out"],
+                        "goal": "report only", "kept": row["validation_rand"]["kept"],
+                        "unit": "training's validation Rand error, each held-out slice scored by "
+                                "the network the other slices chose (the kept one's: kept)",
                         **stamp, **arm})  # fmt: skip
     return entries
 

@@ -22,9 +22,9 @@ def test_the_harness_trains_arms_at_once_and_tables_their_held_out_errors(tmp_pa
     ]  # fmt: skip
     entries = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     names = ["isbi_gpu_warping", "isbi_gpu_rand", "isbi_gpu_pixel", "isbi_gpu_minutes",
-             "isbi_gpu_minutes_to_rand_0.05"]  # fmt: skip
+             "isbi_gpu_minutes_to_rand_0.05", "isbi_gpu_validation_rand_leave_one_slice_out"]  # fmt: skip
     assert [entry["name"] for entry in entries] == names * 2
-    assert [entry["settings"] for entry in entries[::5]] == [
+    assert [entry["settings"] for entry in entries[::6]] == [
         "config/isbi2012-gpu.yaml",
         {"train": {"ema_decay": 0.999}},
     ]
@@ -35,6 +35,8 @@ def test_the_harness_trains_arms_at_once_and_tables_their_held_out_errors(tmp_pa
             assert entry["value"] is None and entry["goal"] == "<= 3"
         elif entry["name"] != "isbi_gpu_minutes":
             assert 0 <= entry["value"] <= 1 and 0 <= entry["without_tta"]["rand_error"] <= 1
+        if entry["name"] == "isbi_gpu_validation_rand_leave_one_slice_out":  # slices 16-19
+            assert 0 <= entry["kept"] <= 1 and entry["goal"] == "report only"
     # Each arm kept its training log and model beside the stores both used.
     for arm in ("overlay", "ema"):
         assert (tmp_path / arm / "model.pt").exists() and (
