@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 import yaml
 from conftest import REPO, TINY_CONFIG, jobs_in_dry_run, snakemake, write_tiff, write_tiny_workdir
 
@@ -46,6 +47,10 @@ def test_every_output_is_there_and_sound(finished_run):
     for rule in ("chunk_raw", "weights", "train", "predict", "segment", "evaluate"):
         assert list((results / "benchmarks" / rule).glob("*.tsv")), rule
     assert "tiny_val: pixel error" in done.stderr  # metrics printed at the end of the run
+    choice = json.loads((results / "model/validation.json").read_text())
+    assert choice["slices"] == ["tiny_val z0"] and choice["validations"] == 2
+    assert choice["kept"]["step"] == torch.load(results / "model/model.pt", weights_only=True)["step"]
+    assert f"Training kept step {choice['kept']['step']}: validation Rand error" in done.stderr
     summary = (results / "metrics_summary.tsv").read_text().splitlines()
     assert summary[0].split("\t")[:5] == [
         "volume", "role", "warping_error", "rand_error", "pixel_error"]  # fmt: skip

@@ -288,11 +288,16 @@ def front_page():
     rows = headline.volume_rows(RESULTS, evaluated_roles())
     if not rows:
         return str(template)
-    return str(headline.write_front_page(template, f"{RESULTS}/report/front.rst", rows).resolve())
+    choice = headline.training_choice(RESULTS)
+    front = headline.write_front_page(template, f"{RESULTS}/report/front.rst", rows, choice)
+    return str(front.resolve())
 
 
 def print_metrics_summary():
-    """Printed when the run succeeds: the headline metrics of every evaluated volume."""
+    """Printed when the run succeeds: the kept network's choice (headline.training_choice),
+    then the headline metrics of every evaluated volume."""
+    if choice := headline.training_choice(RESULTS):
+        print(choice, file=sys.stderr)
     for name in volumes_with_role(*EVALUATED):
         path = Path(volume_path(name, "metrics.json"))
         if path.exists():
@@ -303,6 +308,7 @@ def print_metrics_summary():
                 f"warping error {metrics['warping_error']:.6f}",
                 file=sys.stderr,
             )
+
 
 
 def take_run_lock():

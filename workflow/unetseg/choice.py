@@ -102,19 +102,3 @@ def slice_name(labels_path: str, z: int) -> str:
     results/<volume>/labels.zarr)."""
     store = Path(labels_path)
     return f"{store.parent.name if store.name == 'labels.zarr' else store.name} z{z}"
-
-
-def describe(summary: dict) -> str:
-    """One line for the log and the report: the kept validation against the estimate."""
-    kept, estimate = summary.get("kept"), summary.get("leave_one_slice_out")
-    if not summary["slices"]:
-        return "no validate volumes: the last network is kept"
-    if kept is None:
-        return "no validation kept a network"
-    text = (f"kept step {kept['step']}: validation Rand error {kept['rand_error']:.4f}, pixel "
-            f"error {kept['pixel_error']:.4f} on the {len(summary['slices'])} slices that chose "
-            "it")  # fmt: skip
-    if estimate is None:
-        return text + " (one slice: no leave-one-slice-out estimate)"
-    return (f"{text}; each slice scored by the network the other slices chose: Rand error "
-            f"{estimate['rand_error']:.4f}, pixel error {estimate['pixel_error']:.4f}")  # fmt: skip

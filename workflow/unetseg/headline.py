@@ -42,8 +42,35 @@ def volume_rows(results: str | os.PathLike, roles: dict[str, str]) -> list[list[
     return rows
 
 
-def headline_rst(rows: list[list[str]]) -> str:
-    """An rst table of the volumes' rows and the paper's, or '' without any volume."""
+def choice_sentence(summary: dict) -> str:
+    """What training's validation says of the kept network (unetseg/choice.py's summary, the
+    train step's validation.json): its errors on the slices that chose it, beside each slice
+    scored by the network the other slices chose."""
+    kept, estimate = summary.get("kept"), summary.get("leave_one_slice_out")
+    if not summary["slices"]:
+        return "no validate volumes: the last network is kept"
+    if kept is None:
+        return "no validation kept a network"
+    n = len(summary["slices"])
+    text = (f"kept step {kept['step']}: validation Rand error {kept['rand_error']:.4f}, pixel "
+            f"error {kept['pixel_error']:.4f} on "
+            f"{'the slice' if n == 1 else f'the {n} slices'} that chose it")  # fmt: skip
+    if estimate is None:
+        return text + " (one slice: no leave-one-slice-out estimate)"
+    return (f"{text}; each slice scored by the network the other slices chose: Rand error "
+            f"{estimate['rand_error']:.4f}, pixel error {estimate['pixel_error']:.4f}")  # fmt: skip
+
+
+def training_choice(results: str | os.PathLike) -> str:
+    """The train step's choice_sentence (results/model/validation.json), or '' before it ran."""
+    path = Path(results) / "model" / "validation.json"
+    return f"Training {choice_sentence(json.loads(path.read_text()))}." if path.exists() else ""
+
+
+def headline_rst(rows: list[list[str]], choice: str = "") -> str:
+    """An rst table of the volumes' rows and the paper's, or '' without any volume; with
+    `choice` (training_choice) after it, which says how much the choice flatters a validate
+    volume's figures."""
     if not rows:
         return ""
     warping, rand, pixel = PAPER_TABLE_1["u-net (paper)"]
@@ -55,13 +82,17 @@ def headline_rst(rows: list[list[str]]) -> str:
              ".. list-table::", "   :header-rows: 1", ""]  # fmt: skip
     for row in [list(COLUMNS), *rows, paper]:
         lines += [f"   * - {row[0]}", *(f"     - {cell}" for cell in row[1:])]
+    if choice:
+        lines += ["", choice]
     return "\n".join(lines) + "\n"
 
 
-def write_front_page(template: str | os.PathLike, out: str | os.PathLike, rows) -> Path:
-    """`template` with the headline appended, written to `out` only when it changes (every
-    Snakemake start parses the workflow; jobs on other nodes too)."""
-    text = Path(template).read_text() + headline_rst(rows)
+def write_front_page(
+    template: str | os.PathLike, out: str | os.PathLike, rows, choice: str = ""
+) -> Path:
+    """`template` with the headline (headline_rst) appended, written to `out` only when it
+    changes (every Snakemake start parses the workflow; jobs on other nodes too)."""
+    text = Path(template).read_text() + headline_rst(rows, choice)
     out = Path(out)
     if not out.exists() or out.read_text() != text:
         out.parent.mkdir(parents=True, exist_ok=True)

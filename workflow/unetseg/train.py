@@ -27,6 +27,7 @@ from unetseg import (
     blocks,
     choice,
     evaluate,
+    headline,
     intensity,
     io,
     labels,
@@ -859,7 +860,7 @@ def choice_summary(validations: choice.Validations, volumes: list[Volume], confi
     """The kept validation beside its leave-one-slice-out estimate (choice.py), logged."""
     names = [choice.slice_name(v.name, z) for v in volumes for z in range(v.depth)]
     summary = validations.summary(config.keep_by, names)
-    log.info("%s", choice.describe(summary))
+    log.info("%s", headline.choice_sentence(summary))
     return summary
 
 
