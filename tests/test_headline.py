@@ -58,6 +58,13 @@ def test_the_choice_is_described_with_one_slice_and_without_validation():
     assert headline.choice_sentence(one).endswith(
         "on the slice that chose it (one slice: no leave-one-slice-out estimate)"
     )
+    by_ap50 = {**SUMMARY, "kept": {**SUMMARY["kept"], "ap50": 0.81},
+               "leave_one_slice_out": {**SUMMARY["leave_one_slice_out"], "ap50": 0.765}}  # fmt: skip
+    assert headline.choice_sentence(by_ap50) == (
+        "kept step 20: validation Rand error 0.2000, pixel error 0.2000, AP50 0.810 on the 2 "
+        "slices that chose it; each slice scored by the network the other slices chose: Rand "
+        "error 0.3500, pixel error 0.3500, AP50 0.765"
+    )
     assert headline.choice_sentence({**SUMMARY, "slices": [], "kept": None}) == (
         "no validate volumes: the last network is kept"
     )

@@ -49,7 +49,9 @@ def test_every_output_is_there_and_sound(finished_run):
     assert "tiny_val: pixel error" in done.stderr  # metrics printed at the end of the run
     choice = json.loads((results / "model/validation.json").read_text())
     assert choice["slices"] == ["tiny_val z0"] and choice["validations"] == 2
-    assert choice["kept"]["step"] == torch.load(results / "model/model.pt", weights_only=True)["step"]
+    assert (
+        choice["kept"]["step"] == torch.load(results / "model/model.pt", weights_only=True)["step"]
+    )
     assert f"Training kept step {choice['kept']['step']}: validation Rand error" in done.stderr
     summary = (results / "metrics_summary.tsv").read_text().splitlines()
     assert summary[0].split("\t")[:5] == [

@@ -52,13 +52,17 @@ def choice_sentence(summary: dict) -> str:
     if kept is None:
         return "no validation kept a network"
     n = len(summary["slices"])
-    text = (f"kept step {kept['step']}: validation Rand error {kept['rand_error']:.4f}, pixel "
-            f"error {kept['pixel_error']:.4f} on "
+    text = (f"kept step {kept['step']}: validation {figures(kept)} on "
             f"{'the slice' if n == 1 else f'the {n} slices'} that chose it")  # fmt: skip
     if estimate is None:
         return text + " (one slice: no leave-one-slice-out estimate)"
-    return (f"{text}; each slice scored by the network the other slices chose: Rand error "
-            f"{estimate['rand_error']:.4f}, pixel error {estimate['pixel_error']:.4f}")  # fmt: skip
+    return f"{text}; each slice scored by the network the other slices chose: {figures(estimate)}"
+
+
+def figures(errors: dict) -> str:
+    """'Rand error r, pixel error p' (', AP50 a' where the validation counted cells)."""
+    text = f"Rand error {errors['rand_error']:.4f}, pixel error {errors['pixel_error']:.4f}"
+    return f"{text}, AP50 {errors['ap50']:.3f}" if "ap50" in errors else text
 
 
 def training_choice(results: str | os.PathLike) -> str:
