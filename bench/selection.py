@@ -200,15 +200,31 @@ def selection(seed: int = 1) -> None:
         record(name, round(result[key]["rand_error"], 6), "Rand error", "report only", **extra)
 
 
+def validation_counts_of(model_path: Path, raw: str, labels: str) -> tuple[list, int, str]:
+    """A volume's counts as training's validation scores a model file's network (its own
+    settings, on the CPU), with the file's step and keep_by."""
+    import torch
+
+    from unetseg import train as training
+
+    saved = torch.load(model_path, map_location="cpu", weights_only=True)
+    settings = dict(saved["train_config"])
+    augment = training.AugmentConfig(**settings.pop("augment"))
+    config = training.TrainConfig(**settings, augment=augment)
+    network = training.UNet(**saved["model_config"])
+    network.load_state_dict(saved["model_state"])
+    volume = training.load_volume(raw, labels, config=config)
+    counts = training.validation_counts(network, [volume], config, torch.device("cpu"))
+    return counts, saved["step"], config.keep_by
+
+
 def by_training(seed: int = 1) -> None:
     """Training's own leave-one-slice-out estimate (unetseg/choice.py, from its validations),
     made again from the saved networks of `selection(seed)`'s run: each validated as training
     validated it, keepable as its log row says. Set beside the estimate from the workflow's
     predict step (`selection`), it says whether training's figure can stand for it."""
-    import torch
 
     from unetseg import choice
-    from unetseg import train as training
 
     workdir, command, _ = workflow_command(DATASET, ARM, seed)
     snapshots = sorted((workdir / "results/model/validated").glob("*.pt"))
@@ -224,19 +240,11 @@ def by_training(seed: int = 1) -> None:
         )
         validations = choice.Validations()
         for path in snapshots:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            settings = dict(saved["train_config"])
-            augment = training.AugmentConfig(**settings.pop("augment"))
-            config = training.TrainConfig(**settings, augment=augment)
-            volume = training.load_volume(val_raw, val_labels, config=config)
-            network = training.UNet(**saved["model_config"])
-            network.load_state_dict(saved["model_state"])
-            counts = training.validation_counts(network, [volume], config, torch.device("cpu"))
-            event = events[saved["step"]]
-            validations.add(saved["step"], counts, not event.startswith(("watched", "rollback")))
-            print(saved["step"], choice.errors(counts), flush=True)
+            counts, step, keep_by = validation_counts_of(path, val_raw, val_labels)
+            validations.add(step, counts, not events[step].startswith(("watched", "rollback")))
+            print(step, choice.errors(counts), flush=True)
     names = [choice.slice_name(val_labels, z) for z in range(len(SLICE_NAMES))]
-    summary = validations.summary(config.keep_by, names)
+    summary = validations.summary(keep_by, names)
     predicted = json.loads(analysis_path.read_text())
     result = {"by_training": summary, "by_predict": {key: predicted[key] for key in
                                                      ("kept_by_training", "leave_one_out")}}  # fmt: skip
@@ -250,8 +258,41 @@ def by_training(seed: int = 1) -> None:
            **extra)  # fmt: skip
 
 
+def dsb_choice(seeds=(0, 1)) -> None:
+    """Does training's leave-one-image-out estimate (unetseg/choice.py) tell what the kept model
+    scores on images that chose nothing? config/dsb2018.yaml's run (kept by validation AP50 on
+    images 20-23) again with the validation kept, then its test images 24-29 scored the same
+    way (training's validation: a plain threshold, the best of 11) beside the workflow's test
+    figure (threshold and split tuned on the validate images)."""
+    from bench.recipe import DSB_CONFIG_ARM, run_arm
+    from unetseg import choice
+
+    rows = []
+    for seed in seeds:
+        figures = run_arm("dsb_choice", DSB_CONFIG_ARM, seed)
+        workdir, _, _ = workflow_command("dsb_choice", DSB_CONFIG_ARM, seed)
+        results = workdir / "results"
+        summary = json.loads((results / "model/validation.json").read_text())
+        counts, _, _ = validation_counts_of(results / "model/model.pt",
+                                            str(results / "dsb_test/raw.zarr"),
+                                            str(results / "dsb_test/labels.zarr"))  # fmt: skip
+        test = choice.errors(counts)
+        rows.append({"seed": seed, "kept": summary["kept"],
+                     "leave_one_out": summary["leave_one_slice_out"], "test_as_validated": test,
+                     "test_workflow": {key: figures[key] for key in ("ap50", "mean_ap")}})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    for name, key in (("dsb_choice_ap50_kept_validation", "kept"),
+                      ("dsb_choice_ap50_leave_one_out", "leave_one_out"),
+                      ("dsb_choice_ap50_test_as_validated", "test_as_validated")):  # fmt: skip
+        values = [row[key]["ap50"] for row in rows]
+        record(name, round(float(np.mean(values)), 4), f"AP50, mean of {len(seeds)} seeds",
+               "report only", arm=DSB_CONFIG_ARM, seeds=list(seeds), per_seed=values,
+               runs=rows)  # fmt: skip
+
+
 BENCHMARKS = {
     "isbi-selection": selection,
+    "dsb-choice": dsb_choice,
     "isbi-selection-by-training": by_training,
     "isbi-selection-by-training-seed2": lambda: by_training(seed=2),
     # the recipe's seed 2 (its run in BENCHMARKS.md, made again): the bias on a second seed
