@@ -29,17 +29,30 @@ class SliceCounts:
     rand: np.ndarray
     ap50: np.ndarray | None = None
 
+    def __sub__(self, other: SliceCounts) -> SliceCounts:
+        """These counts without `other`'s (pooled slices less one)."""
+        cells = None if self.ap50 is None else self.ap50 - other.ap50
+        return SliceCounts(self.pixel - other.pixel, self.rand - other.rand, cells)
+
+
+def pooled(counts: list[SliceCounts]) -> SliceCounts:
+    """The counts of slices taken together (cells only where every slice counted them)."""
+    cells = [c.ap50 for c in counts]
+    return SliceCounts(sum(c.pixel for c in counts), sum(c.rand for c in counts),
+                       None if any(c is None for c in cells) else sum(cells))  # fmt: skip
+
 
 def errors(counts: list[SliceCounts]) -> dict:
     """The pixel and Rand errors (ISBI definitions, at the best threshold) of slices pooled, and
     their AP50 where the counts have it."""
-    pooled = {
-        "pixel_error": float(1 - evaluate.best_f(sum(c.pixel for c in counts))[0]),
-        "rand_error": float(1 - evaluate.best_f(sum(c.rand for c in counts))[0]),
+    total = pooled(counts)
+    figures = {
+        "pixel_error": float(1 - evaluate.best_f(total.pixel)[0]),
+        "rand_error": float(1 - evaluate.best_f(total.rand)[0]),
     }
-    if all(c.ap50 is not None for c in counts):  # at the best threshold, as the errors
-        pooled["ap50"] = max(evaluate.average_precision(sum(c.ap50 for c in counts)))
-    return pooled
+    if total.ap50 is not None:  # at the best threshold, as the errors
+        figures["ap50"] = max(evaluate.average_precision(total.ap50))
+    return figures
 
 
 def selection_error(metrics: dict, keep_by: str) -> float:
@@ -68,15 +81,19 @@ class Validations:
         self.steps, self.counts, self.keepable = state["steps"], state["counts"], state["keepable"]
 
     def chosen(self, slices: list[int], keep_by: str) -> int | None:
-        """The index of the validation training keeps when only `slices` validate: the lowest
-        selection error among the keepable, the later on a tie (as training keeps)."""
-        candidates = [i for i, keepable in enumerate(self.keepable) if keepable]
-        if not candidates or not slices:
+        """The index of the validation training keeps when only `slices` validate."""
+        if not slices:
             return None
-        return min(candidates, key=lambda i: (self.error_on(i, slices, keep_by), -i))
+        return self.best(lambda i: pooled([self.counts[i][s] for s in slices]), keep_by)
 
-    def error_on(self, index: int, slices: list[int], keep_by: str) -> float:
-        return selection_error(errors([self.counts[index][s] for s in slices]), keep_by)
+    def best(self, counts_of, keep_by: str) -> int | None:
+        """The keepable validation i whose counts_of(i) have the lowest selection error, the
+        later on a tie (as training keeps)."""
+        candidates = [i for i, keepable in enumerate(self.keepable) if keepable]
+        if not candidates:
+            return None
+        return min(candidates,
+                   key=lambda i: (selection_error(errors([counts_of(i)]), keep_by), -i))  # fmt: skip
 
     def summary(self, keep_by: str, slice_names: list[str]) -> dict:
         """The kept validation's errors on the slices that chose it, beside each slice scored by
@@ -89,7 +106,8 @@ class Validations:
         result["kept"] = {"step": self.steps[kept], **errors(self.counts[kept])}
         if len(every) < 2:
             return {**result, "leave_one_slice_out": None}
-        left_out = [self.chosen([o for o in every if o != s], keep_by) for s in every]
+        totals = [pooled(counts) for counts in self.counts]  # less one slice: a subtraction
+        left_out = [self.best(lambda i, s=s: totals[i] - self.counts[i][s], keep_by) for s in every]
         estimate = errors([self.counts[i][s] for s, i in zip(every, left_out, strict=True)])
         result["leave_one_slice_out"] = {"steps": [self.steps[i] for i in left_out], **estimate}
         result["flattery"] = {key: round(estimate[key] - result["kept"][key], 6)

@@ -927,8 +927,11 @@ def resume(path: Path, config: TrainConfig, run: Run) -> dict:
     run.guard.load_state_dict(checkpoint["guard"])
     run.rollbacks.events = checkpoint["rollbacks"]
     run.rollbacks.restored = checkpoint.get("rates_restored", [])  # none before 2026-12-06
-    if "validations" in checkpoint:  # none before 2026-12-07: the estimate starts from here
+    if "validations" in checkpoint:
         run.validations.load_state_dict(checkpoint["validations"])
+    else:  # written before 2026-12-07
+        log.info("the checkpoint keeps no validation counts: the kept model's leave-one-slice-out "
+                 "estimate covers the validations from step %d on", checkpoint["step"])  # fmt: skip
     log.info("resuming from %s at step %d", path, checkpoint["step"])
     return checkpoint
 
