@@ -124,10 +124,11 @@ DATASETS["isbi_cpu_model"] = DATASETS["isbi"]
 DATASETS["isbi_selection"] = DATASETS["isbi"]
 # ... and config/dsb2018.yaml's run again, its validation kept (bench/selection.py, dsb-choice)
 DATASETS["dsb_choice"] = DATASETS["dsb"]
+DATASETS["isbi_choice"] = DATASETS["isbi_cpu_model"]
 # What a data set's runs change beyond the arm: ISBI's CPU overlay plans 6000 steps (56 min on
 # 2 cores); the recipe compares arms over a quarter of it, so that seeds fit an afternoon.
 BUDGETS = {"dsb": {}, "isbi": {"train": {"steps": 1500, "max_minutes": 30}}, "isbi_cpu_model": {},
-           "isbi_selection": {}, "dsb_choice": {}}  # fmt: skip
+           "isbi_selection": {}, "dsb_choice": {}, "isbi_choice": {}}  # fmt: skip
 
 
 def link_data(source: Path, name: str) -> None:

@@ -290,8 +290,28 @@ def dsb_choice(seeds=(0, 1)) -> None:
                runs=rows)  # fmt: skip
 
 
+def isbi_choice(arm: str = "paper", seed: int = 0) -> None:
+    """Training's leave-one-slice-out estimate on another ISBI recipe: by default the fp32 CPU
+    overlay's run of the model shipped until 2026-12-07 (config/isbi2012-cpu.yaml, seed 0), the
+    recipe a CPU without native bf16 runs."""
+    from bench.recipe import run_arm
+
+    figures = run_arm("isbi_choice", arm, seed)
+    workdir, _, volume = workflow_command("isbi_choice", arm, seed)
+    summary = json.loads((workdir / "results/model/validation.json").read_text())
+    print(json.dumps(summary, indent=1))
+    extra = {"arm": arm, "seed": seed, "run": str(workdir), "summary": summary,
+             f"{volume}_figures": figures}  # fmt: skip
+    record("isbi_choice_rand_kept_validation", round(summary["kept"]["rand_error"], 6),
+           "Rand error", "report only", **extra)  # fmt: skip
+    record("isbi_choice_rand_leave_one_out",
+           round(summary["leave_one_slice_out"]["rand_error"], 6), "Rand error", "report only",
+           **extra)  # fmt: skip
+
+
 BENCHMARKS = {
     "isbi-selection": selection,
+    "isbi-choice-fp32": isbi_choice,
     "dsb-choice": dsb_choice,
     "isbi-selection-by-training": by_training,
     "isbi-selection-by-training-seed2": lambda: by_training(seed=2),
