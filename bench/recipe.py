@@ -227,7 +227,17 @@ def figures_of(results: Path, volume: str) -> dict:
         "kept_step": int(log["step"][kept]),
         "kept_validation_rand_error": float(log["rand_error"][kept]),
         **({"kept_validation_ap50": float(log["ap50"][kept])} if report.kept_by_ap50(log) else {}),
+        # ... and each held-out slice scored by the network the others chose (unetseg/choice.py;
+        # None for runs trained before it): the held-out figures less the choice's flattery
+        "leave_one_out_rand_error": leave_one_out_rand_error(results),
     }
+
+
+def leave_one_out_rand_error(results: Path) -> float | None:
+    """The train step's leave-one-slice-out validation Rand error (results/model/validation.json)."""
+    path = results / "model/validation.json"
+    estimate = json.loads(path.read_text())["leave_one_slice_out"] if path.exists() else None
+    return round(estimate["rand_error"], 6) if estimate else None
 
 
 FOLD_SLICES = 4  # ISBI's 20 labelled slices in 5 folds of 4
@@ -258,7 +268,8 @@ def fold_spread(runs: list[dict]) -> dict:
     """Per-fold figures and the mean and standard deviation of each error over the folds."""
     figures = columns(runs)
     spread = {f"{key}_mean_std": [round(float(np.mean(v)), 6), round(float(np.std(v)), 6)]
-              for key, v in figures.items() if key.endswith("error")}  # fmt: skip
+              for key, v in figures.items()
+              if key.endswith("error") and None not in v}  # fmt: skip
     return {**figures, **spread}
 
 

@@ -37,6 +37,9 @@ def test_fold_spread_gives_mean_and_std_of_each_error():
     assert spread["rand_error_mean_std"] == pytest.approx([0.2, 0.1])
     assert spread["pixel_error_mean_std"] == pytest.approx([0.06, 0.01])
     assert "ap50_mean_std" not in spread  # errors only
+    older = recipe.fold_spread([{**runs[0], "leave_one_out_rand_error": None},
+                                {**runs[1], "leave_one_out_rand_error": 0.4}])  # fmt: skip
+    assert "leave_one_out_rand_error_mean_std" not in older  # a run trained before the estimate
 
 
 def test_an_arm_keeps_the_budgets_steps_and_may_set_its_own_minutes():
@@ -82,3 +85,8 @@ def test_a_runs_figures_name_the_kept_model_and_its_validation_error(tmp_path):
     (tmp_path / "model/train_log.tsv").write_text("\n".join([header, *rows, flagged, fresh]) + "\n")
     figures = recipe.figures_of(tmp_path, "v")
     assert (figures["rollbacks"], figures["fresh_starts"]) == (2, 1)
+    assert figures["leave_one_out_rand_error"] is None  # trained before the train step wrote it
+    (tmp_path / "model/validation.json").write_text(
+        json.dumps({"leave_one_slice_out": {"rand_error": 0.2345678, "steps": [750, 500]}})
+    )
+    assert recipe.figures_of(tmp_path, "v")["leave_one_out_rand_error"] == 0.234568
