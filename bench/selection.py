@@ -6,7 +6,11 @@ metrics; then a model is chosen on some of the four slices and scored on the oth
 
 Run folder: results/bench-recipe/isbi_selection/paper_bf16_14k-seed<N> (a stopped run resumes:
 Snakemake skips the inputs made, the training resumes from its checkpoint, scored networks are
-not scored again)."""
+not scored again).
+
+Training now makes the same estimate from its own validations (unetseg/choice.py); the other
+benchmarks here check it against this one (by_training), against DSB's test images
+(dsb_choice) and measure it on the fp32 ISBI recipe (isbi_choice)."""
 
 from __future__ import annotations
 
@@ -223,7 +227,6 @@ def by_training(seed: int = 1) -> None:
     made again from the saved networks of `selection(seed)`'s run: each validated as training
     validated it, keepable as its log row says. Set beside the estimate from the workflow's
     predict step (`selection`), it says whether training's figure can stand for it."""
-
     from unetseg import choice
 
     workdir, command, _ = workflow_command(DATASET, ARM, seed)
