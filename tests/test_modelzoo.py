@@ -95,6 +95,13 @@ def test_validation_names_the_figures_a_reader_knows_only():
         "instance AP at IoU 0.5 0.8125 on the validation images"
     )
     assert modelzoo.validation({"step": 5, "metrics": {}}).startswith("Trained without validation")
+    checkpoint["choice"] = {"validations": 56, "leave_one_slice_out": {
+        "steps": [10750, 10750, 9250, 10750], "pixel_error": 0.05139, "rand_error": 0.11603}}  # fmt: skip
+    assert modelzoo.validation(checkpoint).endswith(
+        "lower is better). The same images chose it among 56 validated networks, which flatters "
+        "these figures; each image scored by the network the other images chose gives pixel "
+        "error 0.0514, Rand error 0.1160."
+    )
 
 
 def test_test_tile_is_the_slice_centre_or_mirrored_up_to_the_smallest_input(tmp_path):
