@@ -328,10 +328,15 @@ def test_zarr_raw_is_used_in_place_with_a_pretrained_model(finished_run, tmp_pat
         "segment": {"threshold": 0.5},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "results/model").mkdir(parents=True)  # a training of this folder's before
+    (tmp_path / "results/model/validation.json").write_bytes(
+        (trained / "results/model/validation.json").read_bytes()
+    )
     done = snakemake(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = jobs_in_dry_run(done.stdout + done.stderr)
     assert "chunk_raw" not in jobs and "train" not in jobs and jobs["predict"] == 1, jobs
+    assert "Training kept" not in done.stderr  # it did not make the model in use
     probability = io.open_zarr(tmp_path / "results/theirs/probability.zarr")
     assert probability.shape == (2, 48, 40)
     assert sorted((p.relative_to(store), p.stat().st_mtime_ns) for p in store.rglob("*")) == before

@@ -281,6 +281,12 @@ def final_outputs():
     return outputs + [f"{RESULTS}/report/run.png", f"{RESULTS}/report/run.html"]
 
 
+def training_choice():
+    """What the train step's choice of the kept model is worth (headline.training_choice); ''
+    with a pretrained model, which this folder's training (if any) did not make."""
+    return "" if config["model"]["pretrained"] else headline.training_choice(RESULTS)
+
+
 def front_page():
     """The report's description: workflow.rst, with the evaluated volumes' headline once they
     are scored (written under the results folder; the template alone before)."""
@@ -288,15 +294,16 @@ def front_page():
     rows = headline.volume_rows(RESULTS, evaluated_roles())
     if not rows:
         return str(template)
-    choice = headline.training_choice(RESULTS)
-    front = headline.write_front_page(template, f"{RESULTS}/report/front.rst", rows, choice)
+    front = headline.write_front_page(
+        template, f"{RESULTS}/report/front.rst", rows, training_choice()
+    )
     return str(front.resolve())
 
 
 def print_metrics_summary():
-    """Printed when the run succeeds: the kept network's choice (headline.training_choice),
-    then the headline metrics of every evaluated volume."""
-    if choice := headline.training_choice(RESULTS):
+    """Printed when the run succeeds: the kept network's choice (training_choice), then the
+    headline metrics of every evaluated volume."""
+    if choice := training_choice():
         print(choice, file=sys.stderr)
     for name in volumes_with_role(*EVALUATED):
         path = Path(volume_path(name, "metrics.json"))
@@ -308,7 +315,6 @@ def print_metrics_summary():
                 f"warping error {metrics['warping_error']:.6f}",
                 file=sys.stderr,
             )
-
 
 
 def take_run_lock():
