@@ -99,14 +99,16 @@ class Validations:
         """The kept validation's errors on the slices that chose it, beside each slice scored by
         the validation its other slices chose (none with fewer than two slices)."""
         every = list(range(len(slice_names)))
-        kept = self.chosen(every, keep_by)
         result = {"keep_by": keep_by, "slices": slice_names, "validations": len(self.steps)}
+        if not every:
+            return {**result, "kept": None, "leave_one_slice_out": None}
+        totals = [pooled(counts) for counts in self.counts]  # less one slice: a subtraction
+        kept = self.best(lambda i: totals[i], keep_by)
         if kept is None:
             return {**result, "kept": None, "leave_one_slice_out": None}
-        result["kept"] = {"step": self.steps[kept], **errors(self.counts[kept])}
+        result["kept"] = {"step": self.steps[kept], **errors([totals[kept]])}
         if len(every) < 2:
             return {**result, "leave_one_slice_out": None}
-        totals = [pooled(counts) for counts in self.counts]  # less one slice: a subtraction
         left_out = [self.best(lambda i, s=s: totals[i] - self.counts[i][s], keep_by) for s in every]
         estimate = errors([self.counts[i][s] for s, i in zip(every, left_out, strict=True)])
         result["leave_one_slice_out"] = {"steps": [self.steps[i] for i in left_out], **estimate}

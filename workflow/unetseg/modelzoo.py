@@ -365,20 +365,23 @@ def validation(checkpoint: dict) -> str:
     metrics = checkpoint.get("metrics") or {}
     if not metrics:
         return "Trained without validation data: no held-out errors recorded."
-    figures = ", ".join(f"{label} {metrics[key]:.4f}" for key, label in VALIDATION_FIGURES.items()
-                        if isinstance(metrics.get(key), float))  # fmt: skip
     text = (
-        f"The kept model (step {checkpoint.get('step', '?')}) scored {figures} on the validation "
-        "images, which it was not trained on (pixel and Rand errors as in the ISBI 2012 "
-        "challenge; lower is better)."
+        f"The kept model (step {checkpoint.get('step', '?')}) scored {named(metrics)} on the "
+        "validation images, which it was not trained on (pixel and Rand errors as in the ISBI "
+        "2012 challenge; lower is better)."
     )
     estimate = (checkpoint.get("choice") or {}).get("leave_one_slice_out")
     if not estimate:
         return text
     n = checkpoint["choice"]["validations"]
-    left_out = ", ".join(f"{label} {estimate[key]:.4f}" for key, label in VALIDATION_FIGURES.items()
-                         if isinstance(estimate.get(key), float))  # fmt: skip
     return (
         f"{text} The same images chose it among {n} validated networks, which flatters these "
-        f"figures; each image scored by the network the other images chose gives {left_out}."
+        f"figures; each image scored by the network the other images chose gives "
+        f"{named(estimate)}."
     )
+
+
+def named(figures: dict) -> str:
+    """'pixel error p, Rand error r, ...': the VALIDATION_FIGURES that `figures` holds."""
+    return ", ".join(f"{label} {figures[key]:.4f}" for key, label in VALIDATION_FIGURES.items()
+                     if isinstance(figures.get(key), float))  # fmt: skip

@@ -492,11 +492,11 @@ def validation_counts(
 
 def validation_metrics(counts: list[choice.SliceCounts], volumes: list[Volume]) -> dict:
     """The validation's pooled errors (choice.errors) and its share of wrong pixels."""
-    pixel = sum(c.pixel for c in counts)
+    total = choice.pooled(counts)
     n_pixels = sum(math.prod(volume.raw.shape) for volume in volumes)
     return {
-        **choice.errors(counts),
-        "wrong_fraction": float((pixel[:, 1] + pixel[:, 2]).min() / n_pixels),
+        **choice.errors([total]),
+        "wrong_fraction": float((total.pixel[:, 1] + total.pixel[:, 2]).min() / n_pixels),
     }
 
 
