@@ -9,7 +9,7 @@ import sys
 
 MODULES = ["gpu", "gpu_limits", "pipeline", "predict", "workflow", "metrics", "faults", "train",
            "recipe", "postprocess", "ensemble", "tta", "splits", "chunk", "segment", "sparse",
-           "normalize", "summary", "writers", "selection"]  # fmt: skip
+           "normalize", "summary", "writers", "selection", "choice_rules"]  # fmt: skip
 
 
 def families(names: list[str]) -> dict:
