@@ -4,6 +4,16 @@ rule chunk_raw:
         raw=raw_tiff,
     output:
         directory(volume_path("{volume}", "raw.zarr")),
+    log:
+        log_path("chunk_raw", "{volume}"),
+    benchmark:
+        benchmark_path("chunk_raw", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
+    threads: 2
+    resources:
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     params:
         slices=slice_option,
         channel=channel_option("--channel"),
@@ -13,16 +23,6 @@ rule chunk_raw:
         clevel=f"--clevel {config['chunk']['clevel']}",
         shards=shards_option(),
         levels=f"--levels {config['chunk']['levels']}",
-    log:
-        log_path("chunk_raw", "{volume}"),
-    benchmark:
-        benchmark_path("chunk_raw", "{volume}")
-    threads: 2
-    resources:
-        mem_mb=memory_mb(2000),
-        runtime=runtime_minutes(60),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg chunk {input.raw} {output} {params.chunks} {params.slices} {params.channel}"
         " {params.voxel_size} {params.cname} {params.clevel}"
@@ -36,6 +36,16 @@ rule chunk_labels:
         raw=raw_tiff,
     output:
         directory(volume_path("{volume}", "labels.zarr")),
+    log:
+        log_path("chunk_labels", "{volume}"),
+    benchmark:
+        benchmark_path("chunk_labels", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
+    threads: 2
+    resources:
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     params:
         slices=slice_option,
         raw_channel=channel_option("--match-channel"),
@@ -47,16 +57,6 @@ rule chunk_labels:
         levels=f"--levels {config['chunk']['levels']}",
         label_kind=lambda wildcards: f"--label-kind {VOLUMES[wildcards.volume].get('label_kind', 'auto')}",
         ignore_label=ignore_label_option,
-    log:
-        log_path("chunk_labels", "{volume}"),
-    benchmark:
-        benchmark_path("chunk_labels", "{volume}")
-    threads: 2
-    resources:
-        mem_mb=memory_mb(2000),
-        runtime=runtime_minutes(60),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg chunk {input.labels} {output} --labels --match {input.raw} {params.raw_channel}"
         " {params.chunks} {params.slices} {params.voxel_size}"

@@ -10,7 +10,8 @@ import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from unetseg import headline, intensity, runlock, settings, tiling  # noqa: E402  (no torch: keeps the DAG fast)
+# none of these imports torch: keeps the DAG fast
+from unetseg import headline, intensity, runlock, settings, tiling  # noqa: E402
 from unetseg.errors import UnetsegError  # noqa: E402
 from unetseg.stores import is_zarr  # noqa: E402
 
@@ -277,7 +278,9 @@ def final_outputs():
     if not config["model"]["pretrained"]:
         outputs += [f"{RESULTS}/report/training.png", f"{RESULTS}/model/bioimageio.zip"]
         for name in volumes_with_role("train"):
-            outputs += [f"{RESULTS}/report/{name}/{figure}.png" for figure in ("data", "augmentation")]
+            outputs += [
+                f"{RESULTS}/report/{name}/{figure}.png" for figure in ("data", "augmentation")
+            ]
     return outputs + [f"{RESULTS}/report/run.png", f"{RESULTS}/report/run.html"]
 
 

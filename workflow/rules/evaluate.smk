@@ -16,12 +16,12 @@ rule evaluate:
         log_path("evaluate", "{volume}"),
     benchmark:
         benchmark_path("evaluate", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 2
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(60),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg evaluate --truth {input.truth} --prediction {input.probability}"
         " --out {output.metrics} --per-slice {output.per_slice} --threads {threads}"
@@ -39,12 +39,12 @@ rule evaluate_instances:
         log_path("evaluate_instances", "{volume}"),
     benchmark:
         benchmark_path("evaluate_instances", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(60),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg evaluate-instances --truth {input.truth} --segmentation {input.segmentation}"
         " --out {output} > {log} 2>&1"
@@ -61,19 +61,19 @@ rule summarize:
             caption="../report/summary.rst",
             category="Metrics",
         ),
-    params:
-        names=volumes_with_role(*EVALUATED),
-        roles=list(evaluated_roles().values()),
     log:
         log_path("summarize"),
     benchmark:
         benchmark_path("summarize")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(1000),
         runtime=runtime_minutes(10),
-    conda:
-        "../../envs/unetseg.yaml"
+    params:
+        names=volumes_with_role(*EVALUATED),
+        roles=list(evaluated_roles().values()),
     shell:
         "unetseg summarize --names {params.names} --roles {params.roles} --metrics {input.metrics}"
         " --instances {input.instances} --out {output} > {log} 2>&1"

@@ -5,6 +5,17 @@ rule predict:
         raw=raw_store_of,
     output:
         directory(volume_path("{volume}", "probability.zarr")),
+    log:
+        log_path("predict", "{volume}"),
+    benchmark:
+        benchmark_path("predict", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
+    threads: 2
+    resources:
+        mem_mb=memory_mb(8000),
+        runtime=runtime_minutes(240),
+        gpu=config["predict"]["gpus"],
     params:  # each as its option: Snakemake compares params as a set of values
         tile_out=f"--tile-out {config['predict']['tile_out']}",
         batch_size=f"--batch-size {config['predict']['batch_size']}",
@@ -20,17 +31,6 @@ rule predict:
         architecture=architecture_option(),
         tta="--tta" if config["predict"]["tta"] else "",
         address=scheduler_address_option(),
-    log:
-        log_path("predict", "{volume}"),
-    benchmark:
-        benchmark_path("predict", "{volume}")
-    threads: 2
-    resources:
-        mem_mb=memory_mb(8000),
-        runtime=runtime_minutes(240),
-        gpu=config["predict"]["gpus"],
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg predict {input.model} {input.raw} {output} {params.tile_out}"
         " {params.batch_size} {params.block_px} {params.scheduler} {params.workers}"

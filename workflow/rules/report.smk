@@ -16,12 +16,12 @@ rule report_data:
         log_path("report_data", "{volume}"),
     benchmark:
         benchmark_path("report_data", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(10),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg report data --raw {input.raw} --labels {input.labels}"
         " --weights {input.weights} --out {output} > {log} 2>&1"
@@ -42,12 +42,12 @@ rule report_training:
         log_path("report_training"),
     benchmark:
         benchmark_path("report_training")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(1000),
         runtime=runtime_minutes(10),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg report training --log {input.log} --out {output} > {log} 2>&1"
 
@@ -72,12 +72,12 @@ rule report_prediction:
         log_path("report_prediction", "{volume}"),
     benchmark:
         benchmark_path("report_prediction", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(10),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg report prediction --raw {input.raw} --labels {input.labels}"
         " --probability {input.probability} --segmentation {input.segmentation}"
@@ -103,12 +103,12 @@ rule report_instances:
         log_path("report_instances", "{volume}"),
     benchmark:
         benchmark_path("report_instances", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(10),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg report instances --raw {input.raw} --labels {input.labels}"
         " --segmentation {input.segmentation} --instances {input.instances} --out {output}"
@@ -133,12 +133,12 @@ rule report_volume:
         log_path("report_volume", "{volume}"),
     benchmark:
         benchmark_path("report_volume", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(30),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg report volume --raw {input.raw} --probability {input.probability}"
         " --segmentation {input.segmentation} --volume {wildcards.volume} --out {output}"
@@ -161,12 +161,12 @@ rule report_metrics:
         log_path("report_metrics", "{volume}"),
     benchmark:
         benchmark_path("report_metrics", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(1000),
         runtime=runtime_minutes(10),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg report metrics --metrics {input.metrics} --volume {wildcards.volume}"
         " --out {output} > {log} 2>&1"
@@ -186,18 +186,18 @@ rule report_augmentation:
             subcategory="{volume}",
             labels={"volume": "{volume}", "figure": "augmented training samples"},
         ),
-    params:
-        settings=train_settings(),
     log:
         log_path("report_augmentation", "{volume}"),
     benchmark:
         benchmark_path("report_augmentation", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(10),
-    conda:
-        "../../envs/unetseg.yaml"
+    params:
+        settings=train_settings(),
     shell:
         "unetseg report augmentation --raw {input.raw} --labels {input.labels}"
         " --weights {input.weights} --settings '{params.settings}' --out {output} > {log} 2>&1"
@@ -220,19 +220,19 @@ rule report_run:
             category="Run",
             labels={"figure": "jobs, machine, versions, configuration"},
         ),
-    params:
-        benchmarks=f"{RESULTS}/benchmarks",
-        config=json.dumps(config),
     log:
         log_path("report_run"),
     benchmark:
         benchmark_path("report_run")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(2000),
         runtime=runtime_minutes(10),
-    conda:
-        "../../envs/unetseg.yaml"
+    params:
+        benchmarks=f"{RESULTS}/benchmarks",
+        config=json.dumps(config),
     shell:
         "unetseg report run --benchmarks {params.benchmarks} --settings '{params.config}'"
         " --html {output.page} --out {output.figure} > {log} 2>&1"

@@ -5,20 +5,20 @@ rule tune_segment:
         labels=stores(volumes_with_role("validate"), "labels.zarr"),
     output:
         TUNED_SEGMENTATION,
-    params:
-        split_h=config["segment"]["split_h"] or "none",
-        watershed=watershed_option(),
-        min_size_px=config["segment"]["min_size_px"],
     log:
         log_path("tune_segment"),
     benchmark:
         benchmark_path("tune_segment")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(4000),
         runtime=runtime_minutes(60),
-    conda:
-        "../../envs/unetseg.yaml"
+    params:
+        split_h=config["segment"]["split_h"] or "none",
+        watershed=watershed_option(),
+        min_size_px=config["segment"]["min_size_px"],
     shell:
         "unetseg tune-segment --probability {input.probability} --labels {input.labels}"
         " --split-h {params.split_h} {params.watershed} --min-size-px {params.min_size_px}"
@@ -33,22 +33,22 @@ rule segment:
         tuned=tuned_inputs,
     output:
         directory(volume_path("{volume}", "segmentation.zarr")),
+    log:
+        log_path("segment", "{volume}"),
+    benchmark:
+        benchmark_path("segment", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
+    threads: 2
+    resources:
+        mem_mb=memory_mb(2000),
+        runtime=runtime_minutes(60),
     params:
         threshold=config["segment"]["threshold"],
         tuned=tuned_option,
         watershed=watershed_option(),
         split=split_option(),
         min_size_px=config["segment"]["min_size_px"],
-    log:
-        log_path("segment", "{volume}"),
-    benchmark:
-        benchmark_path("segment", "{volume}")
-    threads: 2
-    resources:
-        mem_mb=memory_mb(2000),
-        runtime=runtime_minutes(60),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg segment {input.probability} {output} --threshold {params.threshold}"
         " --metrics {input.validation_metrics} {params.tuned} {params.watershed} {params.split}"
@@ -65,12 +65,12 @@ rule export_segmentation:
         log_path("export_segmentation", "{volume}"),
     benchmark:
         benchmark_path("export_segmentation", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(1000),
         runtime=runtime_minutes(60),
-    conda:
-        "../../envs/unetseg.yaml"
     shell:
         "unetseg export {input.segmentation} {output} > {log} 2>&1"
 
@@ -83,18 +83,18 @@ rule view:
         truth=truth_store_of,
     output:
         directory(volume_path("{volume}", "view.zarr")),
-    params:
-        truth=lambda wildcards, input: f"--label truth={input.truth}" if input.truth else "",
     log:
         log_path("view", "{volume}"),
     benchmark:
         benchmark_path("view", "{volume}")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(1000),
         runtime=runtime_minutes(10),
-    conda:
-        "../../envs/unetseg.yaml"
+    params:
+        truth=lambda wildcards, input: f"--label truth={input.truth}" if input.truth else "",
     shell:
         "unetseg view {input.raw} {output} --label segmentation={input.segmentation}"
         " {params.truth} > {log} 2>&1"

@@ -21,20 +21,20 @@ rule train:
         model=f"{RESULTS}/model/model.pt",
         log=f"{RESULTS}/model/train_log.tsv",
         validation=f"{RESULTS}/model/validation.json",
-    params:
-        settings=train_settings(),
-        checkpoint=f"{RESULTS}/model/checkpoint.pt",
     log:
         log_path("train"),
     benchmark:
         benchmark_path("train")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 2
     resources:
         mem_mb=memory_mb(8000),
         runtime=runtime_minutes(1440),
         gpu=config["train"]["gpus"],
-    conda:
-        "../../envs/unetseg.yaml"
+    params:
+        settings=train_settings(),
+        checkpoint=f"{RESULTS}/model/checkpoint.pt",
     shell:
         "unetseg train --raw {input.raw} --labels {input.labels} --weights {input.weights}"
         " --val-raw {input.val_raw} --val-labels {input.val_labels}"
@@ -51,20 +51,20 @@ rule export_model:
     output:
         package=directory(f"{RESULTS}/model/bioimageio"),
         archive=f"{RESULTS}/model/bioimageio.zip",
-    params:
-        name=config["export_model"]["name"],
-        authors=" ".join(f"--author {shlex.quote(a)}" for a in config["export_model"]["authors"]),
-        license=config["export_model"]["license"],
     log:
         log_path("export_model"),
     benchmark:
         benchmark_path("export_model")
+    conda:
+        "../../envs/unetseg.yaml"
     threads: 1
     resources:
         mem_mb=memory_mb(4000),
         runtime=runtime_minutes(30),
-    conda:
-        "../../envs/unetseg.yaml"
+    params:
+        name=config["export_model"]["name"],
+        authors=" ".join(f"--author {shlex.quote(a)}" for a in config["export_model"]["authors"]),
+        license=config["export_model"]["license"],
     shell:
         "unetseg export-model {input.model} {output.package} --sample {input.sample}"
         " --name {params.name:q} {params.authors} --license {params.license:q} > {log} 2>&1"
