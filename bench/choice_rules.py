@@ -30,6 +30,7 @@ ISBI_RUNS = (
     ("bf16 seed 2", "isbi_selection/paper_bf16_14k-seed2", "scores"),
     ("bf16 seed 0", "isbi_choice/paper_bf16_14k-seed0", "checkpoint"),
     ("fp32 seed 0", "isbi_choice/paper-seed0", "checkpoint"),
+    ("fp32 seed 1", "isbi_choice/paper-seed1", "checkpoint"),
 )
 DSB_RUNS = (
     ("dsb seed 0", "dsb_choice/group_ap50-seed0", "checkpoint"),

@@ -315,6 +315,7 @@ def isbi_choice(arm: str = "paper", seed: int = 0) -> None:
 BENCHMARKS = {
     "isbi-selection": selection,
     "isbi-choice-fp32": isbi_choice,
+    "isbi-choice-fp32-seed1": lambda: isbi_choice(seed=1),  # the fp32 recipe's second seed
     # the bf16 recipe's seed 0 (seeds 1 and 2 are isbi-selection's): a third seed of its flattery
     "isbi-choice-bf16": lambda: isbi_choice(arm="paper_bf16_14k", seed=0),
     "dsb-choice": dsb_choice,
