@@ -190,20 +190,19 @@ def augment_rates(
     one sample per worker): the CPU loader with every core (`workers`: all by default) against
     the device path, whose loaders (one core fewer: training needs the last) only draw the
     choices and read the windows, and whose device resamples (train.augment_device)."""
-    from unetseg import augment_device, train
+    from unetseg import augment_device
+    from unetseg.samples import Samples, Volume
 
     workers = workers or os.cpu_count() or 1
     source = np.random.default_rng(0)
     image = source.random((4, size_px, size_px), dtype=np.float32)
-    volume = train.Volume.from_arrays(
-        image, image > 0.5, source.random(image.shape, dtype=np.float32)
-    )
+    volume = Volume.from_arrays(image, image > 0.5, source.random(image.shape, dtype=np.float32))
     config = TrainConfig(depth=depth, tile_out=tile_out)
     tile_in = tiling.input_size(tile_out, depth)
 
     def rate(windows_only: bool, processes: int) -> float:
         loader = torch.utils.data.DataLoader(
-            train.Samples([volume], tile_in, tile_out, config, windows_only), batch_size=1,
+            Samples([volume], tile_in, tile_out, config, windows_only), batch_size=1,
             num_workers=processes, collate_fn=list if windows_only else None,
         )  # fmt: skip
         batches = iter(loader)

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from bench.record import REPO, commit, machine
-from unetseg import evaluate, io, train
+from unetseg import evaluate, io, samples, train
 from unetseg.chunk import chunk_volume
 from unetseg.predict import predict_volume
 from unetseg.settings import train_settings
@@ -157,8 +157,8 @@ def run_arm(
     paths = stores(out, val)
     folder = out / arm
     folder.mkdir(exist_ok=True)
-    volumes = [train.load_volume(*paths["train"], config=train_config)]
-    held_out = [train.load_volume(*paths["val"], config=train_config)]
+    volumes = [samples.load_volume(*paths["train"], config=train_config)]
+    held_out = [samples.load_volume(*paths["val"], config=train_config)]
     started = time.perf_counter()
     best = train.train(volumes, held_out, train_config, folder / "model.pt",
                        folder / "train_log.tsv", folder / "checkpoint.pt")  # fmt: skip

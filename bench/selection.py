@@ -50,26 +50,26 @@ def rule_command(workdir: Path, command: list[str], rule: str, target: str) -> l
 def train_keeping_every_validation(argv: list[str], snapshots: Path) -> None:
     """The workflow's train command, in this process, with each validated network (the one
     validation scores: the average where there is one) also saved as snapshots/<step>.pt."""
-    from unetseg import cli
+    from unetseg import cli, validation
     from unetseg import train as training
 
-    validation_counts = training.validation_counts
+    validation_counts = validation.counts
 
     def validate_and_save(network, volumes, config, device):
         counts = validation_counts(network, volumes, config, device)
-        metrics = training.validation_metrics(counts, volumes)
+        metrics = validation.metrics(counts, volumes)
         step = inspect.currentframe().f_back.f_locals["step"]  # train()'s loop variable
         training.save_atomic(training.model_file(network, config, step, metrics),
                              snapshots / f"{step:06d}.pt")  # fmt: skip
         return counts
 
     snapshots.mkdir(parents=True, exist_ok=True)
-    training.validation_counts = validate_and_save
+    validation.counts = validate_and_save
     try:
         if cli.main(argv):
             raise SystemExit(f"unetseg train failed: {' '.join(argv)}")
     finally:
-        training.validation_counts = validation_counts
+        validation.counts = validation_counts
 
 
 def slice_counts(predict_argv: list[str], model: Path, truth_path: str) -> list[dict]:
@@ -209,6 +209,7 @@ def validation_counts_of(model_path: Path, raw: str, labels: str) -> tuple[list,
     settings, on the CPU), with the file's step and keep_by."""
     import torch
 
+    from unetseg import samples, validation
     from unetseg import train as training
 
     saved = torch.load(model_path, map_location="cpu", weights_only=True)
@@ -217,8 +218,8 @@ def validation_counts_of(model_path: Path, raw: str, labels: str) -> tuple[list,
     config = training.TrainConfig(**settings, augment=augment)
     network = training.UNet(**saved["model_config"])
     network.load_state_dict(saved["model_state"])
-    volume = training.load_volume(raw, labels, config=config)
-    counts = training.validation_counts(network, [volume], config, torch.device("cpu"))
+    volume = samples.load_volume(raw, labels, config=config)
+    counts = validation.counts(network, [volume], config, torch.device("cpu"))
     return counts, saved["step"], config.keep_by
 
 

@@ -25,9 +25,10 @@ from bench.record import (
     record,
     seconds,
 )
-from unetseg import UnetsegError, io, labels, model, rollback, tiling, train, weights
+from unetseg import UnetsegError, io, labels, model, rollback, tiling, train, validation, weights
 from unetseg.chunk import chunk_volume
 from unetseg.model import UNet, autocast, prepare, to_device
+from unetseg.samples import Samples, Volume, load_volume, sample_loader
 from unetseg.settings import train_settings
 
 ISBI = REPO.parent / "shared" / "data" / "isbi2012"
@@ -141,7 +142,7 @@ def demo_train_stores(folder: Path, depth: int, size_px: int, tag: str = "") -> 
     return stores
 
 
-class Uncached(train.Volume):
+class Uncached(Volume):
     """A volume whose every window is decoded from its chunks."""
 
     def cache(self, array, cached: bool = True):
@@ -157,15 +158,15 @@ def samples_from_stores(count: int = 100, rounds: int = 3, depth: int = 4, size_
     tile_in = tiling.input_size(config.tile_out, config.depth)
     with tempfile.TemporaryDirectory() as folder:
         stores = demo_train_stores(Path(folder), depth, size_px)
-        stored = train.load_volume(*stores, config=config)
-        in_memory = train.Volume.from_arrays(
+        stored = load_volume(*stores, config=config)
+        in_memory = Volume.from_arrays(
             *(np.stack([plane(z).whole() for z in range(depth)])
               for plane in (stored.image, stored.interior, stored.weight))
         )  # fmt: skip
         samples = {
-            "memory": train.Samples([in_memory], tile_in, config.tile_out, config),
-            "store, warm cache": train.Samples([stored], tile_in, config.tile_out, config),
-            "store, no cache": train.Samples([Uncached(**vars(stored))], tile_in,
+            "memory": Samples([in_memory], tile_in, config.tile_out, config),
+            "store, warm cache": Samples([stored], tile_in, config.tile_out, config),
+            "store, no cache": Samples([Uncached(**vars(stored))], tile_in,
                                              config.tile_out, config),
         }  # fmt: skip
         for index in range(count):  # the same samples, and the warm cache filled
@@ -230,7 +231,7 @@ def augment_vs_pretensor(steps_per_round: int = 5, rounds: int = 3) -> None:
     weight_maps = np.stack(
         [weights.weight_map(labels.cells(s, labels.BINARY), s > 0, 10.0, 5.0) for s in stack[:4]]
     )
-    volume = train.Volume.from_arrays(raw[:4].astype(np.float32) / 255, interior[:4], weight_maps)
+    volume = Volume.from_arrays(raw[:4].astype(np.float32) / 255, interior[:4], weight_maps)
     config = train.TrainConfig(depth=4, base_channels=32, tile_out=388, steps=10**6, workers=1)
     tile_in = tiling.input_size(config.tile_out, config.depth)
     device = torch.device("cpu")
@@ -238,7 +239,7 @@ def augment_vs_pretensor(steps_per_round: int = 5, rounds: int = 3) -> None:
     model = UNet(1, 2, **config.model_config())
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=0.99)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    augmented = iter(train.sample_loader([volume], tile_in, config, device, 0))
+    augmented = iter(sample_loader([volume], tile_in, config, device, 0))
     pretensor = [next(augmented) for _ in range(steps_per_round)]  # made before timing
     step = itertools.count()
 
@@ -364,8 +365,8 @@ def train_stability(seeds: range = range(8)) -> None:
                              chunks=(1, 256, 256), slices=slices, is_labels=is_labels)  # fmt: skip
         weights.compute_weights(folder / "train_labels.zarr", folder / "train_weights.zarr")
         stores = [folder / f"train_{n}.zarr" for n in ("raw", "labels", "weights")]
-        volumes = [train.load_volume(*stores)]  # every run normalises as the default does
-        val = [train.load_volume(folder / "val_raw.zarr", folder / "val_labels.zarr")]
+        volumes = [load_volume(*stores)]  # every run normalises as the default does
+        val = [load_volume(folder / "val_raw.zarr", folder / "val_labels.zarr")]
         for clip in (0.0, 1.0):
             final = []
             for seed in seeds:
@@ -431,8 +432,8 @@ def isbi_volumes(folder: Path, config: train.TrainConfig) -> tuple[list, list]:
     stores = isbi_stores(folder)
     train_stores = [stores[f"train_{name}"] for name in ("raw", "labels", "weights")]
     return (
-        [train.load_volume(*train_stores, config=config)],
-        [train.load_volume(stores["val_raw"], stores["val_labels"], config=config)],
+        [load_volume(*train_stores, config=config)],
+        [load_volume(stores["val_raw"], stores["val_labels"], config=config)],
     )
 
 
@@ -462,7 +463,7 @@ def train_stability_isbi(seeds=range(4), arms=STABILITY_ARMS, plan: int = 3000,
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         volumes, val = isbi_volumes(folder, next(iter(configs.values())))  # arms normalise alike
-        constant = rollback.constant_errors(train.validation_truths(val))["rand_error"]
+        constant = rollback.constant_errors(validation.truths(val))["rand_error"]
         runs = {arm: [] for arm in arms}
         events = {arm: [] for arm in arms}  # the rollbacks of each run
         for seed in seeds:  # each seed's arms together, so that a stopped run still compares
@@ -508,7 +509,7 @@ def isbi_early_validations(seeds=(0, 1), stop_after: int = 1250) -> None:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         volumes, val = isbi_volumes(folder, config)
-        constant = rollback.constant_errors(train.validation_truths(val))
+        constant = rollback.constant_errors(validation.truths(val))
         for seed in seeds:
             run = folder / f"seed{seed}"
             train.train(volumes, val, dataclasses.replace(config, seed=seed), f"{run}.pt",

@@ -69,18 +69,18 @@ def test_a_batch_stacks_its_samples():
 
 
 def test_the_loader_sends_the_windows_of_the_samples_it_would_make():
-    """train's Samples with windows_only: the same draws and windows, augmented by torch, give
-    the CPU loader's samples (here on the CPU, as a GPU would)."""
-    from unetseg import train
+    """Samples with windows_only: the same draws and windows, augmented by torch, give the CPU
+    loader's samples (here on the CPU, as a GPU would)."""
+    from unetseg import samples, train
 
     source = np.random.default_rng(3)
     image = source.random((2, 120, 100), dtype=np.float32)
     interior = (source.random((2, 120, 100)) > 0.5).astype(np.uint8)
     weights = source.random((2, 120, 100), dtype=np.float32)
-    volume = train.Volume.from_arrays(image, interior, weights)
+    volume = samples.Volume.from_arrays(image, interior, weights)
     config = train.TrainConfig(depth=2, tile_out=20)
-    on_cpu = train.Samples([volume], 60, 20, config)
-    windows = train.Samples([volume], 60, 20, config, windows_only=True)
+    on_cpu = samples.Samples([volume], 60, 20, config)
+    windows = samples.Samples([volume], 60, 20, config, windows_only=True)
     for index in range(6):
         expected = on_cpu[index]
         made = augment_device.augmented_batch([windows[index]], 60, 20, torch.device("cpu"))
@@ -90,15 +90,15 @@ def test_the_loader_sends_the_windows_of_the_samples_it_would_make():
 
 
 def test_augment_device_cuda_needs_training_on_cuda():
-    from unetseg import train
     from unetseg.errors import UnetsegError
+    from unetseg.samples import augments_on_device
 
     cpu = torch.device("cpu")
-    assert not train.augments_on_device("cpu", cpu) and not train.augments_on_device("auto", cpu)
+    assert not augments_on_device("cpu", cpu) and not augments_on_device("auto", cpu)
     with pytest.raises(
         UnetsegError, match="train.augment_device: 'cuda' needs training on a CUDA device"
     ):
-        train.augments_on_device("cuda", cpu)
+        augments_on_device("cuda", cpu)
 
 
 def test_the_gpu_benchmark_of_augmentation_runs_here_on_the_cpu():

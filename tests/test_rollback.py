@@ -9,7 +9,8 @@ from unetseg import evaluate
 from unetseg.chunk import chunk_volume
 from unetseg.data import demo_volume
 from unetseg.rollback import CollapseGuard, Rollbacks, constant_errors
-from unetseg.train import Run, TrainConfig, learning_rate, load_volume, model_file, train
+from unetseg.samples import load_volume
+from unetseg.train import Run, TrainConfig, learning_rate, model_file, train
 from unetseg.weights import compute_weights
 
 

@@ -12,9 +12,9 @@ import torch
 from conftest import TEST_DEVICE, TEST_PRECISIONS, write_tiff
 
 from unetseg import UnetsegError, tiling
-from unetseg.augment import AugmentConfig
 from unetseg.chunk import chunk_volume
-from unetseg.train import Samples, TrainConfig, load_volume, train, training_step
+from unetseg.samples import load_volume
+from unetseg.train import TrainConfig, train, training_step
 from unetseg.weights import compute_weights
 
 TINY = dict(
@@ -289,85 +289,6 @@ def test_loss_is_the_mean_over_annotated_pixels():
     assert weighted_cross_entropy(logits, target, torch.zeros(2, 6, 6)).item() == 0.0
 
 
-def sparse_volume(annotated_box):
-    """A (3, 64, 80) volume whose weights are 0 except in `annotated_box` of slice 1."""
-    from unetseg.train import Volume
-
-    rng = np.random.default_rng(0)
-    weights = np.zeros((3, 64, 80), np.float32)
-    weights[(1, *annotated_box)] = 1.0
-    interior = (rng.random((3, 64, 80)) > 0.5).astype(np.uint8)
-    return Volume.from_arrays(rng.random((3, 64, 80), dtype=np.float32), interior, weights)
-
-
-def test_sparse_slices_give_tiles_centred_in_their_annotation():
-    volume = sparse_volume((slice(40, 43), slice(60, 70)))
-    config = TrainConfig(**TINY, augment=AugmentConfig(elastic=False))
-    samples = Samples([volume], tiling.input_size(20, 2), 20, config)
-    assert [z for _, z, _ in samples.slices] == [1]  # slices 0 and 2 hold no annotation
-    for index in range(30):
-        _, _, weight = samples[index]
-        assert weight[9:11, 9:11].max() > 0  # centred on an annotated pixel
-
-
-def test_dense_slices_are_sampled_as_before():
-    """Fully annotated slices draw the same random numbers as before sparse annotation existed:
-    a slice, then a uniform centre inside augmented_sample."""
-    from unetseg.augment import augmented_sample
-
-    volume = sparse_volume((slice(None), slice(None)))
-    volume.weights[:] = 1.0
-    config = TrainConfig(**TINY)
-    tile_in = tiling.input_size(20, 2)
-    samples = Samples([volume], tile_in, 20, config)
-    for index in range(3):
-        rng = np.random.default_rng([config.seed, index])
-        z = rng.integers(3)
-        image, *_ = augmented_sample(rng, volume.raw[z], volume.labels[z], volume.weights[z],
-                                     tile_in, 20, config.augment)  # fmt: skip
-        assert np.array_equal(samples[index][0][0].numpy(), image)
-
-
-def test_volumes_sharing_a_raw_store_keep_their_own_labels(tmp_path, demo_arrays):
-    """The chunk cache names chunks by their store: two label stores of one raw store (two
-    annotators, say) are not mistaken for each other."""
-    raw, label_volume = demo_arrays
-    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), tmp_path / "raw.zarr")
-    for name, values in (("a", label_volume), ("b", 255 - label_volume)):
-        chunk_volume(write_tiff(tmp_path / f"{name}.tif", values), tmp_path / f"{name}.zarr",
-                     is_labels=True)  # fmt: skip
-    first, second = (load_volume(tmp_path / "raw.zarr", tmp_path / f"{n}.zarr") for n in "ab")
-    assert np.array_equal(first.interior(0)[:, :], label_volume[0] > 0)
-    assert np.array_equal(second.interior(0)[:, :], label_volume[0] == 0)
-    assert np.array_equal(first.image(0)[:, :], second.image(0)[:, :])
-
-
-def test_sampling_processes_share_the_chunk_cache(monkeypatch):
-    """Each of n DataLoader workers keeps 1/n of the decoded-chunk budget."""
-    from unetseg import train as train_module
-
-    class CacheBudget(torch.utils.data.Dataset):
-        def __init__(self, *args):
-            pass
-
-        def __getitem__(self, index):
-            return torch.tensor(train_module.SHARED_CHUNKS.max_bytes)
-
-    monkeypatch.setattr(train_module, "Samples", CacheBudget)
-    for workers, expected in ((2, train_module.CHUNK_CACHE_BYTES // 2),
-                              (0, train_module.CHUNK_CACHE_BYTES)):  # fmt: skip
-        config = TrainConfig(**TINY, workers=workers)
-        loader = train_module.sample_loader([], 92, config, torch.device("cpu"), 0)
-        budgets = [batch.item() for batch, _ in zip(loader, range(4), strict=False)]
-        assert budgets == [expected] * 4
-
-
-def test_no_annotated_pixel_is_refused():
-    volume = sparse_volume((slice(0), slice(0)))
-    with pytest.raises(UnetsegError, match="no pixel of the train volumes is annotated"):
-        Samples([volume], tiling.input_size(20, 2), 20, TrainConfig(**TINY))
-
-
 def test_sparse_validation_labels_are_refused(stores, tmp_path, capsys):
     from unetseg.cli import main
 
@@ -442,33 +363,14 @@ def test_a_diverged_loss_stops_training_with_what_to_change(clip, remedy):
                       torch.device("cpu"), 3)  # fmt: skip
 
 
-def test_only_annotated_slices_of_a_sparse_volume_are_sampled(tmp_path, demo_arrays, caplog):
-    raw, label_volume = demo_arrays
-    sparse = np.full(label_volume.shape, 9, np.uint8)
-    sparse[1] = label_volume[1] > 0
-    sparse[3, 10:30, 10:30] = label_volume[3, 10:30, 10:30] > 0
-    stores = [tmp_path / f"{name}.zarr" for name in ("raw", "labels", "weights")]
-    chunk_volume(write_tiff(tmp_path / "raw.tif", raw), stores[0], chunks=(2, 64, 64))
-    chunk_volume(write_tiff(tmp_path / "labels.tif", sparse), stores[1], chunks=(2, 64, 64),
-                 is_labels=True, ignore_label=9)  # fmt: skip
-    compute_weights(stores[1], stores[2])
-    volume = load_volume(*stores, config=TrainConfig(normalize="unit"))
-    with caplog.at_level("INFO"):
-        samples = Samples([volume], tiling.input_size(20, 2), 20, TrainConfig(**TINY))
-    assert "2 of 4 slices hold annotated pixels; only these are sampled" in caplog.text
-    assert [z for _, z, _ in samples.slices] == [1, 3]
-    assert samples.slices[0][2] is None  # slice 1: annotated everywhere, sampled uniformly
-    assert np.array_equal(volume.image(3).whole(), raw[3] / np.float32(255))
-    assert np.array_equal(volume.interior(3)[10:30, 10:30], label_volume[3, 10:30, 10:30] > 0)
-    assert not volume.interior(3)[40:, :].any()  # unannotated: not interior
-
-
 def test_validation_no_better_than_a_constant_prediction_is_reported(demo_arrays, caplog):
     """The constant prediction's errors are those of calling every pixel interior; a network
     that scores them warns, one a little better does not."""
     from unetseg import evaluate
     from unetseg.rollback import constant_errors
-    from unetseg.train import Volume, validation_truths, warn_if_no_better_than_constant
+    from unetseg.samples import Volume
+    from unetseg.train import warn_if_no_better_than_constant
+    from unetseg.validation import truths as validation_truths
 
     _, label_volume = demo_arrays
     truth = (label_volume > 0).astype(np.uint8)
@@ -485,15 +387,6 @@ def test_validation_no_better_than_a_constant_prediction_is_reported(demo_arrays
     assert [r.getMessage()[:7] for r in caplog.records] == ["step 7:"]
 
 
-def test_loader_workers_auto_leave_the_job_one_core():
-    from unetseg.train import loader_workers
-
-    assert [loader_workers("auto", n) for n in (1, 2, 16)] == [0, 1, 15]
-    assert loader_workers(3, 16) == 3
-    with pytest.raises(UnetsegError, match="train.workers: 'many'"):
-        loader_workers("many", 2)
-
-
 def scored_as_predicted(stores, tmp_path, name, **predict_options):
     """The validate volume and the held-out errors of model `name` as the workflow gives them:
     predict_volume (52-px tiles, 64-px blocks, with `predict_options`), then evaluate."""
@@ -501,7 +394,7 @@ def scored_as_predicted(stores, tmp_path, name, **predict_options):
 
     from unetseg import evaluate
     from unetseg.predict import predict_volume
-    from unetseg.train import validation_truths
+    from unetseg.validation import truths as validation_truths
 
     probability = tmp_path / f"{name}.zarr"
     predict_volume(tmp_path / f"{name}.pt", stores["val"][0], probability, 52, block_px=64,
@@ -519,7 +412,7 @@ def test_a_groupnorm_networks_kept_validation_errors_are_those_the_predict_step_
     validation errors are then the workflow's own held-out errors of that model, while the
     training tile's would not be."""
     from unetseg.predict import load_model
-    from unetseg.train import validate
+    from unetseg.validation import validate
 
     cut = dict(validate_tile_out=52, validate_block_px=64)
     best, _ = run(stores, tmp_path, "g", norm="group", steps=40, validate_every=20, **cut)
@@ -540,7 +433,7 @@ def test_with_tta_the_kept_validation_errors_are_those_the_predict_step_gives(st
     validation averages them too: the kept model's validation errors are the workflow's own
     held-out errors of that model, while a plain validation's are not."""
     from unetseg.predict import load_model
-    from unetseg.train import validate
+    from unetseg.validation import validate
 
     best, _ = run(stores, tmp_path, "t", steps=40, validate_every=20, validate_tta=True)
     val, scored = scored_as_predicted(stores, tmp_path, "t", tta=True)

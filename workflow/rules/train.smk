@@ -2,6 +2,8 @@ rule train:
     input:
         code=stage_code(
             "train",
+            "samples",
+            "validation",
             "model",
             "unet",
             "augment",

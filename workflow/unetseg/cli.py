@@ -116,11 +116,11 @@ def cmd_weights(args) -> None:
 def cmd_train(args) -> None:
     import torch
 
-    from unetseg import labels, train
+    from unetseg import labels, samples, train
 
     torch.set_num_threads(args.threads)
     options = settings(args.settings)
-    options["workers"] = train.loader_workers(options.get("workers", 1), args.threads)
+    options["workers"] = samples.loader_workers(options.get("workers", 1), args.threads)
     augment = train.AugmentConfig(**options.pop("augment", {}))
     try:
         config = train.TrainConfig(**options, augment=augment)
@@ -133,11 +133,11 @@ def cmd_train(args) -> None:
     for path in args.val_labels:
         labels.require_dense(path)  # the validation errors score every pixel
     volumes = [
-        train.load_volume(*paths, config=config)
+        samples.load_volume(*paths, config=config)
         for paths in zip(args.raw, args.labels, args.weights, strict=True)
     ]
     val_volumes = [
-        train.load_volume(*paths, config=config)
+        samples.load_volume(*paths, config=config)
         for paths in zip(args.val_raw, args.val_labels, strict=True)
     ]
     Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
