@@ -167,7 +167,7 @@ def samples_from_stores(count: int = 100, rounds: int = 3, depth: int = 4, size_
             "memory": Samples([in_memory], tile_in, config.tile_out, config),
             "store, warm cache": Samples([stored], tile_in, config.tile_out, config),
             "store, no cache": Samples([Uncached(**vars(stored))], tile_in,
-                                             config.tile_out, config),
+                                       config.tile_out, config),
         }  # fmt: skip
         for index in range(count):  # the same samples, and the warm cache filled
             made = [samples[name][index] for name in ("memory", "store, warm cache")]

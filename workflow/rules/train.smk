@@ -4,6 +4,7 @@ rule train:
             "train",
             "samples",
             "validation",
+            "augment_device",
             "model",
             "unet",
             "augment",
