@@ -30,6 +30,18 @@ def gpu_machine_env(**variables: str) -> dict[str, str]:
             "PYTHONPATH": python_path, **variables}  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """Commands run in-process (`cli.main(["train", ...])`) set torch's thread count for the
+    rest of the process; the next test gets the count it started with. (A chaotic training test,
+    test_rollback's forced collapse, took other rollbacks on 1 thread after test_train's.)"""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else None
+    yield
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def isbi_labels() -> np.ndarray:
     path = ISBI / "train-labels.tif"
