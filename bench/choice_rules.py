@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.record import record
+from bench.selection import keepable, log_events
 from unetseg import choice
 
 RUNS = Path("results/bench-recipe")
@@ -46,8 +47,7 @@ def moving_mean(values: np.ndarray, width: int) -> np.ndarray:
 
 def curve(validations: choice.Validations, slices: list[int], key: str) -> np.ndarray:
     """The selection error (`key`: a keep_by, or pixel_error) of every validation on `slices`."""
-    figures = [choice.errors([choice.pooled([counts[s] for s in slices])])
-               for counts in validations.counts]  # fmt: skip
+    figures = [choice.errors([counts[s] for s in slices]) for counts in validations.counts]
     if key == "pixel_error":
         return np.array([f["pixel_error"] for f in figures])
     return np.array([choice.selection_error(f, key) for f in figures])
@@ -59,12 +59,11 @@ Rule = Callable[[choice.Validations, list[int], str], int]
 
 def lowest(scores: np.ndarray, validations: choice.Validations) -> int:
     """The keepable validation with the lowest score, the later on a tie (as training keeps)."""
-    keepable = [i for i, ok in enumerate(validations.keepable) if ok]
-    return min(keepable, key=lambda i: (scores[i], -i))
+    return validations.lowest(lambda i: scores[i])
 
 
 RULES: dict[str, Rule] = {
-    "best": lambda v, s, k: lowest(curve(v, s, k), v),  # training's rule
+    "best": lambda v, s, k: v.chosen(s, k),  # training's rule
     "moving_mean_3": lambda v, s, k: lowest(moving_mean(curve(v, s, k), 3), v),
     "moving_mean_5": lambda v, s, k: lowest(moving_mean(curve(v, s, k), 5), v),
     "best_pixel_error": lambda v, s, k: lowest(curve(v, s, "pixel_error"), v),
@@ -97,14 +96,13 @@ def scored(validations: choice.Validations, keep_by: str, rule: Rule) -> dict:
 def from_scores(folder: Path) -> choice.Validations:
     """A selection run's validations from scores.json, keepable as its log's event says."""
     scores = json.loads((folder / "scores.json").read_text())
-    rows = (folder / "results/model/train_log.tsv").read_text().splitlines()[1:]
-    events = {int(row.split("\t")[0]): row.split("\t")[-1] for row in rows}
+    events = log_events(folder / "results/model/train_log.tsv")
     validations = choice.Validations()
     for key in sorted(key for key in scores if key.isdigit()):
         counts = [choice.SliceCounts(np.array(c["pixel"]), np.array(c["rand_n2"]))
                   for c in scores[key]]  # fmt: skip
         step = int(key)
-        validations.add(step, counts, not events[step].startswith(("watched", "rollback")))
+        validations.add(step, counts, keepable(events[step]))
     return validations
 
 

@@ -223,6 +223,18 @@ def validation_counts_of(model_path: Path, raw: str, labels: str) -> tuple[list,
     return counts, saved["step"], config.keep_by
 
 
+def log_events(log_path: Path) -> dict[int, str]:
+    """Each row's step and event in a training log (train_log.tsv, the event last)."""
+    rows = [row.split("\t") for row in log_path.read_text().splitlines()[1:]]
+    return {int(row[0]): row[-1] for row in rows}
+
+
+def keepable(event: str) -> bool:
+    """Whether training could keep the network of a row with this event: not one the rollback
+    guard watched or rolled back."""
+    return not event.startswith(("watched", "rollback"))
+
+
 def by_training(seed: int = 1) -> None:
     """Training's own leave-one-slice-out estimate (unetseg/choice.py, from its validations),
     made again from the saved networks of `selection(seed)`'s run: each validated as training
@@ -235,8 +247,7 @@ def by_training(seed: int = 1) -> None:
     analysis_path = workdir / "selection.json"
     if not snapshots or not analysis_path.exists():
         raise SystemExit(f"run `python -m bench isbi-selection` (seed {seed}) first: {workdir}")
-    log_rows = (workdir / "results/model/train_log.tsv").read_text().splitlines()
-    events = {int(row.split("\t")[0]): row.split("\t")[-1] for row in log_rows[1:]}
+    events = log_events(workdir / "results/model/train_log.tsv")
     with contextlib.chdir(workdir):
         argv = rule_command(workdir, command, "train", "results/model/model.pt")
         val_raw, val_labels = (
@@ -245,7 +256,7 @@ def by_training(seed: int = 1) -> None:
         validations = choice.Validations()
         for path in snapshots:
             counts, step, keep_by = validation_counts_of(path, val_raw, val_labels)
-            validations.add(step, counts, not events[step].startswith(("watched", "rollback")))
+            validations.add(step, counts, keepable(events[step]))
             print(step, choice.errors(counts), flush=True)
     names = [choice.slice_name(val_labels, z) for z in range(len(SLICE_NAMES))]
     summary = validations.summary(keep_by, names)

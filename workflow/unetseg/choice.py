@@ -89,11 +89,12 @@ class Validations:
     def best(self, counts_of, keep_by: str) -> int | None:
         """The keepable validation i whose counts_of(i) have the lowest selection error, the
         later on a tie (as training keeps)."""
+        return self.lowest(lambda i: selection_error(errors([counts_of(i)]), keep_by))
+
+    def lowest(self, score_of) -> int | None:
+        """The keepable validation i with the lowest score_of(i), the later on a tie."""
         candidates = [i for i, keepable in enumerate(self.keepable) if keepable]
-        if not candidates:
-            return None
-        return min(candidates,
-                   key=lambda i: (selection_error(errors([counts_of(i)]), keep_by), -i))  # fmt: skip
+        return min(candidates, key=lambda i: (score_of(i), -i)) if candidates else None
 
     def summary(self, keep_by: str, slice_names: list[str]) -> dict:
         """The kept validation's errors on the slices that chose it, beside each slice scored by
